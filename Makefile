@@ -1,0 +1,32 @@
+# Everything runs from .venv; only Python 3.11 and make are needed beforehand.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test lint bench freeze clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+
+lint: setup
+	$(BIN)/ruff check .
+
+test: setup lint
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python bench/parse_bench.py
+
+freeze: setup
+	$(BIN)/python -m pip freeze --exclude-editable > requirements.lock.tmp && \
+	  echo "compare requirements.lock.tmp with requirements.txt"
+
+clean:
+	rm -rf $(VENV) .pytest_cache bench/out

@@ -1,0 +1,284 @@
+"""The ``nem12`` command: validate, parse and generate MDFF files.
+
+Exit codes: 0 no errors (warnings allowed), 1 errors found, 2 unusable
+arguments or unreadable input. Every problem is one line naming file, line
+and rule; no input produces a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from datetime import date, datetime
+from pathlib import Path
+from typing import TextIO
+
+from nem12.parsing import FileParser, FileReport, ParseConfig
+from nem12.reading import ReadLimits, iter_members
+from nem12.rules import RULES, Finding
+
+EXIT_OK, EXIT_ERRORS, EXIT_UNUSABLE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Arguments the command cannot work with (exit 2)."""
+
+
+class Progress:
+    """A one-line progress bar on a terminal, for inputs worth waiting for."""
+
+    def __init__(self, stream: TextIO, label: str, total: int | None) -> None:
+        self.enabled = bool(total) and total >= (16 << 20) and stream.isatty()
+        self.stream, self.label, self.total = stream, label, total or 1
+        self.started = time.monotonic()
+
+    def update(self, done: int) -> None:
+        if not self.enabled:
+            return
+        share = min(done / self.total, 1.0)
+        bar = "#" * int(share * 30)
+        rate = done / max(time.monotonic() - self.started, 1e-6) / (1 << 20)
+        self.stream.write(f"\r{self.label[-40:]:40} [{bar:30}] {share:4.0%} {rate:6.1f} MB/s")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+
+
+def _input_files(paths: Sequence[str]) -> Iterator[Path]:
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.is_file())
+        elif path.exists():
+            yield path
+        else:
+            raise UsageError(f"cannot read {raw}: no such file or directory")
+
+
+def _config(args: argparse.Namespace) -> ParseConfig:
+    severity: dict[str, str] = {}
+    for item in args.severity or []:
+        rule, _, level = item.partition("=")
+        if rule not in RULES or level not in ("error", "warning"):
+            raise UsageError(f"--severity takes RULE=error|warning with a known rule, not {item!r}")
+        severity[rule] = level
+    return ParseConfig(
+        limits=ReadLimits.from_env(),
+        severity=severity,
+        reject_file_on_block_error=args.reject_file_on_block_error,
+    )
+
+
+def _parsers(path: Path, config: ParseConfig) -> Iterator[FileParser]:
+    for member in iter_members(path, name=str(path), limits=config.limits):
+        yield FileParser(member, config)
+
+
+def _run_parser(parser: FileParser, sink=None) -> FileReport:
+    progress = Progress(sys.stderr, parser.member.name, parser.member.size)
+    done = 0
+    for batch in parser.batches():
+        if sink is not None:
+            sink.write(batch)
+        done = parser.bytes_read
+        progress.update(done)
+    progress.close()
+    assert parser.report is not None
+    return parser.report
+
+
+def _summary(report: FileReport) -> str:
+    errors = sum(1 for f in report.findings if f.severity == "error")
+    warnings = len(report.findings) - errors
+    return (
+        f"{report.file}: {report.status}, {report.readings} readings, "
+        f"{report.blocks - report.rejected_blocks}/{report.blocks} blocks kept, "
+        f"{errors} errors, {warnings} warnings"
+    )
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = _config(args)
+    findings: list[Finding] = []
+    for path in _input_files(args.paths):
+        for parser in _parsers(path, config):
+            report = _run_parser(parser)
+            findings.extend(report.findings)
+            if not args.json:
+                for finding in report.findings:
+                    print(finding.as_line())
+                print(_summary(report), file=sys.stderr)
+    if args.json:
+        json.dump([f.as_dict() for f in findings], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    return EXIT_ERRORS if any(f.severity == "error" for f in findings) else EXIT_OK
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    from nem12.output import ReadingsOutput
+
+    config = _config(args)
+    files = list(_input_files([args.path]))
+    try:
+        output = ReadingsOutput(args.out)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    findings: list[Finding] = []
+    readings = 0
+    try:
+        for path in files:
+            for parser in _parsers(path, config):
+                part = output.part()
+                report = _run_parser(parser, part)
+                findings.extend(report.findings)
+                if report.status == "rejected":
+                    output.discard(part)
+                else:
+                    output.keep(part)
+                    readings += part.rows
+                print(_summary(report), file=sys.stderr)
+        output.publish()
+    except BaseException:
+        output.abandon()
+        raise
+    if args.findings:
+        Path(args.findings).write_text(json.dumps([f.as_dict() for f in findings], indent=2))
+    else:
+        for finding in findings:
+            print(finding.as_line(), file=sys.stderr)
+    print(f"wrote {readings} readings to {args.out}", file=sys.stderr)
+    return EXIT_ERRORS if any(f.severity == "error" for f in findings) else EXIT_OK
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from nem12.generate import DEFECTS, GeneratorSpec, write_file
+
+    if args.list_defects:
+        for defect in [*sorted(DEFECTS), "file_empty"]:
+            print(f"{defect:30} {RULES[defect].severity:8} {RULES[defect].message}")
+        return EXIT_OK
+    if not args.out:
+        raise UsageError("generate needs OUT (a .csv, .gz or .zip path)")
+    if args.interval_length not in (5, 15, 30):
+        raise UsageError("--interval-length must be 5, 15 or 30")
+    try:
+        start = date.fromisoformat(args.start_date)
+        updated = datetime.fromisoformat(args.update_datetime)
+        header = datetime.fromisoformat(args.header_datetime)
+    except ValueError as exc:
+        raise UsageError(f"bad date: {exc}") from exc
+    spec = GeneratorSpec(
+        nmis=args.nmis,
+        days=args.days,
+        interval_length=args.interval_length,
+        channels=tuple(c.strip() for c in args.channels.split(",") if c.strip()),
+        seed=args.seed,
+        start_date=start,
+        update_datetime=updated,
+        header_datetime=header,
+        variable_day_share=args.variable_days,
+        value_pool=args.value_pool,
+    )
+    spec = replace(spec, defects=tuple(args.defect or ()))
+    try:
+        out = write_file(spec, args.out)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    readings = spec.nmis * len(spec.channels) * spec.days * spec.intervals
+    print(f"wrote {out} ({out.stat().st_size} bytes, about {readings} readings)", file=sys.stderr)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nem12", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def strictness(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--severity",
+            action="append",
+            metavar="RULE=LEVEL",
+            help="override a rule's severity, e.g. nmi_format=error (repeatable)",
+        )
+        sub.add_argument(
+            "--reject-file-on-block-error",
+            action="store_true",
+            help="a block-scope error rejects the whole file",
+        )
+
+    validate = commands.add_parser("validate", help="check files against the structure rules")
+    validate.add_argument("paths", nargs="+", metavar="PATH")
+    validate.add_argument("--json", action="store_true", help="print findings as a JSON list")
+    strictness(validate)
+    validate.set_defaults(run=cmd_validate)
+
+    parse = commands.add_parser("parse", help="write accepted readings, one row per interval")
+    parse.add_argument("path", metavar="PATH")
+    parse.add_argument("--out", required=True, help="OUT.parquet or OUT.csv")
+    parse.add_argument("--findings", help="write findings as JSON here instead of stderr")
+    strictness(parse)
+    parse.set_defaults(run=cmd_parse)
+
+    generate = commands.add_parser("generate", help="write a synthetic NEM12 file")
+    generate.add_argument("out", nargs="?", metavar="OUT")
+    generate.add_argument("--nmis", type=int, default=2)
+    generate.add_argument("--days", type=int, default=2)
+    generate.add_argument("--interval-length", type=int, default=30)
+    generate.add_argument("--channels", default="E1,B1")
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--start-date", default="2024-01-01")
+    generate.add_argument("--update-datetime", default="2024-02-01T09:15:00")
+    generate.add_argument("--header-datetime", default="2024-02-01T09:30")
+    generate.add_argument(
+        "--variable-days",
+        type=float,
+        default=0.1,
+        help="share of days with QualityMethod V and 400 events",
+    )
+    generate.add_argument(
+        "--value-pool",
+        type=int,
+        default=0,
+        help="draw days from N value templates (fast for huge files)",
+    )
+    generate.add_argument(
+        "--defect",
+        action="append",
+        metavar="RULE",
+        help="add a defect that triggers RULE (repeatable)",
+    )
+    generate.add_argument("--list-defects", action="store_true")
+    generate.set_defaults(run=cmd_generate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return EXIT_UNUSABLE if exc.code not in (0, None) else EXIT_OK
+    try:
+        return int(args.run(args))
+    except UsageError as exc:
+        print(f"nem12: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_UNUSABLE
+    except OSError as exc:
+        print(f"nem12: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""Facts of the MDFF specification that parsing and rules share."""
+
+from __future__ import annotations
+
+import polars as pl
+
+#: NEM time is UTC+10 all year, no daylight saving.
+NEM_TIME_ZONE = "+10:00"
+
+#: Interval values are NUM(15,V): at most 14 fractional digits, kept exact.
+VALUE_DTYPE = pl.Decimal(38, 14)
+VALUE_PATTERN = r"^(\d{1,24}(\.\d{0,14})?|\.\d{1,14})$"
+
+INTERVAL_LENGTHS = (5, 15, 30)
+MINUTES_PER_DAY = 1440
+
+#: QualityFlag and an optional two-digit MethodFlag (A, E52, S14, F14, V, N).
+QUALITY_PATTERN = r"^[AEFNSV](\d\d)?$"
+FLAGS_NEEDING_METHOD = ("E", "F", "S")
+FLAGS_NEEDING_REASON = ("F", "S")
+
+NMI_PATTERN = r"^[A-HJ-NP-Z0-9]{10}$"
+
+RECORD_TYPES = ("100", "200", "300", "400", "500", "900")
+NEM13_RECORD_TYPES = ("250", "550")
+
+#: Appendix B units, keyed by their upper-case spelling (files use any case).
+UNITS_OF_MEASURE: dict[str, str] = {
+    unit.upper(): unit
+    for unit in (
+        "MWh",
+        "kWh",
+        "Wh",
+        "MVArh",
+        "kVArh",
+        "VArh",
+        "MVAr",
+        "kVAr",
+        "VAr",
+        "MW",
+        "kW",
+        "W",
+        "MVAh",
+        "kVAh",
+        "VAh",
+        "MVA",
+        "kVA",
+        "VA",
+        "kV",
+        "V",
+        "kA",
+        "A",
+        "pf",
+    )
+}
+
+#: Appendix E reason codes, current and retired (history files still carry
+#: retired ones); an unknown code is only a warning.
+REASON_CODES: frozenset[int] = frozenset(
+    {
+        0,
+        1,
+        2,
+        3,
+        5,
+        6,
+        7,
+        8,
+        9,
+        10,
+        11,
+        12,
+        13,
+        14,
+        15,
+        17,
+        18,
+        20,
+        21,
+        22,
+        23,
+        24,
+        25,
+        26,
+        27,
+        28,
+        29,
+        31,
+        32,
+        33,
+        34,
+        35,
+        36,
+        37,
+        38,
+        39,
+        40,
+        41,
+        42,
+        43,
+        44,
+        45,
+        47,
+        48,
+        51,
+        52,
+        53,
+        54,
+        55,
+        60,
+        61,
+        62,
+        64,
+        65,
+        67,
+        68,
+        69,
+        71,
+        72,
+        73,
+        74,
+        75,
+        76,
+        77,
+        78,
+        79,
+        80,
+        81,
+        87,
+        89,
+        100,
+        101,
+        102,
+        103,
+        104,
+        105,
+        106,
+        107,
+        108,
+        109,
+    }
+    | {
+        4,
+        16,
+        19,
+        30,
+        46,
+        49,
+        50,
+        58,
+        70,
+        82,
+        83,
+        84,
+        85,
+        86,
+        88,
+        90,
+        91,
+        92,
+        93,
+        94,
+        95,
+        96,
+        97,
+        98,
+        99,
+    }
+)
+
+READING_SCHEMA: dict[str, pl.DataType] = {
+    "nmi": pl.String(),
+    "nmi_suffix": pl.String(),
+    "register_id": pl.String(),
+    "meter_serial_number": pl.String(),
+    "uom": pl.String(),
+    "interval_length": pl.Int16(),
+    "interval_start": pl.Datetime("us", NEM_TIME_ZONE),
+    "value": VALUE_DTYPE,
+    "quality_method": pl.String(),
+    "reason_code": pl.String(),
+    "reason_description": pl.String(),
+    "update_datetime": pl.Datetime("us", NEM_TIME_ZONE),
+    "msats_load_datetime": pl.Datetime("us", NEM_TIME_ZONE),
+    "line_number": pl.Int64(),
+}

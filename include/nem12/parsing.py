@@ -1,0 +1,1084 @@
+"""Parsing NEM12 with Polars: chunks of whole 200 blocks in, long-format readings out.
+
+A member is read in chunks (see ``reading.iter_chunks``); each chunk becomes a
+per-record frame, the structure rules run over it as Polars expressions, and
+the 300 records of blocks without errors are split and exploded into one row
+per interval. Memory therefore depends on the chunk size, not the file size.
+
+Errors found late (a missing 900, say) reject a file whose earlier readings
+were already yielded: consumers stage what ``FileParser.batches`` yields and
+keep it only when ``FileParser.report.status`` is not ``rejected``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import PurePosixPath
+from typing import Literal
+
+import polars as pl
+from nem12 import mdff
+from nem12.findings import FindingCollector
+from nem12.reading import Chunk, Member, ReadError, ReadLimits, iter_chunks
+from nem12.rules import Finding, RuleBook
+
+Status = Literal["accepted", "partial", "rejected"]
+F = pl.col("fields")
+
+
+@dataclass(frozen=True)
+class ParseConfig:
+    """How strict parsing is: limits, severity overrides, block vs file rejection."""
+
+    limits: ReadLimits = field(default_factory=ReadLimits)
+    severity: Mapping[str, str] = field(default_factory=dict)
+    reject_file_on_block_error: bool = False
+    max_findings_per_rule: int = 100
+
+
+@dataclass
+class Header:
+    version: str | None = None
+    datetime: datetime | None = None
+    from_participant: str | None = None
+    to_participant: str | None = None
+    line: int | None = None
+
+
+@dataclass
+class FileReport:
+    """What one file held and what was wrong with it."""
+
+    file: str
+    status: Status
+    findings: list[Finding]
+    header: Header
+    blocks: int
+    rejected_blocks: int
+    readings: int
+    b2b: list[dict[str, object]]
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+
+def _field(i: int | pl.Expr) -> pl.Expr:
+    return F.list.get(i, null_on_oob=True).str.strip_chars()
+
+
+def _nem_datetime(raw: pl.Expr, fmt: str) -> pl.Expr:
+    return raw.str.to_datetime(fmt, strict=False, time_unit="us").dt.replace_time_zone(
+        mdff.NEM_TIME_ZONE
+    )
+
+
+class FileParser:
+    """Parses one member; iterate ``batches()`` then read ``report``."""
+
+    def __init__(self, member: Member, config: ParseConfig | None = None) -> None:
+        self.member = member
+        self.config = config or ParseConfig()
+        self.collector = FindingCollector(
+            member.name,
+            RuleBook(self.config.severity),
+            self.config.max_findings_per_rule,
+            self.config.reject_file_on_block_error,
+        )
+        self.header = Header()
+        self._records = 0
+        self._blocks = 0
+        self._days = 0
+        self._end_line: int | None = None
+        self._stop = False
+        self._read_failed = False
+        self.bytes_read = 0
+        self._open_block: pl.DataFrame | None = None
+        self._pending: list[pl.DataFrame] = []
+        self._seen_dates: pl.DataFrame | None = None
+        self._b2b: list[dict[str, object]] = []
+        self._readings = 0
+        self._decoded_latin1 = False
+        self.report: FileReport | None = None
+
+    # --- driving ---------------------------------------------------------------
+    def batches(self) -> Iterator[pl.DataFrame]:
+        """Accepted readings, batch by batch, in READING_SCHEMA."""
+        for warning in self.member.warnings:
+            self.collector.add(warning.rule, warning.message)
+        try:
+            with self.member.open() as stream:
+                for chunk in iter_chunks(stream, self.config.limits):
+                    if self._stop:
+                        break
+                    self.bytes_read += len(chunk.data)
+                    readings = self._chunk(chunk)
+                    yield from self._release(readings, chunk.block_complete)
+        except ReadError as exc:
+            self._read_failed = True
+            self.collector.add(exc.rule, exc.message, line=exc.line)
+        except (pl.exceptions.PolarsError, ValueError, OSError) as exc:
+            # A defect of ours or an input no rule foresaw: reject the file, say why.
+            self._read_failed = True
+            self.collector.add(
+                "input_unreadable", f"cannot parse: {type(exc).__name__}: {exc}"[:500]
+            )
+        self._finish()
+
+    def run(self) -> FileReport:
+        """Parse for the findings only, discarding readings."""
+        for _ in self.batches():
+            pass
+        assert self.report is not None
+        return self.report
+
+    def _release(
+        self, readings: pl.DataFrame | None, block_complete: bool
+    ) -> Iterator[pl.DataFrame]:
+        if readings is None or readings.is_empty():
+            readings = None
+        rejected = self.collector.rejected_blocks
+        if readings is not None and not block_complete:
+            last = self._blocks
+            self._pending.append(readings.filter(pl.col("block") == last))
+            readings = readings.filter(pl.col("block") != last)
+        if block_complete and self._pending:
+            held = pl.concat(self._pending)
+            self._pending = []
+            readings = held if readings is None else pl.concat([held, readings])
+        if readings is None or self.collector.file_rejected:
+            return
+        if rejected:
+            readings = readings.filter(~pl.col("block").is_in(list(rejected)))
+        if readings.is_empty():
+            return
+        self._readings += readings.height
+        yield readings.drop("block")
+
+    def _finish(self) -> None:
+        c = self.collector
+        if self._records == 0:
+            if not c.file_rejected:
+                c.add("file_empty", "the file holds no records")
+        elif not self._stop and not self._read_failed:
+            if self._end_line is None:
+                c.add("end_missing", "no 900 end-of-data record: the file may be truncated")
+            if self._blocks == 0 and self.header.line is not None:
+                c.add(
+                    "header_only",
+                    "the file holds a header but no 200/300 data records",
+                    line=self.header.line,
+                    record_type="100",
+                )
+        findings = c.finish()
+        if c.file_rejected or (self._blocks and len(c.rejected_blocks) >= self._blocks):
+            status: Status = "rejected"
+        elif c.rejected_blocks:
+            status = "partial"
+        else:
+            status = "accepted"
+        if status == "rejected":
+            self._readings = 0
+        self.report = FileReport(
+            file=self.member.name,
+            status=status,
+            findings=findings,
+            header=self.header,
+            blocks=self._blocks,
+            rejected_blocks=len(c.rejected_blocks),
+            readings=self._readings,
+            b2b=self._b2b,
+        )
+
+    # --- one chunk -------------------------------------------------------------
+    def _decode(self, chunk: Chunk) -> str:
+        data = chunk.data
+        if chunk.first_line == 1 and data.startswith(b"\xef\xbb\xbf"):
+            data = data[3:]
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = data.decode("latin-1")
+            if not self._decoded_latin1:
+                self._decoded_latin1 = True
+                self.collector.add("encoding", "bytes that are not UTF-8 were read as Latin-1")
+        return text[:-1] if text.endswith("\n") else text
+
+    def _chunk(self, chunk: Chunk) -> pl.DataFrame | None:
+        text = self._decode(chunk)
+        records = (
+            pl.LazyFrame({"raw": [text]})
+            .select(pl.col("raw").str.split("\n"))
+            .explode("raw")
+            .with_row_index("line", offset=chunk.first_line)
+            .with_columns(pl.col("line").cast(pl.Int64), pl.col("raw").str.strip_chars())
+            .with_columns(fields=pl.col("raw").str.split(","))
+            .with_columns(record_type=_field(0))
+            .with_columns(
+                block=(pl.col("record_type") == "200").cum_sum().cast(pl.Int64) + self._blocks,
+                day=(pl.col("record_type") == "300").cum_sum().cast(pl.Int64) + self._days,
+            )
+            .collect()
+        )
+        self._check_file_structure(records)
+        if self._stop:
+            return None
+        blocks = self._blocks_frame(records)
+        self._blocks = int(records.get_column("block").max() or self._blocks)
+        self._days = int(records.get_column("day").max() or self._days)
+        self._collect_b2b(records, blocks)
+        days = self._check_days(records, blocks)
+        events = self._check_events(records, days)
+        return self._readings_frame(days.filter(pl.col("shape_ok")), events)
+
+    # --- file structure: 100, 900, unknown and blank lines ------------------------
+    def _check_file_structure(self, records: pl.DataFrame) -> None:
+        c = self.collector
+        blank = records.filter(pl.col("raw") == "")
+        if not blank.is_empty():
+            c.add_frame(
+                "blank_line",
+                blank.select(
+                    "line",
+                    record_type=pl.lit(None, pl.String),
+                    nmi=pl.lit(None, pl.String),
+                    message=pl.lit("blank line ignored"),
+                ),
+            )
+        rows = records.filter(pl.col("raw") != "")
+        if rows.is_empty():
+            return
+        if self._records == 0:
+            first = rows.row(0, named=True)
+            if first["record_type"] != "100":
+                c.add(
+                    "header_missing",
+                    f"the first record is {first['record_type']!r}, not a 100 header",
+                    line=first["line"],
+                    record_type=first["record_type"],
+                )
+        self._records += rows.height
+        headers = rows.filter(pl.col("record_type") == "100")
+        for header in headers.iter_rows(named=True):
+            if self.header.line is None and header["line"] == rows.item(0, "line"):
+                self._read_header(header)
+            else:
+                c.add(
+                    "header_repeated", "a second 100 header", line=header["line"], record_type="100"
+                )
+        if self._stop:
+            return
+        known = mdff.RECORD_TYPES
+        unknown = rows.filter(~pl.col("record_type").is_in(known))
+        if not unknown.is_empty():
+            c.add_frame(
+                "record_type_unknown",
+                unknown.select(
+                    "line",
+                    "record_type",
+                    nmi=pl.lit(None, pl.String),
+                    message=pl.format(
+                        "record indicator '{}' is not a NEM12 record type{}",
+                        pl.col("record_type").str.slice(0, 20),
+                        pl.when(pl.col("record_type").is_in(mdff.NEM13_RECORD_TYPES))
+                        .then(pl.lit(" (it is a NEM13 record)"))
+                        .otherwise(pl.lit("")),
+                    ),
+                ),
+            )
+        ends = rows.filter(pl.col("record_type") == "900").get_column("line").to_list()
+        for line in ends:
+            if self._end_line is None:
+                self._end_line = line
+            else:
+                c.add(
+                    "end_repeated",
+                    f"another 900 record (the first is on line {self._end_line})",
+                    line=line,
+                    record_type="900",
+                )
+        if self._end_line is not None:
+            after = rows.filter(
+                (pl.col("line") > self._end_line) & (pl.col("record_type") != "900")
+            )
+            if not after.is_empty():
+                c.add_frame(
+                    "data_after_end",
+                    after.select(
+                        "line",
+                        "record_type",
+                        nmi=pl.lit(None, pl.String),
+                        message=pl.format(
+                            "record {} after the 900 record on line {}",
+                            pl.col("record_type").str.slice(0, 20),
+                            pl.lit(self._end_line),
+                        ),
+                    ),
+                )
+        outside = rows.filter(
+            pl.col("record_type").is_in(["300", "400", "500"]) & (pl.col("block") == 0)
+        )
+        if not outside.is_empty():
+            c.add_frame(
+                "record_outside_block",
+                outside.select(
+                    "line",
+                    "record_type",
+                    nmi=pl.lit(None, pl.String),
+                    message=pl.format("{} record before any 200 record", pl.col("record_type")),
+                ),
+            )
+
+    def _read_header(self, row: dict[str, object]) -> None:
+        c = self.collector
+        fields = [str(f).strip() for f in row["fields"]]  # type: ignore[union-attr]
+        fields += [""] * (5 - len(fields))
+        line = int(row["line"])  # type: ignore[arg-type]
+        version = fields[1].upper()
+        self.header = Header(
+            version=version or None,
+            line=line,
+            from_participant=fields[3] or None,
+            to_participant=fields[4] or None,
+        )
+        if version == "NEM13":
+            c.add(
+                "version_unsupported",
+                "VersionHeader NEM13: accumulation data is not yet supported",
+                line=line,
+                record_type="100",
+            )
+            self._stop = True
+            return
+        if version != "NEM12":
+            c.add(
+                "version_invalid",
+                f"VersionHeader {fields[1][:20]!r} is not NEM12",
+                line=line,
+                record_type="100",
+            )
+            self._stop = True
+            return
+        try:
+            if not re.fullmatch(r"\d{12}", fields[2]):
+                raise ValueError
+            self.header.datetime = datetime.strptime(fields[2], "%Y%m%d%H%M")
+        except ValueError:
+            c.add(
+                "header_datetime",
+                f"header DateTime {fields[2][:20]!r} is not YYYYMMDDHHMM",
+                line=line,
+                record_type="100",
+            )
+        self._check_file_name()
+
+    def _check_file_name(self) -> None:
+        """NEM12#<FileID>#<From>#<To>: compare the participants with the header's."""
+        base = PurePosixPath(self.member.name.replace("!", "/")).name
+        parts = base.split("#")
+        if len(parts) != 4 or parts[0].upper() not in ("NEM12", "NEM13"):
+            return
+        to_name = parts[3].split(".")[0]
+        pairs = [(parts[2], self.header.from_participant), (to_name, self.header.to_participant)]
+        if any(header and named.upper() != header.upper() for named, header in pairs):
+            self.collector.add(
+                "filename_participants",
+                f"file name says From {parts[2]} To {to_name}; header says From "
+                f"{self.header.from_participant} To {self.header.to_participant}",
+                line=self.header.line,
+                record_type="100",
+            )
+
+    # --- 200 blocks -------------------------------------------------------------
+    def _blocks_frame(self, records: pl.DataFrame) -> pl.DataFrame:
+        new = (
+            records.filter(pl.col("record_type") == "200")
+            .select(
+                "block",
+                "line",
+                nmi=_field(1),
+                nmi_configuration=_field(2),
+                register_id=_field(3),
+                nmi_suffix=_field(4),
+                mdm_data_stream_identifier=_field(5),
+                meter_serial_number=_field(6),
+                uom_raw=_field(7),
+                interval_length_raw=_field(8),
+                next_scheduled_read_date=_field(9),
+                field_count=F.list.len(),
+                extra=F.list.slice(10).list.eval(pl.element().str.strip_chars() != "").list.any(),
+            )
+            .with_columns(
+                interval_length=pl.col("interval_length_raw").cast(pl.Int16, strict=False),
+                uom=pl.col("uom_raw")
+                .str.to_uppercase()
+                .replace_strict(mdff.UNITS_OF_MEASURE, default=None, return_dtype=pl.String),
+            )
+        )
+        self._check_blocks(new)
+        new = new.with_columns(
+            interval_length=pl.when(pl.col("interval_length").is_in(mdff.INTERVAL_LENGTHS)).then(
+                pl.col("interval_length")
+            )
+        )
+        if self._open_block is not None:
+            new = pl.concat([self._open_block, new], how="vertical_relaxed")
+        if not new.is_empty():
+            self._open_block = new.tail(1)
+        return new
+
+    def _check_blocks(self, blocks: pl.DataFrame) -> None:
+        c = self.collector
+        base = blocks.select(
+            "line",
+            "block",
+            "nmi",
+            record_type=pl.lit("200"),
+            il="interval_length",
+            il_raw="interval_length_raw",
+            uom="uom",
+            uom_raw="uom_raw",
+            nmi_suffix="nmi_suffix",
+            field_count="field_count",
+            extra="extra",
+        )
+        checks = {
+            "record_fields": (
+                (pl.col("field_count") < 9) | pl.col("extra"),
+                pl.format(
+                    "200 record has {} fields; it needs NMI to IntervalLength and no extra values",
+                    pl.col("field_count"),
+                ),
+            ),
+            "nmi_format": (
+                ~pl.col("nmi").fill_null("").str.contains(mdff.NMI_PATTERN),
+                pl.format(
+                    "NMI '{}' is not 10 characters of A-Z (no I, O) and 0-9",
+                    pl.col("nmi").fill_null(""),
+                ),
+            ),
+            "nmi_suffix_missing": (
+                pl.col("nmi_suffix").fill_null("") == "",
+                pl.lit("NMISuffix is empty: readings cannot be told apart by data stream"),
+            ),
+            "interval_length": (
+                ~pl.col("il").is_in(mdff.INTERVAL_LENGTHS).fill_null(False),
+                pl.format("IntervalLength '{}' is not 5, 15 or 30", pl.col("il_raw").fill_null("")),
+            ),
+            "uom_invalid": (
+                pl.col("uom").is_null(),
+                pl.format("UOM '{}' is not an MDFF unit", pl.col("uom_raw").fill_null("")),
+            ),
+        }
+        for rule, (condition, message) in checks.items():
+            c.add_frame(
+                rule,
+                base.filter(condition).select(
+                    "line", "record_type", "nmi", "block", message=message
+                ),
+            )
+
+    def _collect_b2b(self, records: pl.DataFrame, blocks: pl.DataFrame) -> None:
+        b2b = records.filter(pl.col("record_type") == "500", pl.col("block") > 0)
+        if b2b.is_empty():
+            return
+        b2b = b2b.select(
+            "block",
+            "line",
+            trans_code=_field(1),
+            ret_service_order=_field(2),
+            read_datetime=_field(3),
+            index_read=_field(4),
+        ).join(
+            blocks.select("block", "nmi", "nmi_suffix"),
+            on="block",
+            how="left",
+            maintain_order="left",
+        )
+        self._b2b.extend(b2b.drop("block").to_dicts())
+
+    # --- 300 days -----------------------------------------------------------------
+    def _check_days(self, records: pl.DataFrame, blocks: pl.DataFrame) -> pl.DataFrame:
+        c = self.collector
+        n = pl.col("intervals")
+        last_filled = (
+            F.list.eval(pl.int_range(pl.len()).filter(pl.element().str.strip_chars() != ""))
+            .list.max()
+            .fill_null(-1)
+            + 1
+        )
+        days = (
+            records.lazy()
+            .filter(pl.col("record_type") == "300", pl.col("block") > 0)
+            .join(
+                blocks.lazy().select(
+                    "block",
+                    "nmi",
+                    "nmi_suffix",
+                    "register_id",
+                    "meter_serial_number",
+                    "uom",
+                    "interval_length",
+                ),
+                on="block",
+                how="left",
+                maintain_order="left",
+            )
+            .with_columns(
+                intervals=(mdff.MINUTES_PER_DAY // pl.col("interval_length")).cast(pl.Int32)
+            )
+            .with_columns(
+                filled=last_filled.cast(pl.Int32),
+                date_raw=_field(1),
+                quality_method=_field(n + 2),
+                reason_code=_field(n + 3),
+                reason_description=_field(n + 4),
+                update_raw=_field(n + 5),
+                msats_raw=_field(n + 6),
+            )
+            .with_columns(
+                interval_date=pl.col("date_raw").str.to_date("%Y%m%d", strict=False),
+                quality_ok=pl.col("quality_method")
+                .fill_null("")
+                .str.contains(mdff.QUALITY_PATTERN),
+            )
+            .with_columns(
+                shape_ok=n.is_not_null() & pl.col("quality_ok") & (pl.col("filled") <= n + 7),
+            )
+            .collect()
+        )
+        if days.is_empty():
+            return days
+        shape = days.filter(n.is_not_null() & ~pl.col("shape_ok"))
+        if not shape.is_empty():
+            self._report_shape(shape)
+        checks = {
+            "interval_date": (
+                pl.col("interval_date").is_null()
+                | ~pl.col("date_raw").fill_null("").str.contains(r"^\d{8}$"),
+                pl.format("IntervalDate '{}' is not a real date", pl.col("date_raw").fill_null("")),
+            ),
+        }
+        for rule, (condition, message) in checks.items():
+            c.add_frame(
+                rule,
+                days.filter(condition).select(
+                    "line", "block", "nmi", record_type=pl.lit("300"), message=message
+                ),
+            )
+        ok = days.filter(pl.col("shape_ok"))
+        self._check_quality(
+            ok.select(
+                "line",
+                "block",
+                "nmi",
+                "quality_method",
+                "reason_code",
+                "reason_description",
+                record_type=pl.lit("300"),
+            )
+        )
+        self._check_update_times(ok)
+        self._check_repeats(days.filter(pl.col("interval_date").is_not_null()))
+        return days
+
+    def _report_shape(self, shape: pl.DataFrame) -> None:
+        """Tell a wrong value count from a bad QualityMethod or stray trailing fields."""
+        n = pl.col("intervals")
+        found = shape.with_columns(
+            first_quality=F.list.slice(2)
+            .list.eval(
+                pl.int_range(pl.len()).filter(
+                    pl.element().str.strip_chars().str.contains(mdff.QUALITY_PATTERN)
+                )
+            )
+            .list.first(),
+        )
+        value_count = found.filter(
+            pl.col("first_quality").is_not_null() & (pl.col("first_quality") != n)
+        )
+        self.collector.add_frame(
+            "value_count",
+            value_count.select(
+                "line",
+                "block",
+                "nmi",
+                record_type=pl.lit("300"),
+                message=pl.format(
+                    "300 record has {} interval values; IntervalLength {} needs {}",
+                    pl.col("first_quality"),
+                    pl.col("interval_length"),
+                    n,
+                ),
+            ),
+        )
+        rest = found.filter(pl.col("first_quality").is_null() | (pl.col("first_quality") == n))
+        bad_quality = rest.filter(~pl.col("quality_ok"))
+        self.collector.add_frame(
+            "quality_method",
+            bad_quality.select(
+                "line",
+                "block",
+                "nmi",
+                record_type=pl.lit("300"),
+                message=pl.format(
+                    "QualityMethod '{}' after {} values is not valid (or the value count is wrong)",
+                    pl.col("quality_method").fill_null("").str.slice(0, 20),
+                    n,
+                ),
+            ),
+        )
+        extra = rest.filter(pl.col("quality_ok"))
+        self.collector.add_frame(
+            "record_fields",
+            extra.select(
+                "line",
+                "block",
+                "nmi",
+                record_type=pl.lit("300"),
+                message=pl.format(
+                    "300 record has {} fields; IntervalLength {} allows at most {}",
+                    pl.col("filled"),
+                    pl.col("interval_length"),
+                    n + 7,
+                ),
+            ),
+        )
+
+    def _check_quality(self, rows: pl.DataFrame) -> None:
+        """Flag rules shared by 300 and 400 records."""
+        flag = pl.col("quality_method").str.slice(0, 1)
+        method = pl.col("quality_method").str.slice(1)
+        reason = pl.col("reason_code").fill_null("")
+        description = pl.col("reason_description").fill_null("")
+        code = reason.cast(pl.Int32, strict=False)
+        checks = {
+            "quality_method_number": (
+                flag.is_in(mdff.FLAGS_NEEDING_METHOD) & (method == ""),
+                pl.format(
+                    "QualityMethod '{}' needs a two-digit method number", pl.col("quality_method")
+                ),
+            ),
+            "reason_code_required": (
+                flag.is_in(mdff.FLAGS_NEEDING_REASON) & (reason == ""),
+                pl.format("QualityMethod '{}' needs a ReasonCode", pl.col("quality_method")),
+            ),
+            "reason_code_invalid": (
+                (reason != "") & ~code.is_in(list(mdff.REASON_CODES)).fill_null(False),
+                pl.format("ReasonCode '{}' is not an MDFF reason code", reason.str.slice(0, 20)),
+            ),
+            "reason_code_on_variable": (
+                (flag == "V") & (reason != ""),
+                pl.format("QualityMethod V with ReasonCode '{}'", reason.str.slice(0, 20)),
+            ),
+            "reason_description_required": (
+                (code == 0) & (description == ""),
+                pl.lit("ReasonCode 0 (free text) without a ReasonDescription"),
+            ),
+        }
+        for rule, (condition, message) in checks.items():
+            self.collector.add_frame(
+                rule,
+                rows.filter(condition).select(
+                    "line", "block", "nmi", "record_type", message=message
+                ),
+            )
+
+    def _check_update_times(self, days: pl.DataFrame) -> None:
+        update = pl.col("update_raw").fill_null("")
+        msats = pl.col("msats_raw").fill_null("")
+        c = self.collector
+        rows = days.select(
+            "line", "block", "nmi", "update_raw", "msats_raw", record_type=pl.lit("300")
+        )
+        parsed14 = update.str.to_datetime("%Y%m%d%H%M%S", strict=False)
+        parsed12 = update.str.to_datetime("%Y%m%d%H%M", strict=False)
+        valid14 = update.str.contains(r"^\d{14}$") & parsed14.is_not_null()
+        valid12 = update.str.contains(r"^\d{12}$") & parsed12.is_not_null()
+        c.add_frame(
+            "update_datetime_invalid",
+            rows.filter((update != "") & ~valid14 & ~valid12).select(
+                "line",
+                "block",
+                "nmi",
+                "record_type",
+                message=pl.format(
+                    "UpdateDateTime '{}' is not YYYYMMDDHHMMSS", update.str.slice(0, 20)
+                ),
+            ),
+        )
+        c.add_frame(
+            "update_datetime_nonstandard",
+            rows.filter((update == "") | valid12).select(
+                "line",
+                "block",
+                "nmi",
+                "record_type",
+                message=pl.when(update == "")
+                .then(pl.lit("UpdateDateTime is empty: this version sorts oldest"))
+                .otherwise(
+                    pl.format("UpdateDateTime '{}' has 12 digits, read as YYYYMMDDHHMM", update)
+                ),
+            ),
+        )
+        msats_ok = (
+            msats.str.contains(r"^\d{14}$")
+            & msats.str.to_datetime("%Y%m%d%H%M%S", strict=False).is_not_null()
+        )
+        c.add_frame(
+            "msats_datetime_invalid",
+            rows.filter((msats != "") & ~msats_ok).select(
+                "line",
+                "block",
+                "nmi",
+                "record_type",
+                message=pl.format(
+                    "MSATSLoadDateTime '{}' is not YYYYMMDDHHMMSS", msats.str.slice(0, 20)
+                ),
+            ),
+        )
+
+    def _check_repeats(self, days: pl.DataFrame) -> None:
+        keys = days.select("line", "block", "nmi", "nmi_suffix", "interval_date")
+        key = ["nmi", "nmi_suffix", "interval_date"]
+        repeated = keys.filter(~pl.struct(key).is_first_distinct())
+        if self._seen_dates is not None:
+            earlier = keys.join(
+                self._seen_dates, on=key, how="semi", nulls_equal=True, maintain_order="left"
+            )
+            repeated = pl.concat([earlier, repeated]).unique(subset=["line"])
+        self.collector.add_frame(
+            "interval_date_repeated",
+            repeated.sort("line").select(
+                "line",
+                "block",
+                "nmi",
+                record_type=pl.lit("300"),
+                message=pl.format(
+                    "IntervalDate {} of suffix {} appears earlier in this file",
+                    pl.col("interval_date").dt.strftime("%Y%m%d"),
+                    pl.col("nmi_suffix").fill_null(""),
+                ),
+            ),
+        )
+        fresh = keys.select(key).unique()
+        self._seen_dates = (
+            fresh if self._seen_dates is None else pl.concat([self._seen_dates, fresh]).unique()
+        )
+        out_of_order = keys.filter(
+            pl.col("interval_date") < pl.col("interval_date").shift(1).over("block")
+        )
+        self.collector.add_frame(
+            "interval_date_order",
+            out_of_order.select(
+                "line",
+                "block",
+                "nmi",
+                record_type=pl.lit("300"),
+                message=pl.format(
+                    "IntervalDate {} comes after a later date of the same stream",
+                    pl.col("interval_date").dt.strftime("%Y%m%d"),
+                ),
+            ),
+        )
+
+    # --- 400 events -------------------------------------------------------------
+    def _check_events(self, records: pl.DataFrame, days: pl.DataFrame) -> pl.DataFrame | None:
+        """Check 400 records; return the interval-level quality of V days."""
+        anchor = (
+            pl.when(pl.col("record_type").is_in(["200", "300", "500"]))
+            .then(pl.col("record_type"))
+            .forward_fill()
+        )
+        rows = records.with_columns(anchor=anchor).filter(pl.col("record_type") == "400")
+        variable = days.filter(pl.col("quality_method").str.starts_with("V"))
+        if rows.is_empty() and variable.is_empty():
+            return None
+        c = self.collector
+        day_info = days.select("day", "intervals", "nmi", "shape_ok", q300="quality_method")
+        variable = variable.filter(pl.col("shape_ok"))
+        events = rows.select(
+            "line",
+            "block",
+            "day",
+            "anchor",
+            record_type=pl.lit("400"),
+            start=_field(1).cast(pl.Int32, strict=False),
+            end=_field(2).cast(pl.Int32, strict=False),
+            start_raw=_field(1),
+            end_raw=_field(2),
+            quality_method=_field(3),
+            reason_code=_field(4),
+            reason_description=_field(5),
+        ).join(day_info, on="day", how="left", maintain_order="left")
+        unexpected = events.filter(
+            (pl.col("anchor") != "300")
+            | (pl.col("shape_ok").fill_null(False) & ~pl.col("q300").str.starts_with("V"))
+        )
+        c.add_frame(
+            "event_unexpected",
+            unexpected.filter(pl.col("block") > 0).select(
+                "line",
+                "block",
+                "nmi",
+                "record_type",
+                message=pl.format(
+                    "400 record follows a {} record{}",
+                    pl.col("anchor").fill_null("?"),
+                    pl.when(pl.col("q300").is_not_null())
+                    .then(pl.format(" with QualityMethod {}", pl.col("q300")))
+                    .otherwise(pl.lit("")),
+                ),
+            ),
+        )
+        events = events.filter(
+            pl.col("q300").str.starts_with("V"), pl.col("shape_ok"), pl.col("anchor") == "300"
+        )
+        n = pl.col("intervals")
+        bad_range = (
+            pl.col("start").is_null()
+            | pl.col("end").is_null()
+            | (pl.col("start") < 1)
+            | (pl.col("end") > n)
+            | (pl.col("start") > pl.col("end"))
+        )
+        c.add_frame(
+            "event_range",
+            events.filter(bad_range).select(
+                "line",
+                "block",
+                "nmi",
+                "record_type",
+                message=pl.format(
+                    "interval range {}-{} is not within 1..{}",
+                    pl.col("start_raw").fill_null(""),
+                    pl.col("end_raw").fill_null(""),
+                    n,
+                ),
+            ),
+        )
+        quality_ok = pl.col("quality_method").fill_null("").str.contains(mdff.QUALITY_PATTERN) & (
+            pl.col("quality_method").str.slice(0, 1) != "V"
+        )
+        c.add_frame(
+            "event_quality",
+            events.filter(~quality_ok).select(
+                "line",
+                "block",
+                "nmi",
+                "record_type",
+                message=pl.format(
+                    "400 QualityMethod '{}' is not valid here",
+                    pl.col("quality_method").fill_null("").str.slice(0, 20),
+                ),
+            ),
+        )
+        self._check_quality(events.filter(quality_ok))
+        good = events.filter(~bad_range)
+        coverage = (
+            good.sort("day", "start")
+            .group_by("day", maintain_order=True)
+            .agg(
+                pl.col("line").first(),
+                pl.col("block").first(),
+                pl.col("nmi").first(),
+                n.first(),
+                covered=(pl.col("end") - pl.col("start") + 1).sum(),
+                first_start=pl.col("start").first(),
+                last_end=pl.col("end").max(),
+                gaps=((pl.col("start") - pl.col("end").shift(1)) != 1).sum(),
+            )
+        )
+        variable_days = variable.select("day", "line", "block", "nmi", "intervals").join(
+            coverage.select("day", "covered", "first_start", "last_end", "gaps"),
+            on="day",
+            how="left",
+            maintain_order="left",
+        )
+        missing = variable_days.filter(pl.col("covered").is_null())
+        invalid_days = set(events.filter(bad_range).get_column("day").to_list())
+        c.add_frame(
+            "event_missing",
+            missing.filter(~pl.col("day").is_in(list(invalid_days))).select(
+                "line",
+                "block",
+                "nmi",
+                record_type=pl.lit("300"),
+                message=pl.lit("QualityMethod V but no 400 records follow"),
+            ),
+        )
+        wrong = variable_days.filter(
+            pl.col("covered").is_not_null(),
+            (pl.col("covered") != n)
+            | (pl.col("first_start") != 1)
+            | (pl.col("last_end") != n)
+            | (pl.col("gaps") > 0),
+        )
+        c.add_frame(
+            "event_coverage",
+            wrong.select(
+                "line",
+                "block",
+                "nmi",
+                record_type=pl.lit("300"),
+                message=pl.format(
+                    "400 records cover {} interval slots from {} to {} with {} gaps or "
+                    "overlaps; the day has {}",
+                    pl.col("covered"),
+                    pl.col("first_start"),
+                    pl.col("last_end"),
+                    pl.col("gaps"),
+                    n,
+                ),
+            ),
+        )
+        return (
+            good.select(
+                "day",
+                "quality_method",
+                "reason_code",
+                "reason_description",
+                idx=pl.int_ranges(pl.col("start") - 1, pl.col("end")),
+            )
+            .explode("idx")
+            .with_columns(pl.col("idx").cast(pl.Int32))
+            .unique(subset=["day", "idx"], keep="first")
+        )
+
+    # --- readings ---------------------------------------------------------------
+    def _readings_frame(
+        self, days: pl.DataFrame, events: pl.DataFrame | None
+    ) -> pl.DataFrame | None:
+        if days.is_empty():
+            return None
+        rejected = self.collector.rejected_blocks
+        if self.collector.file_rejected:
+            days = days.head(0)
+        elif rejected:
+            days = days.filter(~pl.col("block").is_in(list(rejected)))
+        update = pl.col("update_raw").fill_null("")
+        long = (
+            days.lazy()
+            .select(
+                "block",
+                "day",
+                "line",
+                "nmi",
+                "nmi_suffix",
+                "register_id",
+                "meter_serial_number",
+                "uom",
+                "interval_length",
+                "interval_date",
+                "quality_method",
+                "reason_code",
+                "reason_description",
+                value=F.list.slice(2, pl.col("intervals")),
+                idx=pl.int_ranges(0, pl.col("intervals"), dtype=pl.Int32),
+                update_datetime=pl.when(update.str.len_bytes() == 12)
+                .then(_nem_datetime(update, "%Y%m%d%H%M"))
+                .otherwise(_nem_datetime(update, "%Y%m%d%H%M%S")),
+                msats_load_datetime=_nem_datetime(
+                    pl.col("msats_raw").fill_null(""), "%Y%m%d%H%M%S"
+                ),
+            )
+            .explode("value", "idx")
+            .with_columns(pl.col("value").str.strip_chars())
+            .collect()
+        )
+        numeric = pl.col("value").str.contains(mdff.VALUE_PATTERN)
+        bad = long.filter(~numeric)
+        if not bad.is_empty():
+            self._report_values(bad)
+            rejected = self.collector.rejected_blocks
+            if self.collector.file_rejected:
+                return None
+            long = long.filter(~pl.col("block").is_in(list(rejected)))
+        if events is not None and not events.is_empty():
+            long = long.join(
+                events.rename(
+                    {"quality_method": "eq", "reason_code": "er", "reason_description": "ed"}
+                ),
+                on=["day", "idx"],
+                how="left",
+                maintain_order="left",
+            ).with_columns(
+                quality_method=pl.coalesce("eq", "quality_method"),
+                reason_code=pl.when(pl.col("eq").is_not_null()).then("er").otherwise("reason_code"),
+                reason_description=pl.when(pl.col("eq").is_not_null())
+                .then("ed")
+                .otherwise("reason_description"),
+            )
+        empty_to_null = [
+            pl.when(pl.col(c) != "").then(pl.col(c)).alias(c)
+            for c in ("register_id", "meter_serial_number", "reason_code", "reason_description")
+        ]
+        return long.select(
+            "nmi",
+            "nmi_suffix",
+            "register_id",
+            "meter_serial_number",
+            "uom",
+            "interval_length",
+            interval_start=(
+                pl.col("interval_date").cast(pl.Datetime("us"))
+                + pl.duration(minutes=pl.col("idx") * pl.col("interval_length"))
+            ).dt.replace_time_zone(mdff.NEM_TIME_ZONE),
+            value=pl.col("value").cast(mdff.VALUE_DTYPE),
+            quality_method="quality_method",
+            reason_code="reason_code",
+            reason_description="reason_description",
+            update_datetime="update_datetime",
+            msats_load_datetime="msats_load_datetime",
+            line_number="line",
+            block="block",
+        ).with_columns(*empty_to_null)
+
+    def _report_values(self, bad: pl.DataFrame) -> None:
+        negative = pl.col("value").str.contains(r"^-(\d+\.?\d*|\.\d+)$")
+        per_record = (
+            bad.with_columns(negative=negative)
+            .group_by("line", "negative", maintain_order=True)
+            .agg(
+                pl.col("block").first(),
+                pl.col("nmi").first(),
+                pl.col("idx").first(),
+                pl.col("value").first(),
+                count=pl.len(),
+            )
+        )
+        for rule, is_negative, what in (
+            ("value_negative", True, "negative"),
+            ("value_not_numeric", False, "not a decimal number"),
+        ):
+            rows = per_record.filter(pl.col("negative") == is_negative)
+            self.collector.add_frame(
+                rule,
+                rows.select(
+                    "line",
+                    "block",
+                    "nmi",
+                    record_type=pl.lit("300"),
+                    message=pl.format(
+                        "interval {} value '{}' is {} ({} such values in the record)",
+                        pl.col("idx") + 1,
+                        pl.col("value").str.slice(0, 20),
+                        pl.lit(what),
+                        pl.col("count"),
+                    ),
+                ),
+            )
+
+
+def parse_source(
+    source, name: str | None = None, config: ParseConfig | None = None
+) -> Iterator[FileParser]:
+    """One FileParser per MDFF file in ``source`` (path, bytes or stream)."""
+    from nem12.reading import iter_members
+
+    config = config or ParseConfig()
+    for member in iter_members(source, name=name, limits=config.limits):
+        yield FileParser(member, config)
