@@ -168,18 +168,30 @@ REASON_CODES: frozenset[int] = frozenset(
     }
 )
 
+#: Text columns repeat per interval, so readings hold them as categoricals.
+READING_TEXT_COLUMNS = (
+    "nmi",
+    "nmi_suffix",
+    "register_id",
+    "meter_serial_number",
+    "uom",
+    "quality_method",
+    "reason_code",
+    "reason_description",
+)
+
 READING_SCHEMA: dict[str, pl.DataType] = {
-    "nmi": pl.String(),
-    "nmi_suffix": pl.String(),
-    "register_id": pl.String(),
-    "meter_serial_number": pl.String(),
-    "uom": pl.String(),
+    "nmi": pl.Categorical(),
+    "nmi_suffix": pl.Categorical(),
+    "register_id": pl.Categorical(),
+    "meter_serial_number": pl.Categorical(),
+    "uom": pl.Categorical(),
     "interval_length": pl.Int16(),
     "interval_start": pl.Datetime("us", NEM_TIME_ZONE),
     "value": VALUE_DTYPE,
-    "quality_method": pl.String(),
-    "reason_code": pl.String(),
-    "reason_description": pl.String(),
+    "quality_method": pl.Categorical(),
+    "reason_code": pl.Categorical(),
+    "reason_description": pl.Categorical(),
     "update_datetime": pl.Datetime("us", NEM_TIME_ZONE),
     "msats_load_datetime": pl.Datetime("us", NEM_TIME_ZONE),
     "line_number": pl.Int64(),

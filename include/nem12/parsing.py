@@ -27,6 +27,11 @@ from nem12.rules import Finding, RuleBook
 
 Status = Literal["accepted", "partial", "rejected"]
 F = pl.col("fields")
+#: Seconds from UTC to NEM time (UTC+10), and the stride that orders (day, interval).
+_NEM_OFFSET_SECONDS = 10 * 3600
+_EVENT_KEY_STRIDE = 2048
+#: Spaces around separators and at line ends ("stray spaces around dates").
+_STRAY_SPACE = re.compile(r"[ \t]+(?=[,\r\n]|$)|(?<=[,\n])[ \t]+|^[ \t]+")
 
 
 @dataclass(frozen=True)
@@ -205,7 +210,11 @@ class FileParser:
             if not self._decoded_latin1:
                 self._decoded_latin1 = True
                 self.collector.add("encoding", "bytes that are not UTF-8 were read as Latin-1")
-        return text[:-1] if text.endswith("\n") else text
+        if text.endswith("\n"):
+            text = text[:-1]
+        if " " in text or "\t" in text:
+            text = _STRAY_SPACE.sub("", text)
+        return text.replace("\r", "") if "\r" in text else text
 
     def _chunk(self, chunk: Chunk) -> pl.DataFrame | None:
         text = self._decode(chunk)
@@ -214,7 +223,7 @@ class FileParser:
             .select(pl.col("raw").str.split("\n"))
             .explode("raw")
             .with_row_index("line", offset=chunk.first_line)
-            .with_columns(pl.col("line").cast(pl.Int64), pl.col("raw").str.strip_chars())
+            .with_columns(pl.col("line").cast(pl.Int64))
             .with_columns(fields=pl.col("raw").str.split(","))
             .with_columns(record_type=_field(0))
             .with_columns(
@@ -504,11 +513,16 @@ class FileParser:
     def _check_days(self, records: pl.DataFrame, blocks: pl.DataFrame) -> pl.DataFrame:
         c = self.collector
         n = pl.col("intervals")
+        field_count = F.list.len()
         last_filled = (
-            F.list.eval(pl.int_range(pl.len()).filter(pl.element().str.strip_chars() != ""))
-            .list.max()
-            .fill_null(-1)
-            + 1
+            pl.when(field_count > n + 7)
+            .then(
+                F.list.eval(pl.int_range(pl.len()).filter(pl.element() != ""))
+                .list.max()
+                .fill_null(-1)
+                + 1
+            )
+            .otherwise(field_count)
         )
         days = (
             records.lazy()
@@ -938,84 +952,64 @@ class FileParser:
         return (
             good.select(
                 "day",
-                "quality_method",
-                "reason_code",
-                "reason_description",
-                idx=pl.int_ranges(pl.col("start") - 1, pl.col("end")),
+                event_key=pl.col("day") * _EVENT_KEY_STRIDE + pl.col("start") - 1,
+                event_end=pl.col("end").cast(pl.Int32),
+                event_quality=pl.col("quality_method"),
+                event_reason_code=pl.col("reason_code"),
+                event_reason_description=pl.col("reason_description"),
             )
-            .explode("idx")
-            .with_columns(pl.col("idx").cast(pl.Int32))
-            .unique(subset=["day", "idx"], keep="first")
+            .rename({"day": "event_day"})
+            .sort("event_key")
+            .unique(subset=["event_key"], keep="first", maintain_order=True)
         )
 
     # --- readings ---------------------------------------------------------------
     def _readings_frame(
         self, days: pl.DataFrame, events: pl.DataFrame | None
     ) -> pl.DataFrame | None:
+        """Split and explode the accepted 300 records into one row per interval.
+
+        Everything per day (text fields, timestamps) is prepared on the small
+        day frame; text is categorical so exploding repeats 4-byte codes.
+        """
         if days.is_empty():
             return None
         rejected = self.collector.rejected_blocks
         if self.collector.file_rejected:
-            days = days.head(0)
-        elif rejected:
+            return None
+        if rejected:
             days = days.filter(~pl.col("block").is_in(list(rejected)))
         update = pl.col("update_raw").fill_null("")
-        long = (
-            days.lazy()
-            .select(
-                "block",
-                "day",
-                "line",
-                "nmi",
-                "nmi_suffix",
-                "register_id",
-                "meter_serial_number",
-                "uom",
-                "interval_length",
-                "interval_date",
-                "quality_method",
-                "reason_code",
-                "reason_description",
-                value=F.list.slice(2, pl.col("intervals")),
-                idx=pl.int_ranges(0, pl.col("intervals"), dtype=pl.Int32),
-                update_datetime=pl.when(update.str.len_bytes() == 12)
-                .then(_nem_datetime(update, "%Y%m%d%H%M"))
-                .otherwise(_nem_datetime(update, "%Y%m%d%H%M%S")),
-                msats_load_datetime=_nem_datetime(
-                    pl.col("msats_raw").fill_null(""), "%Y%m%d%H%M%S"
-                ),
-            )
-            .explode("value", "idx")
-            .with_columns(pl.col("value").str.strip_chars())
-            .collect()
+        per_day = days.lazy().select(
+            "block",
+            "day",
+            "line",
+            "interval_length",
+            *[
+                pl.when(pl.col(c) != "").then(pl.col(c)).cast(pl.Categorical).alias(c)
+                for c in mdff.READING_TEXT_COLUMNS
+            ],
+            day_start=pl.col("interval_date").cast(pl.Int64) * 86_400 - _NEM_OFFSET_SECONDS,
+            is_variable=pl.col("quality_method").str.starts_with("V"),
+            update_datetime=pl.when(update.str.len_bytes() == 12)
+            .then(_nem_datetime(update, "%Y%m%d%H%M"))
+            .otherwise(_nem_datetime(update, "%Y%m%d%H%M%S")),
+            msats_load_datetime=_nem_datetime(pl.col("msats_raw").fill_null(""), "%Y%m%d%H%M%S"),
+            value=F.list.slice(2, pl.col("intervals")),
+            idx=pl.int_ranges(0, pl.col("intervals"), dtype=pl.Int32),
         )
-        numeric = pl.col("value").str.contains(mdff.VALUE_PATTERN)
-        bad = long.filter(~numeric)
+        long = per_day.explode("value", "idx").collect()
+        bad = long.filter(~pl.col("value").str.contains(mdff.VALUE_PATTERN))
         if not bad.is_empty():
             self._report_values(bad)
-            rejected = self.collector.rejected_blocks
             if self.collector.file_rejected:
                 return None
-            long = long.filter(~pl.col("block").is_in(list(rejected)))
+            long = long.filter(~pl.col("block").is_in(list(self.collector.rejected_blocks)))
         if events is not None and not events.is_empty():
-            long = long.join(
-                events.rename(
-                    {"quality_method": "eq", "reason_code": "er", "reason_description": "ed"}
-                ),
-                on=["day", "idx"],
-                how="left",
-                maintain_order="left",
-            ).with_columns(
-                quality_method=pl.coalesce("eq", "quality_method"),
-                reason_code=pl.when(pl.col("eq").is_not_null()).then("er").otherwise("reason_code"),
-                reason_description=pl.when(pl.col("eq").is_not_null())
-                .then("ed")
-                .otherwise("reason_description"),
-            )
-        empty_to_null = [
-            pl.when(pl.col(c) != "").then(pl.col(c)).alias(c)
-            for c in ("register_id", "meter_serial_number", "reason_code", "reason_description")
-        ]
+            long = self._apply_events(long, events)
+        seconds = pl.col("day_start") + (
+            pl.col("idx").cast(pl.Int64) * pl.col("interval_length").cast(pl.Int64) * 60
+        )
         return long.select(
             "nmi",
             "nmi_suffix",
@@ -1023,10 +1017,7 @@ class FileParser:
             "meter_serial_number",
             "uom",
             "interval_length",
-            interval_start=(
-                pl.col("interval_date").cast(pl.Datetime("us"))
-                + pl.duration(minutes=pl.col("idx") * pl.col("interval_length"))
-            ).dt.replace_time_zone(mdff.NEM_TIME_ZONE),
+            interval_start=(seconds * 1_000_000).cast(pl.Datetime("us", mdff.NEM_TIME_ZONE)),
             value=pl.col("value").cast(mdff.VALUE_DTYPE),
             quality_method="quality_method",
             reason_code="reason_code",
@@ -1035,7 +1026,41 @@ class FileParser:
             msats_load_datetime="msats_load_datetime",
             line_number="line",
             block="block",
-        ).with_columns(*empty_to_null)
+        )
+
+    @staticmethod
+    def _apply_events(long: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
+        """Give each interval of a V day the quality of the 400 range holding it.
+
+        Rows are in (day, interval) order, so an as-of merge on day*stride+interval
+        finds the range starting at or before each interval in one linear pass.
+        """
+        matched = (
+            long.with_columns(
+                event_key=(pl.col("day") * _EVENT_KEY_STRIDE + pl.col("idx")).cast(pl.Int64)
+            )
+            .set_sorted("event_key")
+            .join_asof(
+                events.with_columns(
+                    pl.col(c).cast(pl.Categorical)
+                    for c in ("event_quality", "event_reason_code", "event_reason_description")
+                ).set_sorted("event_key"),
+                on="event_key",
+                strategy="backward",
+            )
+        )
+        hit = (
+            pl.col("is_variable")
+            & (pl.col("event_day") == pl.col("day"))
+            & (pl.col("idx") < pl.col("event_end"))
+        ).fill_null(False)
+        return matched.with_columns(
+            quality_method=pl.when(hit).then("event_quality").otherwise("quality_method"),
+            reason_code=pl.when(hit).then("event_reason_code").otherwise("reason_code"),
+            reason_description=pl.when(hit)
+            .then("event_reason_description")
+            .otherwise("reason_description"),
+        )
 
     def _report_values(self, bad: pl.DataFrame) -> None:
         negative = pl.col("value").str.contains(r"^-(\d+\.?\d*|\.\d+)$")
