@@ -81,15 +81,18 @@ def _parsers(path: Path, config: ParseConfig) -> Iterator[FileParser]:
         yield FileParser(member, config)
 
 
-def _run_parser(parser: FileParser, sink=None) -> FileReport:
+def _progress_batches(parser: FileParser) -> Iterator:
+    """The parser's batches, with a progress bar on a terminal for big inputs."""
     progress = Progress(sys.stderr, parser.member.name, parser.member.size)
-    done = 0
     for batch in parser.batches():
-        if sink is not None:
-            sink.write(batch)
-        done = parser.bytes_read
-        progress.update(done)
+        progress.update(parser.bytes_read)
+        yield batch
     progress.close()
+
+
+def _run_parser(parser: FileParser) -> FileReport:
+    for _ in _progress_batches(parser):
+        pass
     assert parser.report is not None
     return parser.report
 
@@ -135,14 +138,15 @@ def cmd_parse(args: argparse.Namespace) -> int:
     try:
         for path in files:
             for parser in _parsers(path, config):
-                part = output.part()
-                report = _run_parser(parser, part)
+                part, rows = output.write_part(_progress_batches(parser))
+                report = parser.report
+                assert report is not None
                 findings.extend(report.findings)
                 if report.status == "rejected":
                     output.discard(part)
                 else:
-                    output.keep(part)
-                    readings += part.rows
+                    output.keep(part, rows)
+                    readings += rows
                 print(_summary(report), file=sys.stderr)
         output.publish()
     except BaseException:

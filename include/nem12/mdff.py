@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import polars as pl
 
-#: NEM time is UTC+10 all year, no daylight saving.
-NEM_TIME_ZONE = "+10:00"
+#: NEM time is UTC+10 all year, no daylight saving ("Etc/GMT-10" is the IANA
+#: name of UTC+10; Polars normalises "+10:00" to it).
+NEM_TIME_ZONE = "Etc/GMT-10"
 
 #: Interval values are NUM(15,V): at most 14 fractional digits, kept exact.
 VALUE_DTYPE = pl.Decimal(38, 14)
@@ -178,6 +179,15 @@ READING_TEXT_COLUMNS = (
     "quality_method",
     "reason_code",
     "reason_description",
+)
+
+READING_SCHEMA_ORDER_BEFORE_VALUE = (
+    "nmi",
+    "nmi_suffix",
+    "register_id",
+    "meter_serial_number",
+    "uom",
+    "interval_length",
 )
 
 READING_SCHEMA: dict[str, pl.DataType] = {

@@ -20,6 +20,7 @@ from pathlib import PurePosixPath
 from typing import Literal
 
 import polars as pl
+
 from nem12 import mdff
 from nem12.findings import FindingCollector
 from nem12.reading import Chunk, Member, ReadError, ReadLimits, iter_chunks
@@ -27,9 +28,9 @@ from nem12.rules import Finding, RuleBook
 
 Status = Literal["accepted", "partial", "rejected"]
 F = pl.col("fields")
-#: Seconds from UTC to NEM time (UTC+10), and the stride that orders (day, interval).
+#: Seconds from UTC to NEM time (UTC+10); what a 400 range sets on its intervals.
 _NEM_OFFSET_SECONDS = 10 * 3600
-_EVENT_KEY_STRIDE = 2048
+_EVENT_COLUMNS = ("quality_method", "reason_code", "reason_description")
 #: Spaces around separators and at line ends ("stray spaces around dates").
 _STRAY_SPACE = re.compile(r"[ \t]+(?=[,\r\n]|$)|(?<=[,\n])[ \t]+|^[ \t]+")
 
@@ -69,6 +70,11 @@ class FileReport:
     @property
     def errors(self) -> list[Finding]:
         return [f for f in self.findings if f.severity == "error"]
+
+
+def _split(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:
+    """Add the list of fields; done per record type so big lists are split once."""
+    return frame.with_columns(fields=pl.col("raw").str.split(","))
 
 
 def _field(i: int | pl.Expr) -> pl.Expr:
@@ -224,8 +230,7 @@ class FileParser:
             .explode("raw")
             .with_row_index("line", offset=chunk.first_line)
             .with_columns(pl.col("line").cast(pl.Int64))
-            .with_columns(fields=pl.col("raw").str.split(","))
-            .with_columns(record_type=_field(0))
+            .with_columns(record_type=pl.col("raw").str.extract(r"^([^,]*)", 1))
             .with_columns(
                 block=(pl.col("record_type") == "200").cum_sum().cast(pl.Int64) + self._blocks,
                 day=(pl.col("record_type") == "300").cum_sum().cast(pl.Int64) + self._days,
@@ -343,7 +348,7 @@ class FileParser:
 
     def _read_header(self, row: dict[str, object]) -> None:
         c = self.collector
-        fields = [str(f).strip() for f in row["fields"]]  # type: ignore[union-attr]
+        fields = [f.strip() for f in str(row["raw"]).split(",")]
         fields += [""] * (5 - len(fields))
         line = int(row["line"])  # type: ignore[arg-type]
         version = fields[1].upper()
@@ -404,7 +409,7 @@ class FileParser:
     # --- 200 blocks -------------------------------------------------------------
     def _blocks_frame(self, records: pl.DataFrame) -> pl.DataFrame:
         new = (
-            records.filter(pl.col("record_type") == "200")
+            _split(records.filter(pl.col("record_type") == "200"))
             .select(
                 "block",
                 "line",
@@ -491,7 +496,7 @@ class FileParser:
             )
 
     def _collect_b2b(self, records: pl.DataFrame, blocks: pl.DataFrame) -> None:
-        b2b = records.filter(pl.col("record_type") == "500", pl.col("block") > 0)
+        b2b = _split(records.filter(pl.col("record_type") == "500", pl.col("block") > 0))
         if b2b.is_empty():
             return
         b2b = b2b.select(
@@ -527,6 +532,7 @@ class FileParser:
         days = (
             records.lazy()
             .filter(pl.col("record_type") == "300", pl.col("block") > 0)
+            .pipe(_split)
             .join(
                 blocks.lazy().select(
                     "block",
@@ -807,7 +813,7 @@ class FileParser:
             .then(pl.col("record_type"))
             .forward_fill()
         )
-        rows = records.with_columns(anchor=anchor).filter(pl.col("record_type") == "400")
+        rows = _split(records.with_columns(anchor=anchor).filter(pl.col("record_type") == "400"))
         variable = days.filter(pl.col("quality_method").str.starts_with("V"))
         if rows.is_empty() and variable.is_empty():
             return None
@@ -949,18 +955,15 @@ class FileParser:
                 ),
             ),
         )
-        return (
-            good.select(
-                "day",
-                event_key=pl.col("day") * _EVENT_KEY_STRIDE + pl.col("start") - 1,
-                event_end=pl.col("end").cast(pl.Int32),
-                event_quality=pl.col("quality_method"),
-                event_reason_code=pl.col("reason_code"),
-                event_reason_description=pl.col("reason_description"),
-            )
-            .rename({"day": "event_day"})
-            .sort("event_key")
-            .unique(subset=["event_key"], keep="first", maintain_order=True)
+        return good.select(
+            "day",
+            "start",
+            "end",
+            "quality_method",
+            reason_code=pl.when(pl.col("reason_code") != "").then("reason_code"),
+            reason_description=pl.when(pl.col("reason_description") != "").then(
+                "reason_description"
+            ),
         )
 
     # --- readings ---------------------------------------------------------------
@@ -970,110 +973,104 @@ class FileParser:
         """Split and explode the accepted 300 records into one row per interval.
 
         Everything per day (text fields, timestamps) is prepared on the small
-        day frame; text is categorical so exploding repeats 4-byte codes.
+        day frame and repeated by the explode; text is categorical so that
+        repeating costs 4-byte codes. One fused query does the per-value work.
         """
-        if days.is_empty():
+        if days.is_empty() or self.collector.file_rejected:
             return None
         rejected = self.collector.rejected_blocks
-        if self.collector.file_rejected:
-            return None
         if rejected:
             days = days.filter(~pl.col("block").is_in(list(rejected)))
         update = pl.col("update_raw").fill_null("")
-        per_day = days.lazy().select(
-            "block",
-            "day",
-            "line",
-            "interval_length",
-            *[
-                pl.when(pl.col(c) != "").then(pl.col(c)).cast(pl.Categorical).alias(c)
-                for c in mdff.READING_TEXT_COLUMNS
-            ],
-            day_start=pl.col("interval_date").cast(pl.Int64) * 86_400 - _NEM_OFFSET_SECONDS,
-            is_variable=pl.col("quality_method").str.starts_with("V"),
-            update_datetime=pl.when(update.str.len_bytes() == 12)
-            .then(_nem_datetime(update, "%Y%m%d%H%M"))
-            .otherwise(_nem_datetime(update, "%Y%m%d%H%M%S")),
-            msats_load_datetime=_nem_datetime(pl.col("msats_raw").fill_null(""), "%Y%m%d%H%M%S"),
-            value=F.list.slice(2, pl.col("intervals")),
-            idx=pl.int_ranges(0, pl.col("intervals"), dtype=pl.Int32),
-        )
-        long = per_day.explode("value", "idx").collect()
-        bad = long.filter(~pl.col("value").str.contains(mdff.VALUE_PATTERN))
-        if not bad.is_empty():
-            self._report_values(bad)
-            if self.collector.file_rejected:
-                return None
-            long = long.filter(~pl.col("block").is_in(list(self.collector.rejected_blocks)))
-        if events is not None and not events.is_empty():
-            long = self._apply_events(long, events)
         seconds = pl.col("day_start") + (
             pl.col("idx").cast(pl.Int64) * pl.col("interval_length").cast(pl.Int64) * 60
         )
-        return long.select(
-            "nmi",
-            "nmi_suffix",
-            "register_id",
-            "meter_serial_number",
-            "uom",
-            "interval_length",
-            interval_start=(seconds * 1_000_000).cast(pl.Datetime("us", mdff.NEM_TIME_ZONE)),
-            value=pl.col("value").cast(mdff.VALUE_DTYPE),
-            quality_method="quality_method",
-            reason_code="reason_code",
-            reason_description="reason_description",
-            update_datetime="update_datetime",
-            msats_load_datetime="msats_load_datetime",
-            line_number="line",
-            block="block",
+        long = (
+            days.lazy()
+            .select(
+                "block",
+                "line",
+                "interval_length",
+                *[
+                    pl.when(pl.col(c) != "").then(pl.col(c)).cast(pl.Categorical).alias(c)
+                    for c in mdff.READING_TEXT_COLUMNS
+                ],
+                day_start=pl.col("interval_date").cast(pl.Int64) * 86_400 - _NEM_OFFSET_SECONDS,
+                update_datetime=pl.when(update.str.len_bytes() == 12)
+                .then(_nem_datetime(update, "%Y%m%d%H%M"))
+                .otherwise(_nem_datetime(update, "%Y%m%d%H%M%S")),
+                msats_load_datetime=_nem_datetime(
+                    pl.col("msats_raw").fill_null(""), "%Y%m%d%H%M%S"
+                ),
+                value=F.list.slice(2, pl.col("intervals")),
+                idx=pl.int_ranges(0, pl.col("intervals"), dtype=pl.Int32),
+            )
+            .explode("value", "idx")
+            .select(
+                *mdff.READING_SCHEMA_ORDER_BEFORE_VALUE,
+                interval_start=(seconds * 1_000_000).cast(pl.Datetime("us", mdff.NEM_TIME_ZONE)),
+                value=pl.col("value").cast(mdff.VALUE_DTYPE, strict=False),
+                quality_method="quality_method",
+                reason_code="reason_code",
+                reason_description="reason_description",
+                update_datetime="update_datetime",
+                msats_load_datetime="msats_load_datetime",
+                line_number="line",
+                block="block",
+                value_ok=pl.col("value").str.contains(mdff.VALUE_PATTERN),
+                value_raw="value",
+                idx="idx",
+            )
+            .collect()
         )
+        if events is not None and not events.is_empty():
+            long = self._apply_events(long, days, events)
+        if not long.get_column("value_ok").all():
+            self._report_values(long.filter(~pl.col("value_ok")))
+            if self.collector.file_rejected:
+                return None
+            long = long.filter(~pl.col("block").is_in(list(self.collector.rejected_blocks)))
+        return long.drop("value_ok", "value_raw", "idx")
 
     @staticmethod
-    def _apply_events(long: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
+    def _apply_events(long: pl.DataFrame, days: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
         """Give each interval of a V day the quality of the 400 range holding it.
 
-        Rows are in (day, interval) order, so an as-of merge on day*stride+interval
-        finds the range starting at or before each interval in one linear pass.
+        ``long`` holds each day's intervals contiguously in day order, so an
+        interval's row is its day's offset plus its index: the 400 ranges are
+        scattered straight into place, costing only the V days' intervals.
         """
-        matched = (
-            long.with_columns(
-                event_key=(pl.col("day") * _EVENT_KEY_STRIDE + pl.col("idx")).cast(pl.Int64)
-            )
-            .set_sorted("event_key")
-            .join_asof(
-                events.with_columns(
-                    pl.col(c).cast(pl.Categorical)
-                    for c in ("event_quality", "event_reason_code", "event_reason_description")
-                ).set_sorted("event_key"),
-                on="event_key",
-                strategy="backward",
+        offsets = days.select("day", offset=pl.col("intervals").cum_sum() - pl.col("intervals"))
+        placed = (
+            events.join(offsets, on="day", how="inner")
+            .with_columns(idx=pl.int_ranges(pl.col("start") - 1, pl.col("end")))
+            .explode("idx")
+            .select(
+                position=(pl.col("offset") + pl.col("idx")).cast(pl.Int64),
+                *[pl.col(c).cast(pl.Categorical) for c in _EVENT_COLUMNS],
             )
         )
-        hit = (
-            pl.col("is_variable")
-            & (pl.col("event_day") == pl.col("day"))
-            & (pl.col("idx") < pl.col("event_end"))
-        ).fill_null(False)
-        return matched.with_columns(
-            quality_method=pl.when(hit).then("event_quality").otherwise("quality_method"),
-            reason_code=pl.when(hit).then("event_reason_code").otherwise("reason_code"),
-            reason_description=pl.when(hit)
-            .then("event_reason_description")
-            .otherwise("reason_description"),
+        if placed.is_empty():
+            return long
+        positions = placed.get_column("position")
+        return long.with_columns(
+            long.get_column(c).scatter(positions, placed.get_column(c)) for c in _EVENT_COLUMNS
         )
 
     def _report_values(self, bad: pl.DataFrame) -> None:
-        negative = pl.col("value").str.contains(r"^-(\d+\.?\d*|\.\d+)$")
+        """One finding per 300 record with bad values: the first one and how many."""
+        negative = pl.col("value_raw").str.contains(r"^-(\d+\.?\d*|\.\d+)$")
         per_record = (
             bad.with_columns(negative=negative)
-            .group_by("line", "negative", maintain_order=True)
+            .group_by("line_number", "negative", maintain_order=True)
             .agg(
                 pl.col("block").first(),
-                pl.col("nmi").first(),
+                pl.col("nmi").first().cast(pl.String),
                 pl.col("idx").first(),
-                pl.col("value").first(),
+                pl.col("value_raw").first().alias("value"),
                 count=pl.len(),
             )
+            .rename({"line_number": "line"})
         )
         for rule, is_negative, what in (
             ("value_negative", True, "negative"),
