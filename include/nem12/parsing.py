@@ -1046,7 +1046,7 @@ class FileParser:
             .with_columns(idx=pl.int_ranges(pl.col("start") - 1, pl.col("end")))
             .explode("idx")
             .select(
-                position=(pl.col("offset") + pl.col("idx")).cast(pl.Int64),
+                (pl.col("offset") + pl.col("idx")).cast(pl.Int64).alias("position"),
                 *[pl.col(c).cast(pl.Categorical) for c in _EVENT_COLUMNS],
             )
         )
