@@ -475,15 +475,16 @@ class FileParser:
                 ),
             ),
             "nmi_suffix_missing": (
-                pl.col("nmi_suffix").fill_null("") == "",
+                (pl.col("field_count") >= 9) & (pl.col("nmi_suffix").fill_null("") == ""),
                 pl.lit("NMISuffix is empty: readings cannot be told apart by data stream"),
             ),
             "interval_length": (
-                ~pl.col("il").is_in(mdff.INTERVAL_LENGTHS).fill_null(False),
+                (pl.col("field_count") >= 9)
+                & ~pl.col("il").is_in(mdff.INTERVAL_LENGTHS).fill_null(False),
                 pl.format("IntervalLength '{}' is not 5, 15 or 30", pl.col("il_raw").fill_null("")),
             ),
             "uom_invalid": (
-                pl.col("uom").is_null(),
+                (pl.col("field_count") >= 9) & pl.col("uom").is_null(),
                 pl.format("UOM '{}' is not an MDFF unit", pl.col("uom_raw").fill_null("")),
             ),
         }
@@ -932,6 +933,7 @@ class FileParser:
         )
         wrong = variable_days.filter(
             pl.col("covered").is_not_null(),
+            ~pl.col("day").is_in(list(invalid_days)),
             (pl.col("covered") != n)
             | (pl.col("first_start") != 1)
             | (pl.col("last_end") != n)

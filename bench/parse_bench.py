@@ -1,0 +1,368 @@
+"""Parse benchmark behind ``make bench``: our CLI against nemreader and aemo-mdff-reader.
+
+Inputs are generated with ``nem12 generate`` into the output directory and
+reused while their parameters match. Every measurement runs in its own fresh
+subprocess: the parent times it and takes its peak RSS from ``os.wait4``, so
+each figure belongs to one tool only. Tools run one after another, never in
+parallel. MB means 10**6 bytes throughout.
+
+It is a report, not a test: it exits 0 whatever the figures, and 2 only if a
+tool (or the generator) fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+
+import polars as pl
+
+BENCH_DIR = Path(__file__).resolve().parent
+BIN_DIR = Path(sys.executable).parent
+NEM12 = str(BIN_DIR / "nem12")
+MB = 1_000_000
+GB = 1_000_000_000
+
+TARGET_VS_NEMREADER = 20.0
+TARGET_VS_AEMO = 8.0
+TARGET_RSS_RATIO = 1.2
+
+# Third-party tools run as ``python -c SNIPPET PATH`` and print their reading count.
+NEMREADER_SNIPPET = """\
+import sys
+from nemreader import NEMFile
+m = NEMFile(sys.argv[1], strict=False).nem_data()
+print(sum(len(rs) for ch in m.readings.values() for rs in ch.values()))
+"""
+AEMO_SNIPPET = """\
+import sys
+import aemo_mdff_reader as a
+print(sum(1 for _ in a.parse(sys.argv[1])))
+"""
+
+
+class ToolFailure(Exception):
+    """A generator or tool subprocess did not finish cleanly."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One generated five-minute NEM12 file (two channels, E1 and B1)."""
+
+    name: str
+    nmis: int
+    days: int
+    interval_length: int = 5
+    value_pool: int = 256
+
+    @property
+    def readings(self) -> int:
+        return self.nmis * 2 * self.days * (24 * 60 // self.interval_length)
+
+    def params(self) -> dict[str, int]:
+        return {
+            "nmis": self.nmis,
+            "days": self.days,
+            "interval_length": self.interval_length,
+            "value_pool": self.value_pool,
+        }
+
+    def ensure(self, out_dir: Path) -> Path:
+        """The file's path, generating it unless a matching one is already there."""
+        path = out_dir / f"{self.name}.csv"
+        sidecar = path.with_suffix(".json")
+        if path.exists() and sidecar.exists():
+            recorded = json.loads(sidecar.read_text())
+            if recorded.get("params") == self.params() and recorded.get("bytes") == (
+                path.stat().st_size
+            ):
+                print(f"reusing {path} ({path.stat().st_size / MB:.1f} MB)", file=sys.stderr)
+                return path
+        sidecar.unlink(missing_ok=True)
+        argv = [NEM12, "generate", str(path), "--nmis", str(self.nmis), "--days", str(self.days)]
+        argv += ["--interval-length", str(self.interval_length)]
+        argv += ["--value-pool", str(self.value_pool)]
+        print(f"generating {path} ...", file=sys.stderr)
+        started = time.perf_counter()
+        done = subprocess.run(argv, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise ToolFailure(f"nem12 generate failed ({done.returncode}): {done.stderr.strip()}")
+        size = path.stat().st_size
+        sidecar.write_text(json.dumps({"params": self.params(), "bytes": size}, indent=2))
+        elapsed = time.perf_counter() - started
+        print(f"generated {path} ({size / MB:.1f} MB) in {elapsed:.1f} s", file=sys.stderr)
+        return path
+
+
+MAIN_INPUT = InputSpec("five_minute", nmis=50, days=365)  # 10,512,000 readings, ~70 MB
+MEDIUM_INPUT = InputSpec("five_minute_160mb", nmis=115, days=365)
+LARGE_INPUT = InputSpec("five_minute_800mb", nmis=575, days=365)
+
+
+@dataclass
+class Measurement:
+    """Wall time and peak RSS of one tool on one file."""
+
+    tool: str
+    file: str
+    file_mb: float
+    expected_readings: int
+    readings: int | None
+    seconds: float
+    peak_rss_mb: float
+    exit_code: int
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and self.readings == self.expected_readings
+
+    @property
+    def readings_per_s(self) -> float:
+        return (self.readings or 0) / self.seconds if self.seconds else 0.0
+
+
+def run_measured(argv: list[str], log: Path) -> tuple[float, float, int, str]:
+    """Run ``argv``; return wall seconds, peak RSS in MB, exit code and its stdout."""
+    stdout_path, stderr_path = log.with_suffix(".out"), log.with_suffix(".err")
+    with stdout_path.open("w") as stdout, stderr_path.open("w") as stderr:
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped by wait4
+    peak_rss_mb = usage.ru_maxrss * 1024 / MB  # ru_maxrss is in KiB on Linux
+    return seconds, peak_rss_mb, proc.returncode, stdout_path.read_text()
+
+
+def measure_ours(spec: InputSpec, path: Path, out_dir: Path) -> Measurement:
+    """The whole ``nem12 parse FILE --out FILE.parquet`` command, rows counted afterwards."""
+    parquet = path.with_suffix(".parquet")
+    parquet.unlink(missing_ok=True)
+    argv = [NEM12, "parse", str(path), "--out", str(parquet)]
+    print(f"  ours on {path.name} ...", file=sys.stderr)
+    seconds, rss, code, _ = run_measured(argv, out_dir / "logs" / f"ours_{spec.name}")
+    readings = None
+    if code == 0 and parquet.exists():
+        readings = pl.scan_parquet(parquet).select(pl.len()).collect().item()
+    return Measurement(
+        "nem12 (ours)",
+        path.name,
+        path.stat().st_size / MB,
+        spec.readings,
+        readings,
+        seconds,
+        rss,
+        code,
+    )
+
+
+def measure_snippet(
+    tool: str, snippet: str, spec: InputSpec, path: Path, out_dir: Path
+) -> Measurement:
+    """A third-party parser run by ``snippet`` in a fresh interpreter."""
+    print(f"  {tool} on {path.name} ...", file=sys.stderr)
+    log = out_dir / "logs" / f"{tool}_{spec.name}"
+    seconds, rss, code, stdout = run_measured([sys.executable, "-c", snippet, str(path)], log)
+    lines = stdout.split()
+    readings = int(lines[-1]) if code == 0 and lines and lines[-1].isdigit() else None
+    return Measurement(
+        tool, path.name, path.stat().st_size / MB, spec.readings, readings, seconds, rss, code
+    )
+
+
+@dataclass
+class Target:
+    """One acceptance target: PASS, FAIL, or SKIP when its run was left out."""
+
+    name: str
+    value: str
+    status: str
+
+
+def speed_targets(ours: Measurement, others: list[Measurement]) -> list[Target]:
+    targets = []
+    wanted = {"nemreader": TARGET_VS_NEMREADER, "aemo-mdff-reader": TARGET_VS_AEMO}
+    for tool, minimum in wanted.items():
+        other = next((m for m in others if m.tool == tool), None)
+        name = f"ours >= {minimum:g}x {tool}"
+        if other is None:
+            targets.append(Target(name, "not run", "SKIP"))
+        elif not (ours.ok and other.ok and other.readings_per_s):
+            targets.append(Target(name, "run failed", "FAIL"))
+        else:
+            ratio = ours.readings_per_s / other.readings_per_s
+            targets.append(Target(name, f"{ratio:.1f}x", "PASS" if ratio >= minimum else "FAIL"))
+    return targets
+
+
+def memory_targets(medium: Measurement | None, large: Measurement | None) -> list[Target]:
+    targets = []
+    name = f"RSS {LARGE_INPUT.name} / {MEDIUM_INPUT.name} <= {TARGET_RSS_RATIO}"
+    if medium is None or large is None:
+        targets.append(Target(name, "not run", "SKIP"))
+    elif not (medium.ok and large.ok):
+        targets.append(Target(name, "run failed", "FAIL"))
+    else:
+        ratio = large.peak_rss_mb / medium.peak_rss_mb
+        status = "PASS" if ratio <= TARGET_RSS_RATIO else "FAIL"
+        targets.append(Target(name, f"{ratio:.2f}", status))
+    for run in (medium, large):
+        if run is not None:
+            under = run.ok and run.peak_rss_mb * MB < GB
+            targets.append(
+                Target(
+                    f"RSS on {run.file} < 1 GB",
+                    f"{run.peak_rss_mb:.0f} MB",
+                    "PASS" if under else "FAIL",
+                )
+            )
+    return targets
+
+
+def markdown(
+    main_runs: list[Measurement], flat_runs: list[Measurement], targets: list[Target]
+) -> str:
+    ours = main_runs[0]
+    lines = [
+        f"## Parse benchmark: {ours.file} ({ours.file_mb:.1f} MB, "
+        f"{ours.expected_readings:,} readings)",
+        "",
+        "| tool | file | readings | seconds | readings/s | peak RSS MB | ours is |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for run in [*main_runs, *flat_runs]:
+        if run is ours or run.tool == ours.tool or not run.readings_per_s:
+            ratio = "-"
+        else:
+            ratio = f"{ours.readings_per_s / run.readings_per_s:.1f}x faster"
+        if run.readings is None:
+            readings = f"FAILED (exit {run.exit_code})"
+        elif run.readings != run.expected_readings:
+            readings = f"{run.readings:,} (expected {run.expected_readings:,})"
+        else:
+            readings = f"{run.readings:,}"
+        lines.append(
+            f"| {run.tool} | {run.file} ({run.file_mb:.0f} MB) | {readings} | {run.seconds:.2f} "
+            f"| {run.readings_per_s:,.0f} | {run.peak_rss_mb:.0f} | {ratio} |"
+        )
+    medium = next((r for r in flat_runs if r.file.startswith(MEDIUM_INPUT.name)), None)
+    large = next((r for r in flat_runs if r.file.startswith(LARGE_INPUT.name)), None)
+    lines.append("")
+    if medium and large:
+        lines.append(
+            f"Memory flatness: RSS {large.peak_rss_mb:.0f} MB ({large.file_mb:.0f} MB file) / "
+            f"{medium.peak_rss_mb:.0f} MB ({medium.file_mb:.0f} MB file) = "
+            f"{large.peak_rss_mb / medium.peak_rss_mb:.2f}; under 1 GB: "
+            f"{'yes' if medium.peak_rss_mb * MB < GB else 'no'} / "
+            f"{'yes' if large.peak_rss_mb * MB < GB else 'no'}"
+        )
+    else:
+        lines.append("Memory flatness: not measured (needs both large files)")
+    lines += ["", "| target | value | result |", "|---|---:|---|"]
+    lines += [f"| {t.name} | {t.value} | {t.status} |" for t in targets]
+    return "\n".join(lines) + "\n"
+
+
+def environment() -> dict[str, object]:
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "versions": {
+            d: version(d) for d in ("nem12-pipeline", "polars", "nemreader", "aemo-mdff-reader")
+        },
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"skip nemreader and the {LARGE_INPUT.name} file (smoke run)",
+    )
+    parser.add_argument(
+        "--skip-large",
+        action="store_true",
+        help="skip the memory-flatness files (160 MB and 800 MB)",
+    )
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=BENCH_DIR / "out",
+        help="inputs, outputs, logs and the report (default: bench/out)",
+    )
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    out_dir: Path = args.out_dir
+    (out_dir / "logs").mkdir(parents=True, exist_ok=True)
+    flat_specs = [] if args.skip_large else [MEDIUM_INPUT] + ([] if args.quick else [LARGE_INPUT])
+    paths = {spec: spec.ensure(out_dir) for spec in [MAIN_INPUT, *flat_specs]}
+
+    main_path = paths[MAIN_INPUT]
+    print(f"measuring on {main_path} (sequentially) ...", file=sys.stderr)
+    main_runs = [measure_ours(MAIN_INPUT, main_path, out_dir)]
+    main_runs.append(
+        measure_snippet("aemo-mdff-reader", AEMO_SNIPPET, MAIN_INPUT, main_path, out_dir)
+    )
+    if not args.quick:
+        main_runs.append(
+            measure_snippet("nemreader", NEMREADER_SNIPPET, MAIN_INPUT, main_path, out_dir)
+        )
+    flat_runs = [measure_ours(spec, paths[spec], out_dir) for spec in flat_specs]
+
+    by_file = {spec.name: run for spec, run in zip(flat_specs, flat_runs, strict=True)}
+    targets = speed_targets(main_runs[0], main_runs[1:])
+    targets += memory_targets(by_file.get(MEDIUM_INPUT.name), by_file.get(LARGE_INPUT.name))
+
+    report = markdown(main_runs, flat_runs, targets)
+    print(report)
+    (out_dir / "parse_bench.md").write_text(report)
+    figures = {
+        "environment": environment(),
+        "mode": {"quick": args.quick, "skip_large": args.skip_large},
+        "runs": [
+            {**asdict(r), "ok": r.ok, "readings_per_s": r.readings_per_s}
+            for r in [*main_runs, *flat_runs]
+        ],
+        "targets": [asdict(t) for t in targets],
+    }
+    (out_dir / "parse_bench.json").write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"wrote {out_dir / 'parse_bench.md'} and {out_dir / 'parse_bench.json'}", file=sys.stderr)
+
+    failed = [r for r in [*main_runs, *flat_runs] if r.exit_code != 0 or r.readings is None]
+    for r in failed:
+        print(
+            f"{r.tool} failed on {r.file} (exit {r.exit_code}); see {out_dir / 'logs'}",
+            file=sys.stderr,
+        )
+    return 2 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except ToolFailure as exc:
+        print(f"parse_bench: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

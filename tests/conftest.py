@@ -1,0 +1,55 @@
+"""Shared helpers: parse a source completely and look at what came out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import pytest
+from nem12.mdff import READING_SCHEMA
+from nem12.parsing import FileReport, ParseConfig, parse_source
+
+FIXTURES = Path(__file__).parent / "fixtures"
+AEMO = FIXTURES / "aemo"
+
+
+@dataclass
+class Parsed:
+    """Every file's report and the readings of the files not rejected."""
+
+    reports: list[FileReport]
+    readings: pl.DataFrame
+
+    @property
+    def report(self) -> FileReport:
+        assert len(self.reports) == 1, [r.file for r in self.reports]
+        return self.reports[0]
+
+    def rules(self, severity: str | None = None) -> set[str]:
+        return {
+            f.rule
+            for r in self.reports
+            for f in r.findings
+            if severity is None or f.severity == severity
+        }
+
+
+def parse_all(source, name: str | None = None, config: ParseConfig | None = None) -> Parsed:
+    reports: list[FileReport] = []
+    kept: list[pl.DataFrame] = []
+    for parser in parse_source(source, name=name, config=config):
+        batches = list(parser.batches())
+        assert parser.report is not None
+        reports.append(parser.report)
+        if parser.report.status != "rejected":
+            kept.extend(batches)
+    readings = (pl.concat(kept) if kept else pl.DataFrame(schema=READING_SCHEMA)).with_columns(
+        pl.col(pl.Categorical).cast(pl.String)
+    )
+    return Parsed(reports, readings)
+
+
+@pytest.fixture
+def parse():
+    return parse_all
