@@ -10,9 +10,10 @@ from nemreader import NEMFile
 
 from tests.conftest import AEMO, parse_all
 
-EXAMPLES = sorted(
-    p for folder in ("nem12", "unzipped", "invalid") for p in (AEMO / folder).iterdir()
-) + [AEMO / "Example_NEM12_ManyNMIs.zip"]
+EXAMPLES = [
+    *sorted(p for folder in ("nem12", "unzipped", "invalid") for p in (AEMO / folder).iterdir()),
+    AEMO / "Example_NEM12_ManyNMIs.zip",
+]
 
 
 def nemreader_readings(path) -> pl.DataFrame | None:
