@@ -289,6 +289,10 @@ def _zip_members(stream: BinaryIO, label: str, limits: ReadLimits, depth: int) -
         for info in infos:
             member_name, warning = _safe_label(info.filename)
             member_label = f"{label}!{member_name}"
+            declared = _declared_limit(info, member_label, limits)
+            if declared is not None:
+                yield Member(member_label, None, error=declared)
+                continue
 
             def open_member(
                 info: zipfile.ZipInfo = info, member_label: str = member_label
@@ -322,6 +326,24 @@ def _zip_members(stream: BinaryIO, label: str, limits: ReadLimits, depth: int) -
                     yield Member(member_label, None, error=error)
                     continue
                 yield from _members_of(spool, member_label, limits, depth + 1, size=None)
+
+
+def _declared_limit(info: zipfile.ZipInfo, label: str, limits: ReadLimits) -> ReadError | None:
+    """Refuse a member whose own header announces a bomb; liars are caught while reading."""
+    if info.file_size > limits.max_member_bytes:
+        return ReadError(
+            "archive_limit",
+            f"{label} declares {info.file_size} bytes (limit {limits.max_member_bytes})",
+        )
+    if info.file_size > (1 << 20) and info.file_size > limits.max_ratio * max(
+        info.compress_size, 1
+    ):
+        return ReadError(
+            "archive_limit",
+            f"{label} expands more than {limits.max_ratio:g}x "
+            f"({info.compress_size} compressed bytes declare {info.file_size})",
+        )
+    return None
 
 
 @contextmanager
