@@ -2,13 +2,14 @@
 
 Inputs are generated with ``nem12 generate`` into the output directory and
 reused while their parameters match. Every measurement runs in its own fresh
-subprocess: the parent times it and takes its peak RSS from ``os.wait4``, so
-each figure belongs to one tool only. Tools run one after another, never in
+subprocess, timed and reaped with ``os.wait4`` for its peak RSS, so each
+figure belongs to one tool only. Tools run one after another, never in
 parallel. MB means 10**6 bytes throughout.
 
-On Linux a child's ``ru_maxrss`` starts at its parent's high-water mark, so
-this process stays lean (no Polars import here) and reports its own peak as
-the floor below which per-tool figures mean nothing.
+On Linux a child's ``ru_maxrss`` starts at the high-water mark of the process
+that spawned it, so a minimal launcher (``LAUNCHER``) spawns and measures each
+tool instead of this process, which has Polars loaded. The floor this leaves,
+a bare Python's peak, is reported alongside.
 
 It is a report, not a test: it exits 0 whatever the figures, and 2 only if a
 tool (or the generator) fails.
@@ -20,13 +21,14 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
+
+import polars as pl
 
 BENCH_DIR = Path(__file__).resolve().parent
 BIN_DIR = Path(sys.executable).parent
@@ -50,11 +52,17 @@ import sys
 import aemo_mdff_reader as a
 print(sum(1 for _ in a.parse(sys.argv[1])))
 """
-# Counting our output's rows in a separate, unmeasured process keeps Polars out of this one.
-PARQUET_ROWS_SNIPPET = """\
-import sys
-import polars as pl
-print(pl.scan_parquet(sys.argv[1]).select(pl.len()).collect().item())
+# ``python -c LAUNCHER REPORT CMD...``: spawn CMD from a small process, write its figures.
+LAUNCHER = """\
+import json, os, sys, time
+started = time.perf_counter()
+pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+seconds = time.perf_counter() - started
+report = {"seconds": seconds, "maxrss_kib": usage.ru_maxrss,
+          "exit_code": os.waitstatus_to_exitcode(status)}
+with open(sys.argv[1], "w") as out:
+    json.dump(report, out)
 """
 
 
@@ -139,16 +147,18 @@ class Measurement:
 
 
 def run_measured(argv: list[str], log: Path) -> tuple[float, float, int, str]:
-    """Run ``argv``; return wall seconds, peak RSS in MB, exit code and its stdout."""
+    """Run ``argv`` via the launcher; return wall seconds, peak RSS MB, exit code, stdout."""
     stdout_path, stderr_path = log.with_suffix(".out"), log.with_suffix(".err")
+    report_path = log.with_suffix(".rusage.json")
+    report_path.unlink(missing_ok=True)
     with stdout_path.open("w") as stdout, stderr_path.open("w") as stderr:
-        started = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped by wait4
-    peak_rss_mb = usage.ru_maxrss * 1024 / MB  # ru_maxrss is in KiB on Linux
-    return seconds, peak_rss_mb, proc.returncode, stdout_path.read_text()
+        launcher = [sys.executable, "-c", LAUNCHER, str(report_path), *argv]
+        subprocess.run(launcher, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL)
+    if not report_path.exists():
+        raise ToolFailure(f"the launcher did not report on {argv[0]}; see {stderr_path}")
+    report = json.loads(report_path.read_text())
+    peak_rss_mb = report["maxrss_kib"] * 1024 / MB  # ru_maxrss is in KiB on Linux
+    return report["seconds"], peak_rss_mb, report["exit_code"], stdout_path.read_text()
 
 
 def measure_ours(spec: InputSpec, path: Path, out_dir: Path) -> Measurement:
@@ -160,12 +170,7 @@ def measure_ours(spec: InputSpec, path: Path, out_dir: Path) -> Measurement:
     seconds, rss, code, _ = run_measured(argv, out_dir / "logs" / f"ours_{spec.name}")
     readings = None
     if code == 0 and parquet.exists():
-        counted = subprocess.run(
-            [sys.executable, "-c", PARQUET_ROWS_SNIPPET, str(parquet)],
-            capture_output=True,
-            text=True,
-        )
-        readings = int(counted.stdout) if counted.returncode == 0 else None
+        readings = pl.scan_parquet(parquet).select(pl.len()).collect().item()
     return Measurement(
         "nem12 (ours)",
         path.name,
@@ -241,13 +246,16 @@ def memory_targets(medium: Measurement | None, large: Measurement | None) -> lis
     return targets
 
 
-def own_peak_rss_mb() -> float:
-    """This process's peak RSS: every child's ``ru_maxrss`` starts at least this high."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB
+def rss_floor_mb(out_dir: Path) -> float:
+    """Peak RSS of a bare Python through the launcher: no figure can be lower."""
+    return run_measured([sys.executable, "-c", "pass"], out_dir / "logs" / "floor")[1]
 
 
 def markdown(
-    main_runs: list[Measurement], flat_runs: list[Measurement], targets: list[Target]
+    main_runs: list[Measurement],
+    flat_runs: list[Measurement],
+    targets: list[Target],
+    floor_mb: float,
 ) -> str:
     ours = main_runs[0]
     lines = [
@@ -285,9 +293,7 @@ def markdown(
         )
     else:
         lines.append("Memory flatness: not measured (needs both large files)")
-    lines.append(
-        f"RSS floor (this runner's own peak, inherited by children): {own_peak_rss_mb():.0f} MB"
-    )
+    lines.append(f"RSS floor (a bare Python through the launcher): {floor_mb:.0f} MB")
     lines += ["", "| target | value | result |", "|---|---:|---|"]
     lines += [f"| {t.name} | {t.value} | {t.status} |" for t in targets]
     return "\n".join(lines) + "\n"
@@ -349,17 +355,18 @@ def run(args: argparse.Namespace) -> int:
         )
     flat_runs = [measure_ours(spec, paths[spec], out_dir) for spec in flat_specs]
 
-    by_file = {spec.name: run for spec, run in zip(flat_specs, flat_runs, strict=True)}
+    by_file = {spec.name: m for spec, m in zip(flat_specs, flat_runs, strict=True)}
     targets = speed_targets(main_runs[0], main_runs[1:])
     targets += memory_targets(by_file.get(MEDIUM_INPUT.name), by_file.get(LARGE_INPUT.name))
 
-    report = markdown(main_runs, flat_runs, targets)
+    floor_mb = rss_floor_mb(out_dir)
+    report = markdown(main_runs, flat_runs, targets, floor_mb)
     print(report)
     (out_dir / "parse_bench.md").write_text(report)
     figures = {
         "environment": environment(),
         "mode": {"quick": args.quick, "skip_large": args.skip_large},
-        "rss_floor_mb": own_peak_rss_mb(),
+        "rss_floor_mb": floor_mb,
         "runs": [
             {**asdict(r), "ok": r.ok, "readings_per_s": r.readings_per_s}
             for r in [*main_runs, *flat_runs]
