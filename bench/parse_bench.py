@@ -39,6 +39,7 @@ GB = 1_000_000_000
 TARGET_VS_NEMREADER = 20.0
 TARGET_VS_AEMO = 8.0
 TARGET_RSS_RATIO = 1.2
+BUSY_LOAD = 0.8  # one-minute load average above which other work skews the timings
 
 # Third-party tools run as ``python -c SNIPPET PATH`` and print their reading count.
 NEMREADER_SNIPPET = """\
@@ -256,6 +257,7 @@ def markdown(
     flat_runs: list[Measurement],
     targets: list[Target],
     floor_mb: float,
+    load_before: float,
 ) -> str:
     ours = main_runs[0]
     lines = [
@@ -294,6 +296,8 @@ def markdown(
     else:
         lines.append("Memory flatness: not measured (needs both large files)")
     lines.append(f"RSS floor (a bare Python through the launcher): {floor_mb:.0f} MB")
+    if load_before >= BUSY_LOAD:
+        lines.append(f"Warning: load average {load_before:.1f} at start; timings are noisy")
     lines += ["", "| target | value | result |", "|---|---:|---|"]
     lines += [f"| {t.name} | {t.value} | {t.status} |" for t in targets]
     return "\n".join(lines) + "\n"
@@ -338,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    load_before = os.getloadavg()[0]  # before our own generation adds to it
     out_dir: Path = args.out_dir
     (out_dir / "logs").mkdir(parents=True, exist_ok=True)
     flat_specs = [] if args.skip_large else [MEDIUM_INPUT] + ([] if args.quick else [LARGE_INPUT])
@@ -360,13 +365,14 @@ def run(args: argparse.Namespace) -> int:
     targets += memory_targets(by_file.get(MEDIUM_INPUT.name), by_file.get(LARGE_INPUT.name))
 
     floor_mb = rss_floor_mb(out_dir)
-    report = markdown(main_runs, flat_runs, targets, floor_mb)
+    report = markdown(main_runs, flat_runs, targets, floor_mb, load_before)
     print(report)
     (out_dir / "parse_bench.md").write_text(report)
     figures = {
         "environment": environment(),
         "mode": {"quick": args.quick, "skip_large": args.skip_large},
         "rss_floor_mb": floor_mb,
+        "load_average_before": load_before,
         "runs": [
             {**asdict(r), "ok": r.ok, "readings_per_s": r.readings_per_s}
             for r in [*main_runs, *flat_runs]
