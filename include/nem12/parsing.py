@@ -13,7 +13,9 @@ keep it only when ``FileParser.report.status`` is not ``rejected``.
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePosixPath
@@ -43,6 +45,15 @@ class ParseConfig:
     severity: Mapping[str, str] = field(default_factory=dict)
     reject_file_on_block_error: bool = False
     max_findings_per_rule: int = 100
+
+
+@dataclass(frozen=True)
+class _Exploding:
+    """A chunk on its way to readings: the worker's result and where the chunk ends."""
+
+    future: Future[tuple[pl.DataFrame | None, pl.DataFrame | None]] | None
+    block_complete: bool
+    last_block: int
 
 
 @dataclass
@@ -117,17 +128,31 @@ class FileParser:
 
     # --- driving ---------------------------------------------------------------
     def batches(self) -> Iterator[pl.DataFrame]:
-        """Accepted readings, batch by batch, in READING_SCHEMA."""
+        """Accepted readings, batch by batch, in READING_SCHEMA.
+
+        Two stages overlap: this thread runs the rules on chunk k+1 while a
+        worker explodes chunk k into readings (Polars releases the GIL).
+        Batches are released in file order.
+        """
         for warning in self.member.warnings:
             self.collector.add(warning.rule, warning.message)
+        waiting: deque[_Exploding] = deque()
         try:
-            with self.member.open() as stream:
+            with (
+                self.member.open() as stream,
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="nem12-explode") as pool,
+            ):
                 for chunk in iter_chunks(stream, self.config.limits):
                     if self._stop:
                         break
                     self.bytes_read += len(chunk.data)
-                    readings = self._chunk(chunk)
-                    yield from self._release(readings, chunk.block_complete)
+                    work = self._chunk(chunk)
+                    future = pool.submit(_explode, *work) if work is not None else None
+                    waiting.append(_Exploding(future, chunk.block_complete, self._blocks))
+                    while len(waiting) > 1:
+                        yield from self._release(waiting.popleft())
+                while waiting:
+                    yield from self._release(waiting.popleft())
         except ReadError as exc:
             self._read_failed = True
             self.collector.add(exc.rule, exc.message, line=exc.line)
@@ -146,22 +171,26 @@ class FileParser:
         assert self.report is not None
         return self.report
 
-    def _release(
-        self, readings: pl.DataFrame | None, block_complete: bool
-    ) -> Iterator[pl.DataFrame]:
-        if readings is None or readings.is_empty():
+    def _release(self, exploding: _Exploding) -> Iterator[pl.DataFrame]:
+        """Yield a chunk's readings once its blocks are complete and not rejected."""
+        readings, bad_values = (
+            (None, None) if exploding.future is None else exploding.future.result()
+        )
+        if bad_values is not None:
+            self._report_values(bad_values)
+        if readings is not None and readings.is_empty():
             readings = None
-        rejected = self.collector.rejected_blocks
-        if readings is not None and not block_complete:
-            last = self._blocks
+        if readings is not None and not exploding.block_complete:
+            last = exploding.last_block
             self._pending.append(readings.filter(pl.col("block") == last))
             readings = readings.filter(pl.col("block") != last)
-        if block_complete and self._pending:
+        if exploding.block_complete and self._pending:
             held = pl.concat(self._pending)
             self._pending = []
             readings = held if readings is None else pl.concat([held, readings])
         if readings is None or self.collector.file_rejected:
             return
+        rejected = self.collector.rejected_blocks
         if rejected:
             readings = readings.filter(~pl.col("block").is_in(list(rejected)))
         if readings.is_empty():
@@ -222,7 +251,8 @@ class FileParser:
             text = _STRAY_SPACE.sub("", text)
         return text.replace("\r", "") if "\r" in text else text
 
-    def _chunk(self, chunk: Chunk) -> pl.DataFrame | None:
+    def _chunk(self, chunk: Chunk) -> tuple[pl.DataFrame, pl.DataFrame | None] | None:
+        """Run the rules on a chunk; return its good days and 400 ranges to explode."""
         text = self._decode(chunk)
         records = (
             pl.LazyFrame({"raw": [text]})
@@ -246,7 +276,11 @@ class FileParser:
         self._collect_b2b(records, blocks)
         days = self._check_days(records, blocks)
         events = self._check_events(records, days)
-        return self._readings_frame(days.filter(pl.col("shape_ok")), events)
+        if days.is_empty() or self.collector.file_rejected:
+            return None
+        rejected = self.collector.rejected_blocks
+        days = days.filter(pl.col("shape_ok"), ~pl.col("block").is_in(list(rejected)))
+        return days, events
 
     # --- file structure: 100, 900, unknown and blank lines ------------------------
     def _check_file_structure(self, records: pl.DataFrame) -> None:
@@ -969,96 +1003,6 @@ class FileParser:
         )
 
     # --- readings ---------------------------------------------------------------
-    def _readings_frame(
-        self, days: pl.DataFrame, events: pl.DataFrame | None
-    ) -> pl.DataFrame | None:
-        """Split and explode the accepted 300 records into one row per interval.
-
-        Everything per day (text fields, timestamps) is prepared on the small
-        day frame and repeated by the explode; text is categorical so that
-        repeating costs 4-byte codes. One fused query does the per-value work.
-        """
-        if days.is_empty() or self.collector.file_rejected:
-            return None
-        rejected = self.collector.rejected_blocks
-        if rejected:
-            days = days.filter(~pl.col("block").is_in(list(rejected)))
-        update = pl.col("update_raw").fill_null("")
-        seconds = pl.col("day_start") + (
-            pl.col("idx").cast(pl.Int64) * pl.col("interval_length").cast(pl.Int64) * 60
-        )
-        long = (
-            days.lazy()
-            .select(
-                "block",
-                "line",
-                "interval_length",
-                *[
-                    pl.when(pl.col(c) != "").then(pl.col(c)).cast(pl.Categorical).alias(c)
-                    for c in mdff.READING_TEXT_COLUMNS
-                ],
-                day_start=pl.col("interval_date").cast(pl.Int64) * 86_400 - _NEM_OFFSET_SECONDS,
-                update_datetime=pl.when(update.str.len_bytes() == 12)
-                .then(_nem_datetime(update, "%Y%m%d%H%M"))
-                .otherwise(_nem_datetime(update, "%Y%m%d%H%M%S")),
-                msats_load_datetime=_nem_datetime(
-                    pl.col("msats_raw").fill_null(""), "%Y%m%d%H%M%S"
-                ),
-                value=F.list.slice(2, pl.col("intervals")),
-                idx=pl.int_ranges(0, pl.col("intervals"), dtype=pl.Int32),
-            )
-            .explode("value", "idx")
-            .select(
-                *mdff.READING_SCHEMA_ORDER_BEFORE_VALUE,
-                interval_start=(seconds * 1_000_000).cast(pl.Datetime("us", mdff.NEM_TIME_ZONE)),
-                value=pl.col("value").cast(mdff.VALUE_DTYPE, strict=False),
-                quality_method="quality_method",
-                reason_code="reason_code",
-                reason_description="reason_description",
-                update_datetime="update_datetime",
-                msats_load_datetime="msats_load_datetime",
-                line_number="line",
-                block="block",
-                value_ok=pl.col("value").str.contains(mdff.VALUE_PATTERN),
-                value_raw="value",
-                idx="idx",
-            )
-            .collect()
-        )
-        if events is not None and not events.is_empty():
-            long = self._apply_events(long, days, events)
-        if not long.get_column("value_ok").all():
-            self._report_values(long.filter(~pl.col("value_ok")))
-            if self.collector.file_rejected:
-                return None
-            long = long.filter(~pl.col("block").is_in(list(self.collector.rejected_blocks)))
-        return long.drop("value_ok", "value_raw", "idx")
-
-    @staticmethod
-    def _apply_events(long: pl.DataFrame, days: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
-        """Give each interval of a V day the quality of the 400 range holding it.
-
-        ``long`` holds each day's intervals contiguously in day order, so an
-        interval's row is its day's offset plus its index: the 400 ranges are
-        scattered straight into place, costing only the V days' intervals.
-        """
-        offsets = days.select("day", offset=pl.col("intervals").cum_sum() - pl.col("intervals"))
-        placed = (
-            events.join(offsets, on="day", how="inner")
-            .with_columns(idx=pl.int_ranges(pl.col("start") - 1, pl.col("end")))
-            .explode("idx")
-            .select(
-                (pl.col("offset") + pl.col("idx")).cast(pl.Int64).alias("position"),
-                *[pl.col(c).cast(pl.Categorical) for c in _EVENT_COLUMNS],
-            )
-        )
-        if placed.is_empty():
-            return long
-        positions = placed.get_column("position")
-        return long.with_columns(
-            long.get_column(c).scatter(positions, placed.get_column(c)) for c in _EVENT_COLUMNS
-        )
-
     def _report_values(self, bad: pl.DataFrame) -> None:
         """One finding per 300 record with bad values: the first one and how many."""
         negative = pl.col("value_raw").str.contains(r"^-(\d+\.?\d*|\.\d+)$")
@@ -1106,3 +1050,87 @@ def parse_source(
     config = config or ParseConfig()
     for member in iter_members(source, name=name, limits=config.limits):
         yield FileParser(member, config)
+
+
+def _explode(
+    days: pl.DataFrame, events: pl.DataFrame | None
+) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
+    """Split and explode the accepted 300 records into one row per interval.
+
+    Everything per day (text fields, timestamps) is prepared on the small
+    day frame and repeated by the explode; text is categorical so that
+    repeating costs 4-byte codes. One fused query does the per-value work.
+    """
+    if days.is_empty():
+        return None, None
+    update = pl.col("update_raw").fill_null("")
+    seconds = pl.col("day_start") + (
+        pl.col("idx").cast(pl.Int64) * pl.col("interval_length").cast(pl.Int64) * 60
+    )
+    long = (
+        days.lazy()
+        .select(
+            "block",
+            "line",
+            "interval_length",
+            *[
+                pl.when(pl.col(c) != "").then(pl.col(c)).cast(pl.Categorical).alias(c)
+                for c in mdff.READING_TEXT_COLUMNS
+            ],
+            day_start=pl.col("interval_date").cast(pl.Int64) * 86_400 - _NEM_OFFSET_SECONDS,
+            update_datetime=pl.when(update.str.len_bytes() == 12)
+            .then(_nem_datetime(update, "%Y%m%d%H%M"))
+            .otherwise(_nem_datetime(update, "%Y%m%d%H%M%S")),
+            msats_load_datetime=_nem_datetime(pl.col("msats_raw").fill_null(""), "%Y%m%d%H%M%S"),
+            value=F.list.slice(2, pl.col("intervals")),
+            idx=pl.int_ranges(0, pl.col("intervals"), dtype=pl.Int32),
+        )
+        .explode("value", "idx")
+        .select(
+            *mdff.READING_SCHEMA_ORDER_BEFORE_VALUE,
+            interval_start=(seconds * 1_000_000).cast(pl.Datetime("us", mdff.NEM_TIME_ZONE)),
+            value=pl.col("value").cast(mdff.VALUE_DTYPE, strict=False),
+            quality_method="quality_method",
+            reason_code="reason_code",
+            reason_description="reason_description",
+            update_datetime="update_datetime",
+            msats_load_datetime="msats_load_datetime",
+            line_number="line",
+            block="block",
+            value_ok=pl.col("value").str.contains(mdff.VALUE_PATTERN),
+            value_raw="value",
+            idx="idx",
+        )
+        .collect()
+    )
+    if events is not None and not events.is_empty():
+        long = _apply_events(long, days, events)
+    bad = None
+    if not long.get_column("value_ok").all():
+        bad = long.filter(~pl.col("value_ok"))
+    return long.drop("value_ok", "value_raw", "idx"), bad
+
+
+def _apply_events(long: pl.DataFrame, days: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
+    """Give each interval of a V day the quality of the 400 range holding it.
+
+    ``long`` holds each day's intervals contiguously in day order, so an
+    interval's row is its day's offset plus its index: the 400 ranges are
+    scattered straight into place, costing only the V days' intervals.
+    """
+    offsets = days.select("day", offset=pl.col("intervals").cum_sum() - pl.col("intervals"))
+    placed = (
+        events.join(offsets, on="day", how="inner")
+        .with_columns(idx=pl.int_ranges(pl.col("start") - 1, pl.col("end")))
+        .explode("idx")
+        .select(
+            (pl.col("offset") + pl.col("idx")).cast(pl.Int64).alias("position"),
+            *[pl.col(c).cast(pl.Categorical) for c in _EVENT_COLUMNS],
+        )
+    )
+    if placed.is_empty():
+        return long
+    positions = placed.get_column("position")
+    return long.with_columns(
+        long.get_column(c).scatter(positions, placed.get_column(c)) for c in _EVENT_COLUMNS
+    )
