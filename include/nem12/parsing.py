@@ -120,7 +120,7 @@ class FileParser:
         self.bytes_read = 0
         self._open_block: pl.DataFrame | None = None
         self._pending: list[pl.DataFrame] = []
-        self._seen_dates: pl.DataFrame | None = None
+        self._seen_dates: dict[tuple[str | None, str | None], set[int]] = {}
         self._b2b: list[dict[str, object]] = []
         self._readings = 0
         self._decoded_latin1 = False
@@ -797,17 +797,24 @@ class FileParser:
         )
 
     def _check_repeats(self, days: pl.DataFrame) -> None:
+        """A stream's IntervalDate seen before in this file (dates kept per stream)."""
         keys = days.select("line", "block", "nmi", "nmi_suffix", "interval_date")
-        key = ["nmi", "nmi_suffix", "interval_date"]
-        repeated = keys.filter(~pl.struct(key).is_first_distinct())
-        if self._seen_dates is not None:
-            earlier = keys.join(
-                self._seen_dates, on=key, how="semi", nulls_equal=True, maintain_order="left"
-            )
-            repeated = pl.concat([earlier, repeated]).unique(subset=["line"])
+        repeated: list[bool] = []
+        streams = zip(
+            keys.get_column("nmi").to_list(),
+            keys.get_column("nmi_suffix").to_list(),
+            keys.get_column("interval_date").cast(pl.Int32).to_list(),
+            strict=True,
+        )
+        for nmi, suffix, day in streams:
+            seen = self._seen_dates.setdefault((nmi, suffix), set())
+            repeated.append(day in seen)
+            seen.add(day)
         self.collector.add_frame(
             "interval_date_repeated",
-            repeated.sort("line").select(
+            keys.with_columns(repeated=pl.Series(repeated, dtype=pl.Boolean))
+            .filter("repeated")
+            .select(
                 "line",
                 "block",
                 "nmi",
@@ -818,10 +825,6 @@ class FileParser:
                     pl.col("nmi_suffix").fill_null(""),
                 ),
             ),
-        )
-        fresh = keys.select(key).unique()
-        self._seen_dates = (
-            fresh if self._seen_dates is None else pl.concat([self._seen_dates, fresh]).unique()
         )
         out_of_order = keys.filter(
             pl.col("interval_date") < pl.col("interval_date").shift(1).over("block")
