@@ -55,7 +55,7 @@ def readings_frame(batches: Iterable[pl.DataFrame]) -> pl.LazyFrame:
     return register_io_source(io_source=source, schema=READING_SCHEMA)
 
 
-def prefetched(batches: Iterable[pl.DataFrame], depth: int = 1) -> Iterator[pl.DataFrame]:
+def prefetched(batches: Iterable[pl.DataFrame], depth: int = 2) -> Iterator[pl.DataFrame]:
     """Produce ``batches`` in a thread so parsing overlaps the sink's encoding.
 
     Polars releases the GIL while it computes, so the two share both cores;
@@ -95,7 +95,7 @@ def write_readings(batches: Iterable[pl.DataFrame], path: Path) -> int:
 
     frame = readings_frame(prefetched(counted()))
     if path.suffix == ".parquet":
-        frame.sink_parquet(path, compression="lz4")
+        frame.sink_parquet(path, compression="lz4", statistics=False)
     else:
         _csv_ready(frame).sink_csv(path)
     return rows

@@ -1099,7 +1099,7 @@ def _explode(
             update_datetime="update_datetime",
             msats_load_datetime="msats_load_datetime",
             line_number="line",
-            block="block",
+            block=pl.col("block").cast(pl.Int32),
             value_ok=pl.col("value").str.contains(mdff.VALUE_PATTERN),
             value_raw="value",
             idx="idx",
