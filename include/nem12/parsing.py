@@ -56,6 +56,31 @@ class _Exploding:
     last_block: int
 
 
+class _DaysSeen:
+    """The IntervalDates seen per data stream, as one bitmask per stream.
+
+    A stream's dates are mostly a contiguous run, so a Python int used as a
+    bitset costs bytes per stream where a set of dates costs kilobytes.
+    """
+
+    def __init__(self) -> None:
+        self._streams: dict[tuple[str | None, str | None], list[int]] = {}
+
+    def add(self, stream: tuple[str | None, str | None], day: int) -> bool:
+        """Record ``day`` for ``stream``; True if it was seen before."""
+        entry = self._streams.get(stream)
+        if entry is None:
+            self._streams[stream] = [day, 1]
+            return False
+        base, mask = entry
+        if day < base:
+            mask <<= base - day
+            base = day
+        bit = 1 << (day - base)
+        entry[0], entry[1] = base, mask | bit
+        return bool(mask & bit)
+
+
 @dataclass
 class Header:
     version: str | None = None
@@ -120,7 +145,7 @@ class FileParser:
         self.bytes_read = 0
         self._open_block: pl.DataFrame | None = None
         self._pending: list[pl.DataFrame] = []
-        self._seen_dates: dict[tuple[str | None, str | None], set[int]] = {}
+        self._seen_dates = _DaysSeen()
         self._b2b: list[dict[str, object]] = []
         self._readings = 0
         self._decoded_latin1 = False
@@ -807,9 +832,7 @@ class FileParser:
             strict=True,
         )
         for nmi, suffix, day in streams:
-            seen = self._seen_dates.setdefault((nmi, suffix), set())
-            repeated.append(day in seen)
-            seen.add(day)
+            repeated.append(self._seen_dates.add((nmi, suffix), day))
         self.collector.add_frame(
             "interval_date_repeated",
             keys.with_columns(repeated=pl.Series(repeated, dtype=pl.Boolean))

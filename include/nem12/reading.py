@@ -35,7 +35,7 @@ class ReadLimits:
     max_depth: int = 3
     max_members: int = 10_000
     max_line_bytes: int = 1 << 20
-    chunk_bytes: int = 4 << 20
+    chunk_bytes: int = 6 << 20
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> ReadLimits:
