@@ -45,7 +45,7 @@ def parse_all(source, name: str | None = None, config: ParseConfig | None = None
         if parser.report.status != "rejected":
             kept.extend(batches)
     readings = (pl.concat(kept) if kept else pl.DataFrame(schema=READING_SCHEMA)).with_columns(
-        pl.col(pl.Categorical).cast(pl.String)
+        pl.col(pl.Categorical, pl.Enum).cast(pl.String)
     )
     return Parsed(reports, readings)
 

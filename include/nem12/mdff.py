@@ -169,6 +169,13 @@ REASON_CODES: frozenset[int] = frozenset(
     }
 )
 
+#: Every QualityMethod the rules accept: a flag alone or with a two-digit method.
+QUALITY_METHODS = tuple(
+    f"{flag}{method}" for flag in "AEFNSV" for method in ("", *(f"{m:02d}" for m in range(100)))
+)
+QUALITY_DTYPE = pl.Enum(QUALITY_METHODS)
+UOM_DTYPE = pl.Enum(sorted(set(UNITS_OF_MEASURE.values())))
+
 #: Text columns repeat per interval, so readings hold them as categoricals.
 READING_TEXT_COLUMNS = (
     "nmi",
@@ -195,11 +202,11 @@ READING_SCHEMA: dict[str, pl.DataType] = {
     "nmi_suffix": pl.Categorical(),
     "register_id": pl.Categorical(),
     "meter_serial_number": pl.Categorical(),
-    "uom": pl.Categorical(),
+    "uom": UOM_DTYPE,
     "interval_length": pl.Int16(),
     "interval_start": pl.Datetime("us", NEM_TIME_ZONE),
     "value": VALUE_DTYPE,
-    "quality_method": pl.Categorical(),
+    "quality_method": QUALITY_DTYPE,
     "reason_code": pl.Categorical(),
     "reason_description": pl.Categorical(),
     "update_datetime": pl.Datetime("us", NEM_TIME_ZONE),

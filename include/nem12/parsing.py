@@ -1100,7 +1100,7 @@ def _explode(
             "line",
             "interval_length",
             *[
-                pl.when(pl.col(c) != "").then(pl.col(c)).cast(pl.Categorical).alias(c)
+                pl.when(pl.col(c) != "").then(pl.col(c)).cast(mdff.READING_SCHEMA[c]).alias(c)
                 for c in mdff.READING_TEXT_COLUMNS
             ],
             day_start=pl.col("interval_date").cast(pl.Int64) * 86_400 - _NEM_OFFSET_SECONDS,
@@ -1151,7 +1151,7 @@ def _apply_events(long: pl.DataFrame, days: pl.DataFrame, events: pl.DataFrame) 
         .explode("idx")
         .select(
             (pl.col("offset") + pl.col("idx")).cast(pl.Int64).alias("position"),
-            *[pl.col(c).cast(pl.Categorical) for c in _EVENT_COLUMNS],
+            *[pl.col(c).cast(mdff.READING_SCHEMA[c]) for c in _EVENT_COLUMNS],
         )
     )
     if placed.is_empty():
