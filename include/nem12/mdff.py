@@ -188,7 +188,8 @@ READING_TEXT_COLUMNS = (
     "reason_description",
 )
 
-READING_SCHEMA_ORDER_BEFORE_VALUE = (
+#: What a reading takes from its 200 record (in output order).
+STREAM_COLUMNS = (
     "nmi",
     "nmi_suffix",
     "register_id",

@@ -594,15 +594,7 @@ class FileParser:
             .filter(pl.col("record_type") == "300", pl.col("block") > 0)
             .pipe(_split)
             .join(
-                blocks.lazy().select(
-                    "block",
-                    "nmi",
-                    "nmi_suffix",
-                    "register_id",
-                    "meter_serial_number",
-                    "uom",
-                    "interval_length",
-                ),
+                blocks.lazy().select("block", *mdff.STREAM_COLUMNS),
                 on="block",
                 how="left",
                 maintain_order="left",
@@ -1113,7 +1105,7 @@ def _explode(
         )
         .explode("value", "idx")
         .select(
-            *mdff.READING_SCHEMA_ORDER_BEFORE_VALUE,
+            *mdff.STREAM_COLUMNS,
             interval_start=(seconds * 1_000_000).cast(pl.Datetime("us", mdff.NEM_TIME_ZONE)),
             value=pl.col("value").cast(mdff.VALUE_DTYPE, strict=False),
             quality_method="quality_method",
