@@ -25,14 +25,19 @@ from nem12.mdff import READING_SCHEMA
 FORMATS = (".parquet", ".csv")
 
 
-def _csv_ready(frame: pl.LazyFrame) -> pl.LazyFrame:
-    """Exact decimals without trailing zeros (1.500 -> 1.5, 2.000 -> 2)."""
+def value_as_text() -> pl.Expr:
+    """The exact decimal without trailing zeros (1.500 -> 1.5, 2.000 -> 2)."""
     value = pl.col("value").cast(pl.String)
-    return frame.with_columns(
-        value=pl.when(value.str.contains(".", literal=True))
+    return (
+        pl.when(value.str.contains(".", literal=True))
         .then(value.str.strip_chars_end("0").str.strip_chars_end("."))
         .otherwise(value)
+        .alias("value")
     )
+
+
+def _csv_ready(frame: pl.LazyFrame) -> pl.LazyFrame:
+    return frame.with_columns(value_as_text())
 
 
 def readings_frame(batches: Iterable[pl.DataFrame]) -> pl.LazyFrame:

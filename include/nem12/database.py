@@ -1,0 +1,204 @@
+"""PostgreSQL access for the pipeline: schema, file ledger and staging loads (psycopg 3).
+
+Parse-and-load tasks only ever write ``reading_staging`` (rows keyed by their
+file), so parallel loads never contend on the meter-reading table; the merge
+(``nem12.merge``) is the one writer of ``meter_reading``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta, timezone
+
+import polars as pl
+import psycopg
+
+from nem12.output import value_as_text
+from nem12.parsing import FileReport
+
+NEM_TZ = timezone(timedelta(hours=10))
+
+SCHEMA = "nem12"
+
+#: Idempotent DDL: applying it again changes nothing.
+DDL = f"""
+CREATE SCHEMA IF NOT EXISTS {SCHEMA};
+
+CREATE TABLE IF NOT EXISTS {SCHEMA}.file_ledger (
+    file_id          bigserial PRIMARY KEY,
+    bucket           text NOT NULL,
+    key              text NOT NULL,
+    etag             text,
+    size_bytes       bigint,
+    sha256           text,
+    header_datetime  timestamptz,
+    first_seen       timestamptz NOT NULL DEFAULT now(),
+    status           text NOT NULL DEFAULT 'registered',
+    readings         bigint,
+    inserted         bigint,
+    updated          bigint,
+    unchanged        bigint,
+    superseded       bigint,
+    report_location  text,
+    updated_at       timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (bucket, key, etag)
+);
+
+CREATE TABLE IF NOT EXISTS {SCHEMA}.finding (
+    file_id      bigint NOT NULL REFERENCES {SCHEMA}.file_ledger ON DELETE CASCADE,
+    file         text NOT NULL,
+    rule         text NOT NULL,
+    severity     text NOT NULL,
+    line         bigint,
+    record_type  text,
+    nmi          text,
+    message      text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS finding_file_id ON {SCHEMA}.finding (file_id);
+
+CREATE UNLOGGED TABLE IF NOT EXISTS {SCHEMA}.reading_staging (
+    file_id              bigint NOT NULL,
+    nmi                  text NOT NULL,
+    nmi_suffix           text NOT NULL,
+    interval_start       timestamptz NOT NULL,
+    interval_length      smallint NOT NULL,
+    value                numeric NOT NULL,
+    uom                  text NOT NULL,
+    quality_method       text NOT NULL,
+    reason_code          text,
+    reason_description   text,
+    update_datetime      timestamptz,
+    msats_load_datetime  timestamptz,
+    line_number          bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reading_staging_file_id ON {SCHEMA}.reading_staging (file_id);
+
+CREATE TABLE IF NOT EXISTS {SCHEMA}.meter_reading (
+    nmi                  text NOT NULL,
+    nmi_suffix           text NOT NULL,
+    interval_start       timestamptz NOT NULL,
+    interval_length      smallint NOT NULL,
+    value                numeric NOT NULL,
+    uom                  text NOT NULL,
+    quality_method       text NOT NULL,
+    reason_code          text,
+    reason_description   text,
+    update_datetime      timestamptz,
+    header_datetime      timestamptz,
+    file_id              bigint NOT NULL,
+    merged_at            timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (nmi, nmi_suffix, interval_start)
+);
+"""
+
+#: Staging columns in the order COPY receives them (after file_id).
+STAGED_COLUMNS = (
+    "nmi",
+    "nmi_suffix",
+    "interval_start",
+    "interval_length",
+    "value",
+    "uom",
+    "quality_method",
+    "reason_code",
+    "reason_description",
+    "update_datetime",
+    "msats_load_datetime",
+    "line_number",
+)
+
+
+def apply_schema(conn: psycopg.Connection) -> None:
+    """Create what is missing; safe to run on every task start."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('nem12 schema'))")
+        conn.execute(DDL)
+
+
+def register_file(
+    conn: psycopg.Connection,
+    bucket: str,
+    key: str,
+    etag: str | None,
+    size_bytes: int | None,
+    sha256: str | None,
+) -> int:
+    """The ledger id of an object version, adding it on first sight."""
+    row = conn.execute(
+        f"""
+        INSERT INTO {SCHEMA}.file_ledger (bucket, key, etag, size_bytes, sha256)
+        VALUES (%s, %s, %s, %s, %s)
+        ON CONFLICT (bucket, key, etag) DO UPDATE SET updated_at = now()
+        RETURNING file_id
+        """,
+        (bucket, key, etag, size_bytes, sha256),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _copy_text(file_id: int, batch: pl.DataFrame) -> bytes:
+    """A batch as COPY csv: exact decimals, ISO timestamps with their UTC offset."""
+    return (
+        batch.select(
+            pl.lit(file_id).alias("file_id"),
+            *[
+                value_as_text() if c == "value" else pl.col(c).cast(pl.String)
+                for c in STAGED_COLUMNS
+            ],
+        )
+        .write_csv(include_header=False, null_value="\\N")
+        .encode()
+    )
+
+
+def stage_readings(conn: psycopg.Connection, file_id: int, batches: Iterable[pl.DataFrame]) -> int:
+    """Replace the file's staging rows with ``batches`` (a retried load is idempotent).
+
+    Runs in one transaction: a load that dies leaves the previous rows, never
+    half of them.
+    """
+    rows = 0
+    columns = ", ".join(("file_id", *STAGED_COLUMNS))
+    with conn.transaction(), conn.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {SCHEMA}.reading_staging WHERE file_id = %s", (file_id,))
+        with cursor.copy(
+            f"COPY {SCHEMA}.reading_staging ({columns}) FROM STDIN (FORMAT csv, NULL '\\N')"
+        ) as copy:
+            for batch in batches:
+                if not batch.is_empty():
+                    rows += batch.height
+                    copy.write(_copy_text(file_id, batch))
+    return rows
+
+
+def record_parse(conn: psycopg.Connection, file_id: int, report: FileReport) -> None:
+    """Keep what parsing found: header DateTime (NEM time), status and findings."""
+    header = report.header.datetime
+    with conn.transaction():
+        conn.execute(
+            f"""
+            UPDATE {SCHEMA}.file_ledger
+            SET header_datetime = %s, status = %s, readings = %s, updated_at = now()
+            WHERE file_id = %s
+            """,
+            (
+                header.replace(tzinfo=NEM_TZ) if header else None,
+                "parsed" if report.status == "accepted" else report.status,
+                report.readings,
+                file_id,
+            ),
+        )
+        conn.execute(f"DELETE FROM {SCHEMA}.finding WHERE file_id = %s", (file_id,))
+        with conn.cursor() as cursor:
+            cursor.executemany(
+                f"""
+                INSERT INTO {SCHEMA}.finding
+                    (file_id, file, rule, severity, line, record_type, nmi, message)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                """,
+                [
+                    (file_id, f.file, f.rule, f.severity, f.line, f.record_type, f.nmi, f.message)
+                    for f in report.findings
+                ],
+            )

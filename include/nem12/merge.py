@@ -1,0 +1,124 @@
+"""The one place that knows the SQL of the merge: staging -> meter_reading.
+
+The newest version of a reading wins, by (UpdateDateTime, header DateTime,
+arrival order = ledger file_id); an older version arriving late changes
+nothing. A newer version with identical values still moves the stored
+version forward, so that a later-arriving middle version cannot win.
+Everything happens in one transaction under an advisory lock: one merge at a
+time, all or nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import psycopg
+
+from nem12.database import SCHEMA
+
+OUTCOMES = ("inserted", "updated", "unchanged", "superseded")
+
+_VERSION = (
+    "coalesce({t}.update_datetime, '-infinity'), "
+    "coalesce({t}.header_datetime, '-infinity'), {t}.file_id"
+)
+_VALUES = (
+    "({t}.value, {t}.interval_length, {t}.uom, {t}.quality_method, {t}.reason_code, "
+    "{t}.reason_description)"
+)
+
+_CLASSIFY = f"""
+CREATE TEMP TABLE incoming ON COMMIT DROP AS
+WITH ranked AS (
+    SELECT s.*, l.header_datetime,
+           row_number() OVER (
+               PARTITION BY s.nmi, s.nmi_suffix, s.interval_start
+               ORDER BY s.update_datetime DESC NULLS LAST, l.header_datetime DESC NULLS LAST,
+                        s.file_id DESC
+           ) AS rank
+    FROM {SCHEMA}.reading_staging s
+    JOIN {SCHEMA}.file_ledger l USING (file_id)
+    WHERE s.file_id = ANY(%(file_ids)s)
+)
+SELECT r.*,
+       r.rank = 1 AND (t.nmi IS NULL OR ({_VERSION.format(t="r")}) > ({_VERSION.format(t="t")}))
+           AS wins,
+       CASE
+           WHEN r.rank > 1 THEN 'superseded'
+           WHEN t.nmi IS NULL THEN 'inserted'
+           WHEN {_VALUES.format(t="r")} IS NOT DISTINCT FROM {_VALUES.format(t="t")}
+               THEN 'unchanged'
+           WHEN ({_VERSION.format(t="r")}) > ({_VERSION.format(t="t")}) THEN 'updated'
+           ELSE 'superseded'
+       END AS outcome
+FROM ranked r
+LEFT JOIN {SCHEMA}.meter_reading t
+       ON t.nmi = r.nmi AND t.nmi_suffix = r.nmi_suffix AND t.interval_start = r.interval_start
+"""
+
+_COLUMNS = (
+    "nmi, nmi_suffix, interval_start, interval_length, value, uom, quality_method, "
+    "reason_code, reason_description, update_datetime, header_datetime, file_id"
+)
+
+_INSERT = f"""
+INSERT INTO {SCHEMA}.meter_reading ({_COLUMNS})
+SELECT {_COLUMNS} FROM incoming WHERE outcome = 'inserted'
+"""
+
+_UPDATE = f"""
+UPDATE {SCHEMA}.meter_reading t
+SET value = i.value, interval_length = i.interval_length, uom = i.uom,
+    quality_method = i.quality_method, reason_code = i.reason_code,
+    reason_description = i.reason_description, update_datetime = i.update_datetime,
+    header_datetime = i.header_datetime, file_id = i.file_id, merged_at = now()
+FROM incoming i
+WHERE i.wins AND i.outcome <> 'inserted'
+  AND t.nmi = i.nmi AND t.nmi_suffix = i.nmi_suffix AND t.interval_start = i.interval_start
+"""
+
+
+@dataclass
+class MergeCounts:
+    """Readings of a merge by outcome, in all and per file."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    superseded: int = 0
+    per_file: dict[int, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def readings(self) -> int:
+        return self.inserted + self.updated + self.unchanged + self.superseded
+
+
+def merge_files(conn: psycopg.Connection, file_ids: list[int]) -> MergeCounts:
+    """Merge the staged readings of ``file_ids``; mark them loaded with their counts."""
+    counts = MergeCounts()
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('nem12 merge'))")
+        conn.execute(_CLASSIFY, {"file_ids": file_ids})
+        conn.execute(_INSERT)
+        conn.execute(_UPDATE)
+        rows = conn.execute(
+            "SELECT file_id, outcome, count(*) FROM incoming GROUP BY file_id, outcome"
+        ).fetchall()
+        for file_id, outcome, n in rows:
+            per_file = counts.per_file.setdefault(file_id, dict.fromkeys(OUTCOMES, 0))
+            per_file[outcome] = n
+            setattr(counts, outcome, getattr(counts, outcome) + n)
+        for file_id in file_ids:
+            got = counts.per_file.setdefault(file_id, dict.fromkeys(OUTCOMES, 0))
+            conn.execute(
+                f"""
+                UPDATE {SCHEMA}.file_ledger
+                SET status = 'loaded', readings = %(readings)s, inserted = %(inserted)s,
+                    updated = %(updated)s, unchanged = %(unchanged)s,
+                    superseded = %(superseded)s, updated_at = now()
+                WHERE file_id = %(file_id)s
+                """,
+                {"file_id": file_id, "readings": sum(got.values()), **got},
+            )
+        conn.execute(f"DELETE FROM {SCHEMA}.reading_staging WHERE file_id = ANY(%s)", (file_ids,))
+    return counts

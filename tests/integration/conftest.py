@@ -1,0 +1,29 @@
+"""A real PostgreSQL server (pgserver: PostgreSQL 16 from the venv), one database per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pgserver
+import psycopg
+import pytest
+from nem12.database import apply_schema
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory) -> Iterator[pgserver.PostgresServer]:
+    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def conn(postgres) -> Iterator[psycopg.Connection]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    postgres.psql(f"CREATE DATABASE {name};")
+    uri = postgres.get_uri(name)
+    with psycopg.connect(uri, autocommit=True) as connection:
+        apply_schema(connection)
+        yield connection
+    postgres.psql(f"DROP DATABASE {name} WITH (FORCE);")
