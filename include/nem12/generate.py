@@ -192,6 +192,7 @@ DEFECTS: dict[str, Callable[[list[Record]], None]] = {
     "header_only": lambda r: r.__setitem__(slice(1, -1), []),
     "record_fields": lambda r: r.__setitem__(_first(r, "200"), r[_first(r, "200")][:5]),
     "nmi_format": lambda r: _set(r, "200", 1, "SHORT"),
+    "nmi_missing": lambda r: _set(r, "200", 1, ""),
     "nmi_suffix_missing": lambda r: _set(r, "200", 4, ""),
     "interval_length": lambda r: _set(r, "200", 8, "10"),
     "uom_invalid": lambda r: _set(r, "200", 7, "furlongs"),

@@ -188,6 +188,11 @@ READING_TEXT_COLUMNS = (
     "reason_description",
 )
 
+#: Text that may be empty in an accepted record (empty becomes null); the
+#: others are never empty once the rules accept a block, so they carry no
+#: validity mask (which also makes them cheaper to encode).
+OPTIONAL_TEXT_COLUMNS = ("register_id", "meter_serial_number", "reason_code", "reason_description")
+
 #: What a reading takes from its 200 record (in output order).
 STREAM_COLUMNS = (
     "nmi",

@@ -526,8 +526,13 @@ class FileParser:
                     pl.col("field_count"),
                 ),
             ),
+            "nmi_missing": (
+                (pl.col("field_count") >= 9) & (pl.col("nmi").fill_null("") == ""),
+                pl.lit("NMI is empty: the readings cannot be attributed"),
+            ),
             "nmi_format": (
-                ~pl.col("nmi").fill_null("").str.contains(mdff.NMI_PATTERN),
+                (pl.col("nmi").fill_null("") != "")
+                & ~pl.col("nmi").fill_null("").str.contains(mdff.NMI_PATTERN),
                 pl.format(
                     "NMI '{}' is not 10 characters of A-Z (no I, O) and 0-9",
                     pl.col("nmi").fill_null(""),
@@ -1092,7 +1097,13 @@ def _explode(
             "line",
             "interval_length",
             *[
-                pl.when(pl.col(c) != "").then(pl.col(c)).cast(mdff.READING_SCHEMA[c]).alias(c)
+                (
+                    pl.when(pl.col(c) != "").then(pl.col(c))
+                    if c in mdff.OPTIONAL_TEXT_COLUMNS
+                    else pl.col(c)
+                )
+                .cast(mdff.READING_SCHEMA[c])
+                .alias(c)
                 for c in mdff.READING_TEXT_COLUMNS
             ],
             day_start=pl.col("interval_date").cast(pl.Int64) * 86_400 - _NEM_OFFSET_SECONDS,

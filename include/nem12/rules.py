@@ -94,6 +94,7 @@ RULES: dict[str, Rule] = _catalogue(
         "NMI is not 10 characters of A-Z (no I or O) and 0-9; warning by default "
         "because AEMO's published examples use placeholder NMIs",
     ),
+    Rule("nmi_missing", "error", "block", "NMI is empty"),
     Rule("nmi_suffix_missing", "error", "block", "NMISuffix is empty"),
     Rule("interval_length", "error", "block", "IntervalLength is not 5, 15 or 30"),
     Rule("uom_invalid", "error", "block", "UOM is not a unit of the MDFF list"),
