@@ -45,6 +45,7 @@ class ParseConfig:
     severity: Mapping[str, str] = field(default_factory=dict)
     reject_file_on_block_error: bool = False
     max_findings_per_rule: int = 100
+    keep_records: bool = False  # build FileReport.records, the per-record frame
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class FileReport:
     rejected_blocks: int
     readings: int
     b2b: list[dict[str, object]]
+    records: pl.DataFrame | None = None
 
     @property
     def errors(self) -> list[Finding]:
@@ -147,6 +149,7 @@ class FileParser:
         self._pending: list[pl.DataFrame] = []
         self._seen_dates = _DaysSeen()
         self._b2b: list[dict[str, object]] = []
+        self._record_frames: list[pl.DataFrame] = []
         self._readings = 0
         self._decoded_latin1 = False
         self.report: FileReport | None = None
@@ -256,6 +259,11 @@ class FileParser:
             rejected_blocks=len(c.rejected_blocks),
             readings=self._readings,
             b2b=self._b2b,
+            records=(
+                pl.concat(self._record_frames, how="vertical_relaxed")
+                if self._record_frames
+                else None
+            ),
         )
 
     # --- one chunk -------------------------------------------------------------
@@ -301,11 +309,66 @@ class FileParser:
         self._collect_b2b(records, blocks)
         days = self._check_days(records, blocks)
         events = self._check_events(records, days)
+        if self.config.keep_records:
+            self._record_frames.append(self._record_frame(records, blocks, days))
         if days.is_empty() or self.collector.file_rejected:
             return None
         rejected = self.collector.rejected_blocks
         days = days.filter(pl.col("shape_ok"), ~pl.col("block").is_in(list(rejected)))
         return days, events
+
+    def _record_frame(
+        self, records: pl.DataFrame, blocks: pl.DataFrame, days: pl.DataFrame
+    ) -> pl.DataFrame:
+        """One row per record with its key fields, for record-level validation reports."""
+        found = days.select(
+            "line",
+            "interval_date",
+            "quality_method",
+            value_count=pl.when(pl.col("shape_ok"))
+            .then(pl.col("intervals"))
+            .otherwise(
+                F.list.slice(2)
+                .list.eval(
+                    pl.int_range(pl.len()).filter(
+                        pl.element().str.strip_chars().str.contains(mdff.QUALITY_PATTERN)
+                    )
+                )
+                .list.first()
+            )
+            .cast(pl.Int32),
+        )
+        return (
+            records.select(
+                "line",
+                "record_type",
+                "block",
+                field_count=pl.col("raw").str.count_matches(",", literal=True).cast(pl.Int32) + 1,
+            )
+            .join(
+                blocks.select("block", "nmi", "nmi_suffix", "interval_length", "uom"),
+                on="block",
+                how="left",
+                maintain_order="left",
+            )
+            .join(found, on="line", how="left", maintain_order="left")
+            .select(
+                pl.lit(self.member.name).alias("file"),
+                "line",
+                "record_type",
+                "field_count",
+                "nmi",
+                "nmi_suffix",
+                "interval_length",
+                "uom",
+                "interval_date",
+                "quality_method",
+                "value_count",
+                expected_value_count=(mdff.MINUTES_PER_DAY // pl.col("interval_length")).cast(
+                    pl.Int32
+                ),
+            )
+        )
 
     # --- file structure: 100, 900, unknown and blank lines ------------------------
     def _check_file_structure(self, records: pl.DataFrame) -> None:

@@ -185,3 +185,31 @@ def test_twelve_digit_update_datetime_is_read_with_a_warning():
     assert parsed.readings.get_column("update_datetime").unique().to_list() == [
         datetime(2024, 1, 2, 3, 4, tzinfo=NEM)
     ]
+
+
+def test_per_record_frame_holds_key_fields_and_value_counts():
+    config = ParseConfig(keep_records=True)
+    report = parse_all(nem12_text(day1=["1"] * 47).encode(), name="r.csv", config=config).report
+    records = report.records
+    assert records is not None
+    assert records.get_column("record_type").to_list() == [
+        "100",
+        "200",
+        "300",
+        "300",
+        "400",
+        "400",
+        "500",
+        "200",
+        "300",
+        "900",
+    ]
+    day1 = records.row(2, named=True)
+    assert (day1["file"], day1["line"], day1["nmi"], day1["nmi_suffix"]) == (
+        "r.csv",
+        3,
+        "NEM1201009",
+        "E1",
+    )
+    assert (day1["value_count"], day1["expected_value_count"]) == (47, 48)
+    assert records.row(3, named=True)["value_count"] == 48
