@@ -14,7 +14,7 @@ import polars as pl
 import psycopg
 
 from nem12.output import value_as_text
-from nem12.parsing import FileReport
+from nem12.parsing import FileParser, FileReport
 
 NEM_TZ = timezone(timedelta(hours=10))
 
@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.file_ledger (
     header_datetime  timestamptz,
     first_seen       timestamptz NOT NULL DEFAULT now(),
     status           text NOT NULL DEFAULT 'registered',
+    quality          text,
     readings         bigint,
     inserted         bigint,
     updated          bigint,
@@ -58,6 +59,7 @@ CREATE INDEX IF NOT EXISTS finding_file_id ON {SCHEMA}.finding (file_id);
 
 CREATE UNLOGGED TABLE IF NOT EXISTS {SCHEMA}.reading_staging (
     file_id              bigint NOT NULL,
+    member               integer NOT NULL,
     nmi                  text NOT NULL,
     nmi_suffix           text NOT NULL,
     interval_start       timestamptz NOT NULL,
@@ -137,11 +139,12 @@ def register_file(
     return int(row[0])
 
 
-def _copy_text(file_id: int, batch: pl.DataFrame) -> bytes:
+def _copy_text(file_id: int, member: int, batch: pl.DataFrame) -> bytes:
     """A batch as COPY csv: exact decimals, ISO timestamps with their UTC offset."""
     return (
         batch.select(
             pl.lit(file_id).alias("file_id"),
+            pl.lit(member).alias("member"),
             *[
                 value_as_text() if c == "value" else pl.col(c).cast(pl.String)
                 for c in STAGED_COLUMNS
@@ -152,40 +155,74 @@ def _copy_text(file_id: int, batch: pl.DataFrame) -> bytes:
     )
 
 
-def stage_readings(conn: psycopg.Connection, file_id: int, batches: Iterable[pl.DataFrame]) -> int:
-    """Replace the file's staging rows with ``batches`` (a retried load is idempotent).
+def stage_readings(conn: psycopg.Connection, file_id: int, parsers: Iterable[FileParser]) -> int:
+    """Replace the file's staging rows with the accepted readings of its members.
 
-    Runs in one transaction: a load that dies leaves the previous rows, never
-    half of them.
+    One transaction: a load that dies leaves the previous rows, never half of
+    them, so a retried load is idempotent. A member rejected only at its end
+    (a missing 900, say) has its rows removed before the commit.
     """
     rows = 0
-    columns = ", ".join(("file_id", *STAGED_COLUMNS))
+    rejected: list[int] = []
+    columns = ", ".join(("file_id", "member", *STAGED_COLUMNS))
     with conn.transaction(), conn.cursor() as cursor:
         cursor.execute(f"DELETE FROM {SCHEMA}.reading_staging WHERE file_id = %s", (file_id,))
         with cursor.copy(
             f"COPY {SCHEMA}.reading_staging ({columns}) FROM STDIN (FORMAT csv, NULL '\\N')"
         ) as copy:
-            for batch in batches:
-                if not batch.is_empty():
-                    rows += batch.height
-                    copy.write(_copy_text(file_id, batch))
+            for member, parser in enumerate(parsers):
+                for batch in parser.batches():
+                    copy.write(_copy_text(file_id, member, batch))
+                assert parser.report is not None
+                if parser.report.status == "rejected":
+                    rejected.append(member)
+                else:
+                    rows += parser.report.readings
+        if rejected:
+            cursor.execute(
+                f"DELETE FROM {SCHEMA}.reading_staging WHERE file_id = %s AND member = ANY(%s)",
+                (file_id, rejected),
+            )
     return rows
 
 
-def record_parse(conn: psycopg.Connection, file_id: int, report: FileReport) -> None:
-    """Keep what parsing found: header DateTime (NEM time), status and findings."""
-    header = report.header.datetime
+def set_status(conn: psycopg.Connection, file_id: int, status: str) -> None:
+    conn.execute(
+        f"UPDATE {SCHEMA}.file_ledger SET status = %s, updated_at = now() WHERE file_id = %s",
+        (status, file_id),
+    )
+
+
+def set_report_location(conn: psycopg.Connection, file_ids: list[int], location: str) -> None:
+    conn.execute(
+        f"UPDATE {SCHEMA}.file_ledger SET report_location = %s WHERE file_id = ANY(%s)",
+        (location, file_ids),
+    )
+
+
+def record_parse(
+    conn: psycopg.Connection, file_id: int, reports: list[FileReport], quality: str
+) -> None:
+    """Keep what parsing found: header DateTime (NEM time), quality and findings.
+
+    An object may hold several MDFF files (zip members); the first member's
+    header DateTime stands for the object in version ordering.
+    """
+    header = next((r.header.datetime for r in reports if r.header.datetime), None)
+    findings = [f for r in reports for f in r.findings]
     with conn.transaction():
         conn.execute(
             f"""
             UPDATE {SCHEMA}.file_ledger
-            SET header_datetime = %s, status = %s, readings = %s, updated_at = now()
+            SET header_datetime = %s, quality = %s, status = %s, readings = %s,
+                updated_at = now()
             WHERE file_id = %s
             """,
             (
                 header.replace(tzinfo=NEM_TZ) if header else None,
-                "parsed" if report.status == "accepted" else report.status,
-                report.readings,
+                quality,
+                "rejected" if quality == "rejected" else "validated",
+                sum(r.readings for r in reports),
                 file_id,
             ),
         )
@@ -199,6 +236,6 @@ def record_parse(conn: psycopg.Connection, file_id: int, report: FileReport) -> 
                 """,
                 [
                     (file_id, f.file, f.rule, f.severity, f.line, f.record_type, f.nmi, f.message)
-                    for f in report.findings
+                    for f in findings
                 ],
             )

@@ -113,7 +113,8 @@ def merge_files(conn: psycopg.Connection, file_ids: list[int]) -> MergeCounts:
             conn.execute(
                 f"""
                 UPDATE {SCHEMA}.file_ledger
-                SET status = 'loaded', readings = %(readings)s, inserted = %(inserted)s,
+                SET status = CASE WHEN quality = 'partial' THEN 'partial' ELSE 'loaded' END,
+                    readings = %(readings)s, inserted = %(inserted)s,
                     updated = %(updated)s, unchanged = %(unchanged)s,
                     superseded = %(superseded)s, updated_at = now()
                 WHERE file_id = %(file_id)s

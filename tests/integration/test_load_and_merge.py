@@ -18,10 +18,10 @@ READINGS = 2 * 2 * 2 * 48
 def load(conn: psycopg.Connection, key: str, data: bytes) -> int:
     """Register, parse and stage one file as a task would; returns its ledger id."""
     file_id = register_file(conn, "landing", key, etag=key, size_bytes=len(data), sha256=None)
-    for parser in parse_source(data, name=key):
-        stage_readings(conn, file_id, parser.batches())
-        assert parser.report is not None
-        record_parse(conn, file_id, parser.report)
+    parsers = list(parse_source(data, name=key))  # bytes sources need no open handle
+    stage_readings(conn, file_id, parsers)
+    reports = [p.report for p in parsers]
+    record_parse(conn, file_id, reports, reports[0].status)
     return file_id
 
 
@@ -119,5 +119,5 @@ def test_findings_are_kept_with_file_line_and_rule(conn):
     ).fetchall()
     assert rows == [("bad.csv", "value_negative", "error", 3)]
     assert conn.execute(
-        "SELECT status FROM nem12.file_ledger WHERE file_id = %s", (file_id,)
-    ).fetchone() == ("partial",)
+        "SELECT status, quality FROM nem12.file_ledger WHERE file_id = %s", (file_id,)
+    ).fetchone() == ("validated", "partial")

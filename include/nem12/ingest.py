@@ -1,0 +1,254 @@
+"""The pipeline's steps, one function per DAG task, free of Airflow.
+
+Each step takes a psycopg connection and a boto3 S3 client and passes ledger
+ids, never data, to the next. Every step is safe to run again: a retried
+task repeats its work with the same result (ledger upserts, staging rows
+replaced per file, moves that tolerate a missing source).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import posixpath
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import psycopg
+
+from nem12 import database, storage
+from nem12.merge import MergeCounts, merge_files
+from nem12.parsing import FileReport, ParseConfig, parse_source
+from nem12.reading import ReadLimits
+
+log = logging.getLogger(__name__)
+
+#: Ledger states from which an object is (re)processed by the next run.
+UNFINISHED = ("registered", "validated", "staged")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where files come from and go to; every field has a ``NEM12_*`` variable."""
+
+    bucket: str = "nem12"
+    landing_prefix: str = "landing/"
+    rejected_prefix: str = "rejected/"
+    archive_prefix: str = "archive/"
+    reports_dir: str = "reports"
+    group_bytes: int = 64 << 20
+    group_files: int = 50
+    reject_file_on_block_error: bool = False
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        return cls(
+            bucket=env.get("NEM12_BUCKET", cls.bucket),
+            landing_prefix=env.get("NEM12_LANDING_PREFIX", cls.landing_prefix),
+            rejected_prefix=env.get("NEM12_REJECTED_PREFIX", cls.rejected_prefix),
+            archive_prefix=env.get("NEM12_ARCHIVE_PREFIX", cls.archive_prefix),
+            reports_dir=env.get("NEM12_REPORTS_DIR", cls.reports_dir),
+            group_bytes=int(env.get("NEM12_GROUP_BYTES", cls.group_bytes)),
+            group_files=int(env.get("NEM12_GROUP_FILES", cls.group_files)),
+            reject_file_on_block_error=env.get("NEM12_REJECT_FILE_ON_BLOCK_ERROR", "") == "true",
+        )
+
+    def parse_config(self, keep_records: bool = False) -> ParseConfig:
+        return ParseConfig(
+            limits=ReadLimits.from_env(),
+            reject_file_on_block_error=self.reject_file_on_block_error,
+            keep_records=keep_records,
+        )
+
+
+@dataclass
+class Registered:
+    """A ledger row as steps hand it on."""
+
+    file_id: int
+    key: str
+    size: int
+    status: str
+
+
+def new_objects(
+    s3: storage.S3Client, conn: psycopg.Connection, settings: Settings, prefix: str | None = None
+) -> list[storage.StoredObject]:
+    """Objects under the landing prefix that the ledger has not finished with."""
+    listed = storage.list_objects(s3, settings.bucket, prefix or settings.landing_prefix)
+    if not listed:
+        return []
+    finished = {
+        (key, etag)
+        for key, etag in conn.execute(
+            f"SELECT key, etag FROM {database.SCHEMA}.file_ledger "
+            "WHERE bucket = %s AND status <> ALL(%s)",
+            (settings.bucket, list(UNFINISHED)),
+        ).fetchall()
+    }
+    return [o for o in listed if (o.key, o.etag) not in finished]
+
+
+def register(
+    s3: storage.S3Client,
+    conn: psycopg.Connection,
+    settings: Settings,
+    objects: Iterable[storage.StoredObject],
+) -> list[Registered]:
+    """Ledger rows with size, etag and SHA-256; content already taken is a duplicate."""
+    registered: list[Registered] = []
+    for obj in sorted(objects, key=lambda o: o.key):
+        with storage.fetched(s3, obj.bucket, obj.key) as (_, sha256):
+            pass
+        file_id = database.register_file(conn, obj.bucket, obj.key, obj.etag, obj.size, sha256)
+        original = conn.execute(
+            f"SELECT file_id, key FROM {database.SCHEMA}.file_ledger "
+            "WHERE sha256 = %s AND file_id < %s "
+            "AND status NOT IN ('rejected', 'duplicate') ORDER BY file_id LIMIT 1",
+            (sha256, file_id),
+        ).fetchone()
+        status = "registered"
+        if original is not None:
+            status = "duplicate"
+            database.set_status(conn, file_id, "duplicate")
+            log.info(
+                "%s: duplicate of %s (file %s), not parsed again", obj.key, original[1], original[0]
+            )
+        registered.append(Registered(file_id, obj.key, obj.size, status))
+    return registered
+
+
+@dataclass
+class Validation:
+    """What validation decided for a run's files."""
+
+    accepted: list[Registered] = field(default_factory=list)
+    rejected: list[Registered] = field(default_factory=list)
+    report_location: str | None = None
+
+
+def _parse_for_findings(
+    s3: storage.S3Client, settings: Settings, file: Registered
+) -> list[FileReport]:
+    with storage.fetched(s3, settings.bucket, file.key) as (local, _):
+        reports = []
+        for parser in parse_source(local, name=file.key, config=settings.parse_config(True)):
+            for _ in parser.batches():
+                pass
+            assert parser.report is not None
+            reports.append(parser.report)
+        return reports
+
+
+def _combined_status(reports: list[FileReport]) -> str:
+    """An object's quality: accepted, partial (some members or blocks) or rejected."""
+    statuses = {r.status for r in reports}
+    if statuses == {"accepted"}:
+        return "accepted"
+    if statuses == {"rejected"}:
+        return "rejected"
+    return "partial"
+
+
+def validate(
+    s3: storage.S3Client,
+    conn: psycopg.Connection,
+    settings: Settings,
+    files: Iterable[Registered],
+    run_name: str,
+) -> Validation:
+    """Apply the structure rules and the record-level suites to a run's files together."""
+    from nem12.quality import validate_records
+
+    outcome = Validation()
+    record_frames: list[pl.DataFrame] = []
+    for file in files:
+        if file.status == "duplicate":
+            continue
+        reports = _parse_for_findings(s3, settings, file)
+        quality = _combined_status(reports)
+        database.record_parse(conn, file.file_id, reports, quality)
+        record_frames.extend(r.records for r in reports if r.records is not None)
+        if quality == "rejected":
+            _quarantine(s3, settings, file, reports)
+            outcome.rejected.append(file)
+        else:
+            outcome.accepted.append(file)
+    if record_frames:
+        docs_dir = Path(settings.reports_dir) / run_name
+        result = validate_records(
+            pl.concat(record_frames, how="vertical_relaxed"), run_name, docs_dir
+        )
+        outcome.report_location = str(result.report_path)
+        ids = [f.file_id for f in (*outcome.accepted, *outcome.rejected)]
+        database.set_report_location(conn, ids, outcome.report_location)
+        log.info("validation report: %s", outcome.report_location)
+    return outcome
+
+
+def _quarantine(
+    s3: storage.S3Client, settings: Settings, file: Registered, reports: list[FileReport]
+) -> None:
+    """Move a rejected object to the rejected prefix with its findings beside it."""
+    target = settings.rejected_prefix + posixpath.relpath(file.key, settings.landing_prefix)
+    findings = [f.as_dict() for r in reports for f in r.findings]
+    storage.put_bytes(
+        s3,
+        settings.bucket,
+        target + ".findings.json",
+        json.dumps(findings, indent=2).encode(),
+        "application/json",
+    )
+    storage.move_object(s3, settings.bucket, file.key, target)
+    log.info("%s rejected: %d findings, moved to %s", file.key, len(findings), target)
+
+
+def loading_groups(files: Iterable[Registered], settings: Settings) -> list[list[Registered]]:
+    """Small files share a mapped task; a big one gets its own."""
+    groups: list[list[Registered]] = []
+    current: list[Registered] = []
+    size = 0
+    for file in sorted(files, key=lambda f: f.size, reverse=True):
+        if current and (
+            size + file.size > settings.group_bytes or len(current) >= settings.group_files
+        ):
+            groups.append(current)
+            current, size = [], 0
+        current.append(file)
+        size += file.size
+    if current:
+        groups.append(current)
+    return groups
+
+
+def load_group(
+    s3: storage.S3Client, conn: psycopg.Connection, settings: Settings, group: list[Registered]
+) -> dict[int, int]:
+    """Parse each file and COPY its accepted readings into staging; readings per file."""
+    staged: dict[int, int] = {}
+    for file in group:
+        with storage.fetched(s3, settings.bucket, file.key) as (local, _):
+            parsers = parse_source(local, name=file.key, config=settings.parse_config())
+            rows = database.stage_readings(conn, file.file_id, parsers)
+        database.set_status(conn, file.file_id, "staged")
+        staged[file.file_id] = rows
+        log.info("%s: %d readings staged (file %d)", file.key, rows, file.file_id)
+    return staged
+
+
+def merge(
+    s3: storage.S3Client, conn: psycopg.Connection, settings: Settings, file_ids: list[int]
+) -> MergeCounts:
+    """Merge staged files, then archive their objects (only after the commit)."""
+    counts = merge_files(conn, file_ids)
+    rows = conn.execute(
+        f"SELECT key FROM {database.SCHEMA}.file_ledger WHERE file_id = ANY(%s)", (file_ids,)
+    ).fetchall()
+    for (key,) in rows:
+        archive = settings.archive_prefix + posixpath.relpath(key, settings.landing_prefix)
+        storage.move_object(s3, settings.bucket, key, archive)
+    return counts
