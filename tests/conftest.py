@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+
 from nem12.mdff import READING_SCHEMA
 from nem12.parsing import FileReport, ParseConfig, parse_source
 

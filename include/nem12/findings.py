@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import polars as pl
+
 from nem12.rules import Finding, RuleBook
 
 FINDING_COLUMNS = ("line", "rule", "record_type", "nmi", "message", "block")

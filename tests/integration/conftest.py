@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pgserver
 import psycopg
 import pytest
+
 from nem12.database import apply_schema
 
 

@@ -6,6 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 
 import psycopg
+
 from nem12.database import apply_schema, record_parse, register_file, stage_readings
 from nem12.generate import GeneratorSpec, generate_bytes
 from nem12.merge import merge_files

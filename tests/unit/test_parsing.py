@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import polars as pl
 import pytest
+
 from nem12.parsing import ParseConfig
 from nem12.reading import ReadLimits
-
 from tests.conftest import parse_all
 
 NEM = timezone(timedelta(hours=10))

@@ -7,10 +7,10 @@ import io
 import zipfile
 
 import pytest
+
 from nem12.generate import GeneratorSpec, generate_bytes
 from nem12.parsing import ParseConfig
 from nem12.reading import ReadLimits, iter_members
-
 from tests.conftest import parse_all
 
 VALID = generate_bytes(GeneratorSpec(nmis=1, days=2, channels=("E1",)))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from nem12.generate import DEFECTS, GeneratorSpec, generate_bytes
 from nem12.rules import RULES, RuleBook
-
 from tests.conftest import AEMO, parse_all
 
 ALL_DEFECTS = [*sorted(DEFECTS), "file_empty"]
