@@ -8,6 +8,7 @@ replaced per file, moves that tolerate a missing source).
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import os
@@ -76,20 +77,46 @@ class Registered:
 
 
 def new_objects(
-    s3: storage.S3Client, conn: psycopg.Connection, settings: Settings, prefix: str | None = None
+    s3: storage.S3Client, conn: psycopg.Connection, settings: Settings
 ) -> list[storage.StoredObject]:
     """Objects under the landing prefix that the ledger has not finished with."""
-    listed = storage.list_objects(s3, settings.bucket, prefix or settings.landing_prefix)
+    listed = storage.list_objects(s3, settings.bucket, settings.landing_prefix)
+    return _unfinished(conn, settings, listed)
+
+
+def select_objects(
+    s3: storage.S3Client,
+    conn: psycopg.Connection,
+    settings: Settings,
+    prefix: str,
+    pattern: str = "*",
+    arrived_from: str | None = None,
+    arrived_to: str | None = None,
+    include_finished: bool = False,
+) -> list[storage.StoredObject]:
+    """A backfill's objects: by prefix, file-name glob and arrival date (inclusive)."""
+    chosen = [
+        o
+        for o in storage.list_objects(s3, settings.bucket, prefix)
+        if fnmatch.fnmatchcase(posixpath.basename(o.key), pattern)
+        and (arrived_from is None or o.last_modified[:10] >= arrived_from)
+        and (arrived_to is None or o.last_modified[:10] <= arrived_to)
+    ]
+    return chosen if include_finished else _unfinished(conn, settings, chosen)
+
+
+def _unfinished(
+    conn: psycopg.Connection, settings: Settings, listed: list[storage.StoredObject]
+) -> list[storage.StoredObject]:
     if not listed:
         return []
-    finished = {
-        (key, etag)
-        for key, etag in conn.execute(
+    finished = set(
+        conn.execute(
             f"SELECT key, etag FROM {database.SCHEMA}.file_ledger "
             "WHERE bucket = %s AND status <> ALL(%s)",
             (settings.bucket, list(UNFINISHED)),
         ).fetchall()
-    }
+    )
     return [o for o in listed if (o.key, o.etag) not in finished]
 
 
@@ -98,8 +125,12 @@ def register(
     conn: psycopg.Connection,
     settings: Settings,
     objects: Iterable[storage.StoredObject],
+    reprocess: bool = False,
 ) -> list[Registered]:
-    """Ledger rows with size, etag and SHA-256; content already taken is a duplicate."""
+    """Ledger rows with size, etag and SHA-256; content already taken is a duplicate.
+
+    ``reprocess`` (backfills) parses content again even if it was loaded before.
+    """
     registered: list[Registered] = []
     for obj in sorted(objects, key=lambda o: o.key):
         with storage.fetched(s3, obj.bucket, obj.key) as (_, sha256):
@@ -112,7 +143,8 @@ def register(
             (sha256, file_id),
         ).fetchone()
         status = "registered"
-        if original is not None:
+        database.set_status(conn, file_id, status)
+        if original is not None and not reprocess:
             status = "duplicate"
             database.set_status(conn, file_id, "duplicate")
             log.info(
@@ -194,7 +226,10 @@ def _quarantine(
     s3: storage.S3Client, settings: Settings, file: Registered, reports: list[FileReport]
 ) -> None:
     """Move a rejected object to the rejected prefix with its findings beside it."""
-    target = settings.rejected_prefix + posixpath.relpath(file.key, settings.landing_prefix)
+    name = _archive_key(settings, file.key)
+    target = settings.rejected_prefix + (
+        name[len(settings.archive_prefix) :] if name else posixpath.basename(file.key)
+    )
     findings = [f.as_dict() for r in reports for f in r.findings]
     storage.put_bytes(
         s3,
@@ -240,15 +275,27 @@ def load_group(
     return staged
 
 
+def _archive_key(settings: Settings, key: str) -> str | None:
+    """Where a landed object goes once done; None for objects not under landing/."""
+    if not key.startswith(settings.landing_prefix):
+        return None
+    return settings.archive_prefix + key[len(settings.landing_prefix) :]
+
+
 def merge(
-    s3: storage.S3Client, conn: psycopg.Connection, settings: Settings, file_ids: list[int]
+    s3: storage.S3Client,
+    conn: psycopg.Connection,
+    settings: Settings,
+    file_ids: list[int],
+    also_archive: Iterable[Registered] = (),
 ) -> MergeCounts:
-    """Merge staged files, then archive their objects (only after the commit)."""
-    counts = merge_files(conn, file_ids)
+    """Merge staged files, then archive their objects and the duplicates (after the commit)."""
+    counts = merge_files(conn, file_ids) if file_ids else MergeCounts()
     rows = conn.execute(
         f"SELECT key FROM {database.SCHEMA}.file_ledger WHERE file_id = ANY(%s)", (file_ids,)
     ).fetchall()
-    for (key,) in rows:
-        archive = settings.archive_prefix + posixpath.relpath(key, settings.landing_prefix)
-        storage.move_object(s3, settings.bucket, key, archive)
+    for key in [k for (k,) in rows] + [f.key for f in also_archive]:
+        target = _archive_key(settings, key)
+        if target is not None:
+            storage.move_object(s3, settings.bucket, key, target)
     return counts

@@ -26,6 +26,7 @@ class StoredObject:
     key: str
     etag: str
     size: int
+    last_modified: str  # ISO 8601, as S3 reports arrival
 
 
 def list_objects(s3: S3Client, bucket: str, prefix: str) -> list[StoredObject]:
@@ -36,7 +37,13 @@ def list_objects(s3: S3Client, bucket: str, prefix: str) -> list[StoredObject]:
             if item["Key"].endswith("/"):
                 continue
             found.append(
-                StoredObject(bucket, item["Key"], item["ETag"].strip('"'), int(item["Size"]))
+                StoredObject(
+                    bucket,
+                    item["Key"],
+                    item["ETag"].strip('"'),
+                    int(item["Size"]),
+                    item["LastModified"].isoformat(),
+                )
             )
     return found
 
@@ -63,6 +70,17 @@ def copy_object(s3: S3Client, bucket: str, key: str, new_key: str) -> None:
 
 
 def move_object(s3: S3Client, bucket: str, key: str, new_key: str) -> None:
-    """Copy then delete: S3 has no rename; a crash in between leaves a copy, never a loss."""
-    copy_object(s3, bucket, key, new_key)
+    """Copy then delete: S3 has no rename; a crash in between leaves a copy, never a loss.
+
+    A retry after a completed move finds no source and leaves the target be.
+    """
+    from botocore.exceptions import ClientError
+
+    try:
+        copy_object(s3, bucket, key, new_key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+            raise
+        s3.head_object(Bucket=bucket, Key=new_key)
+        return
     s3.delete_object(Bucket=bucket, Key=key)

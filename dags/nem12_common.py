@@ -1,0 +1,145 @@
+"""What the nem12 DAGs share: connections, pools, the asset, and the task chain.
+
+Task bodies are calls into ``nem12.ingest``; heavy imports stay inside them so
+that parsing this file costs milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import Asset, get_current_context, task
+
+POSTGRES_CONN_ID = "nem12_postgres"
+S3_CONN_ID = "nem12_s3"
+LOAD_POOL = "nem12_load"
+MERGE_POOL = "nem12_merge"
+METER_READING = Asset(name="nem12_meter_reading", uri="nem12://meter_reading")
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "meter-data",
+    "retries": 3,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=10),
+}
+
+
+def postgres():
+    """A psycopg connection from the Airflow connection ``nem12_postgres``."""
+    import psycopg
+    from airflow.sdk import Connection
+
+    conn = Connection.get(POSTGRES_CONN_ID)
+    params = {
+        "host": conn.host,
+        "port": conn.port,
+        "dbname": conn.schema,
+        "user": conn.login,
+        "password": conn.password,
+    }
+    return psycopg.connect(**{k: v for k, v in params.items() if v}, autocommit=True)
+
+
+def s3():
+    """A boto3 S3 client from the Airflow connection ``nem12_s3`` (endpoint_url for MinIO)."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    return S3Hook(aws_conn_id=S3_CONN_ID).get_conn()
+
+
+def settings():
+    from nem12.ingest import Settings
+
+    return Settings.from_env()
+
+
+def _param(name: str) -> bool:
+    """A run's param (backfill form); the scheduled DAG has none and gets False."""
+    return bool(get_current_context()["params"].get(name, False))
+
+
+@task
+def register(objects: list[dict]) -> list[dict]:
+    from nem12 import database, ingest, storage
+
+    reprocess = _param("reprocess")
+    with postgres() as conn:
+        database.apply_schema(conn)
+        stored = [storage.StoredObject(**o) for o in objects]
+        files = ingest.register(s3(), conn, settings(), stored, reprocess=reprocess)
+    return [asdict(f) for f in files]
+
+
+@task
+def validate(files: list[dict]) -> dict:
+    from nem12 import ingest
+
+    run_name = get_current_context()["run_id"].replace(":", "_").replace("+", "_")
+    with postgres() as conn:
+        outcome = ingest.validate(
+            s3(), conn, settings(), [ingest.Registered(**f) for f in files], run_name
+        )
+    return {
+        "accepted": [asdict(f) for f in outcome.accepted],
+        "rejected": [asdict(f) for f in outcome.rejected],
+        "duplicates": [f for f in files if f["status"] == "duplicate"],
+        "report_location": outcome.report_location,
+    }
+
+
+@task
+def plan_loads(validation: dict) -> list[list[dict]]:
+    """Groups of accepted files, one per mapped load task (none on a dry run)."""
+    from nem12 import ingest
+
+    if _param("dry_run"):
+        return []
+    accepted = [ingest.Registered(**f) for f in validation["accepted"]]
+    return [[asdict(f) for f in group] for group in ingest.loading_groups(accepted, settings())]
+
+
+@task(pool=LOAD_POOL, map_index_template="{{ task.op_kwargs['group'][0]['key'] }}")
+def parse_and_load(group: list[dict]) -> dict[str, int]:
+    from nem12 import ingest
+
+    with postgres() as conn:
+        staged = ingest.load_group(s3(), conn, settings(), [ingest.Registered(**f) for f in group])
+    return {str(k): v for k, v in staged.items()}
+
+
+@task(pool=MERGE_POOL, trigger_rule="none_failed")
+def merge(validation: dict, loaded: list[dict[str, int]] | None = None) -> dict:
+    """One merge at a time (single-slot pool and an advisory lock)."""
+    from nem12 import ingest
+
+    file_ids = sorted({int(k) for part in (loaded or []) for k in part})
+    duplicates = [ingest.Registered(**f) for f in validation["duplicates"]]
+    with postgres() as conn:
+        counts = ingest.merge(s3(), conn, settings(), file_ids, also_archive=duplicates)
+    return {
+        "files": len(file_ids),
+        "inserted": counts.inserted,
+        "updated": counts.updated,
+        "unchanged": counts.unchanged,
+        "superseded": counts.superseded,
+        "rejected": len(validation["rejected"]),
+        "duplicates": len(duplicates),
+        "report_location": validation["report_location"],
+    }
+
+
+@task(outlets=[METER_READING], trigger_rule="none_failed")
+def publish(counts: dict) -> dict:
+    """Tell downstream DAGs the meter-reading table changed, and by how much."""
+    get_current_context()["outlet_events"][METER_READING].extra = counts
+    return counts
+
+
+def pipeline(objects) -> None:
+    """register -> validate -> parse_and_load (mapped) -> merge -> publish."""
+    checked = validate(register(objects))
+    loaded = parse_and_load.expand(group=plan_loads(checked))
+    publish(merge(checked, loaded))

@@ -1,0 +1,89 @@
+"""Real services from the virtualenv for the demo and the tests, no Docker needed.
+
+PostgreSQL 16 comes from ``pgserver`` (a real server, data under a folder we
+choose); the S3 API from ``moto``'s HTTP server on loopback. The pipeline
+reaches them exactly as it reaches production: through the Airflow
+connections ``nem12_postgres`` and ``nem12_s3`` given as ``AIRFLOW_CONN_*``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+POSTGRES_CONN_ID = "nem12_postgres"
+S3_CONN_ID = "nem12_s3"
+#: moto accepts any credentials; these only exist on loopback.
+LOCAL_S3_KEY, LOCAL_S3_SECRET = "nem12-local", "nem12-local-secret"
+
+
+@dataclass(frozen=True)
+class LocalServices:
+    postgres_dsn: str
+    postgres_socket_dir: str
+    s3_endpoint: str
+    bucket: str
+
+    def s3_client(self):
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.s3_endpoint,
+            aws_access_key_id=LOCAL_S3_KEY,
+            aws_secret_access_key=LOCAL_S3_SECRET,
+            region_name="us-east-1",
+        )
+
+    def airflow_env(self) -> dict[str, str]:
+        """The connections and settings the DAGs read, as environment variables."""
+        postgres = {
+            "conn_type": "postgres",
+            "host": self.postgres_socket_dir,
+            "login": "postgres",
+            "schema": "postgres",
+        }
+        s3 = {
+            "conn_type": "aws",
+            "login": LOCAL_S3_KEY,
+            "password": LOCAL_S3_SECRET,
+            "extra": {"endpoint_url": self.s3_endpoint, "region_name": "us-east-1"},
+        }
+        return {
+            f"AIRFLOW_CONN_{POSTGRES_CONN_ID.upper()}": json.dumps(postgres),
+            f"AIRFLOW_CONN_{S3_CONN_ID.upper()}": json.dumps(s3),
+            "NEM12_BUCKET": self.bucket,
+        }
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def local_services(data_dir: Path, bucket: str = "nem12") -> Iterator[LocalServices]:
+    """Start PostgreSQL and S3 on this machine, create the bucket; stop both after."""
+    import pgserver
+    from moto.server import ThreadedMotoServer
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    postgres = pgserver.get_server(data_dir / "postgres", cleanup_mode="stop")
+    port = _free_port()
+    s3_server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    s3_server.start()
+    try:
+        uri = postgres.get_uri()
+        socket_dir = parse_qs(urlparse(uri).query)["host"][0]
+        services = LocalServices(uri, socket_dir, f"http://127.0.0.1:{port}", bucket)
+        services.s3_client().create_bucket(Bucket=bucket)
+        yield services
+    finally:
+        s3_server.stop()
+        postgres.cleanup()
