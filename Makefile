@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint bench freeze clean
+.PHONY: setup test lint bench demo airflow freeze clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,12 @@ lint: setup
 test: setup lint
 	$(BIN)/python -m pytest
 
+demo: setup
+	$(BIN)/python -m nem12.demo $(if $(FILES),--files $(FILES))
+
+airflow: setup
+	$(BIN)/python -m nem12.demo --standalone
+
 bench: setup
 	$(BIN)/python bench/parse_bench.py
 
@@ -29,4 +35,4 @@ freeze: setup
 	  echo "compare requirements.lock.tmp with requirements.txt"
 
 clean:
-	rm -rf $(VENV) .pytest_cache bench/out
+	rm -rf $(VENV) .pytest_cache bench/out .demo

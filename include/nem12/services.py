@@ -9,6 +9,7 @@ connections ``nem12_postgres`` and ``nem12_s3`` given as ``AIRFLOW_CONN_*``.
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -72,6 +73,8 @@ def local_services(data_dir: Path, bucket: str = "nem12") -> Iterator[LocalServi
     """Start PostgreSQL and S3 on this machine, create the bucket; stop both after."""
     import pgserver
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines
 
     data_dir.mkdir(parents=True, exist_ok=True)
     postgres = pgserver.get_server(data_dir / "postgres", cleanup_mode="stop")
