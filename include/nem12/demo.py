@@ -17,10 +17,15 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nem12.generate import GeneratorSpec, generate_bytes
+
+if TYPE_CHECKING:
+    from nem12.services import LocalServices
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -134,7 +139,10 @@ def summary(conn) -> dict[str, object]:
     }
 
 
-def run(files_dir: Path | None, workdir: Path) -> dict[str, object]:
+def run(
+    files_dir: Path | None, workdir: Path, check: Callable[[LocalServices], None] | None = None
+) -> dict[str, object]:
+    """Run the demo; ``check`` (tests) looks at the services before they stop."""
     import psycopg
 
     from nem12.services import local_services
@@ -171,6 +179,8 @@ def run(files_dir: Path | None, workdir: Path) -> dict[str, object]:
             airflow(["dags", "test", "nem12_ingest", f"2024-01-01T0{number}:00:00+00:00"], env, log)
         with psycopg.connect(services.postgres_dsn) as conn:
             result = summary(conn)
+        if check is not None:
+            check(services)
     result["seconds"] = round(time.monotonic() - started, 1)
     return result
 
