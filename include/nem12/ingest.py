@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import posixpath
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,8 +195,6 @@ def validate(
     run_name: str,
 ) -> Validation:
     """Apply the structure rules and the record-level suites to a run's files together."""
-    from nem12.quality import validate_records
-
     outcome = Validation()
     record_frames: list[pl.DataFrame] = []
     for file in files:
@@ -211,15 +210,30 @@ def validate(
         else:
             outcome.accepted.append(file)
     if record_frames:
-        docs_dir = Path(settings.reports_dir) / run_name
-        result = validate_records(
-            pl.concat(record_frames, how="vertical_relaxed"), run_name, docs_dir
-        )
-        outcome.report_location = str(result.report_path)
+        records = pl.concat(record_frames, how="vertical_relaxed")
+        outcome.report_location = _write_report(s3, settings, records, run_name)
         ids = [f.file_id for f in (*outcome.accepted, *outcome.rejected)]
         database.set_report_location(conn, ids, outcome.report_location)
         log.info("validation report: %s", outcome.report_location)
     return outcome
+
+
+def _write_report(
+    s3: storage.S3Client, settings: Settings, records: pl.DataFrame, run_name: str
+) -> str:
+    """Data Docs for the run: in a local folder, or under an ``s3://bucket/prefix``."""
+    from nem12.quality import validate_records
+
+    if not settings.reports_dir.startswith("s3://"):
+        result = validate_records(records, run_name, Path(settings.reports_dir) / run_name)
+        return str(result.report_path)
+    bucket, _, prefix = settings.reports_dir[len("s3://") :].partition("/")
+    prefix = f"{prefix.rstrip('/')}/{run_name}" if prefix else run_name
+    with tempfile.TemporaryDirectory(prefix="nem12-report-") as local:
+        result = validate_records(records, run_name, Path(local))
+        storage.upload_folder(s3, Path(local), bucket, prefix)
+        page = result.report_path.relative_to(local).as_posix()
+    return f"s3://{bucket}/{prefix}/{page}"
 
 
 def _quarantine(

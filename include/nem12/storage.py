@@ -9,10 +9,12 @@ key's name.
 from __future__ import annotations
 
 import hashlib
+import mimetypes
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 S3Client = Any  # boto3's client type is generated at runtime
@@ -84,3 +86,11 @@ def move_object(s3: S3Client, bucket: str, key: str, new_key: str) -> None:
         s3.head_object(Bucket=bucket, Key=new_key)
         return
     s3.delete_object(Bucket=bucket, Key=key)
+
+
+def upload_folder(s3: S3Client, folder: Path, bucket: str, prefix: str) -> None:
+    """Every file below ``folder`` to ``prefix`` (a Data Docs site, say)."""
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        key = prefix.rstrip("/") + "/" + path.relative_to(folder).as_posix()
+        put_bytes(s3, bucket, key, path.read_bytes(), content_type)

@@ -1,0 +1,89 @@
+"""The pipeline steps on real PostgreSQL and S3, without Airflow."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from nem12 import database, ingest
+from nem12.generate import GeneratorSpec, generate_bytes
+from nem12.services import local_services
+
+GOOD = generate_bytes(GeneratorSpec(nmis=1, days=2, seed=1))
+BAD = generate_bytes(GeneratorSpec(nmis=1, days=2, seed=2, defects=("header_missing",)))
+
+
+@pytest.fixture
+def env(tmp_path):
+    with local_services(tmp_path / "services") as services:
+        import psycopg
+
+        with psycopg.connect(services.postgres_dsn, autocommit=True) as conn:
+            database.apply_schema(conn)
+            yield services, conn, services.s3_client()
+
+
+def put(s3, services, objects: dict[str, bytes]) -> None:
+    for key, data in objects.items():
+        s3.put_object(Bucket=services.bucket, Key=key, Body=data)
+
+
+def test_new_objects_register_duplicates_and_validate_with_report_in_s3(env):
+    services, conn, s3 = env
+    settings = replace(
+        ingest.Settings(bucket=services.bucket), reports_dir=f"s3://{services.bucket}/reports"
+    )
+    put(s3, services, {"landing/a.csv": GOOD, "landing/b.csv": GOOD, "landing/c.csv": BAD})
+    found = ingest.new_objects(s3, conn, settings)
+    assert [o.key for o in found] == ["landing/a.csv", "landing/b.csv", "landing/c.csv"]
+    files = ingest.register(s3, conn, settings, found)
+    assert [(f.key, f.status) for f in files] == [
+        ("landing/a.csv", "registered"),
+        ("landing/b.csv", "duplicate"),
+        ("landing/c.csv", "registered"),
+    ]
+    outcome = ingest.validate(s3, conn, settings, files, "run1")
+    assert [f.key for f in outcome.accepted] == ["landing/a.csv"]
+    assert [f.key for f in outcome.rejected] == ["landing/c.csv"]
+    assert outcome.report_location is not None
+    assert outcome.report_location.startswith(f"s3://{services.bucket}/reports/run1/")
+    report_key = outcome.report_location.split(f"s3://{services.bucket}/", 1)[1]
+    page = s3.get_object(Bucket=services.bucket, Key=report_key)["Body"].read()
+    assert page.startswith(b"<!DOCTYPE html>")
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=services.bucket)["Contents"]}
+    assert len([k for k in keys if k.startswith("reports/run1/")]) > 1
+    assert {"rejected/c.csv", "rejected/c.csv.findings.json"} <= keys
+    assert "landing/c.csv" not in keys
+    # the finished objects are no longer new; the unfinished ones still are
+    assert [o.key for o in ingest.new_objects(s3, conn, settings)] == ["landing/a.csv"]
+
+
+def test_backfill_selection_by_glob_and_date_and_reprocessing(env):
+    services, conn, s3 = env
+    settings = ingest.Settings(bucket=services.bucket)
+    put(s3, services, {"landing/x/NEM12#1#A#B.csv": GOOD, "landing/x/other.txt": b"hello"})
+    chosen = ingest.select_objects(s3, conn, settings, prefix="landing/x/", pattern="NEM12#*")
+    assert [o.key for o in chosen] == ["landing/x/NEM12#1#A#B.csv"]
+    assert (
+        ingest.select_objects(s3, conn, settings, prefix="landing/", arrived_to="2000-01-01") == []
+    )
+    files = ingest.register(s3, conn, settings, chosen)
+    staged = ingest.load_group(s3, conn, settings, files)
+    ingest.merge(s3, conn, settings, list(staged))
+    again = ingest.select_objects(s3, conn, settings, prefix="landing/", pattern="NEM12#*")
+    assert again == []
+    every = ingest.select_objects(s3, conn, settings, prefix="archive/", include_finished=True)
+    assert [o.key for o in every] == ["archive/x/NEM12#1#A#B.csv"]
+    redone = ingest.register(s3, conn, settings, every, reprocess=True)
+    assert [f.status for f in redone] == ["registered"]
+
+
+def test_groups_put_small_files_together_and_big_ones_alone():
+    settings = ingest.Settings(group_bytes=100, group_files=3)
+    files = [
+        ingest.Registered(i, f"k{i}", size, "registered")
+        for i, size in enumerate([500, 10, 10, 10, 10, 60])
+    ]
+    groups = ingest.loading_groups(files, settings)
+    assert [[f.size for f in g] for g in groups] == [[500], [60, 10, 10], [10, 10]]
