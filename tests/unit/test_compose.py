@@ -1,0 +1,44 @@
+"""docker-compose.yaml stays consistent with the tested path (it cannot run here)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+from nem12.services import LocalServices
+
+COMPOSE = yaml.safe_load((Path(__file__).parents[2] / "docker-compose.yaml").read_text())
+
+
+def test_services_for_the_celery_deployment():
+    assert {
+        "postgres",
+        "redis",
+        "minio",
+        "minio-init",
+        "airflow-init",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "airflow-worker",
+    } <= set(COMPOSE["services"])
+    env = COMPOSE["x-airflow-common"]["environment"]
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+
+
+def test_same_connection_and_variable_names_as_make_demo():
+    compose_env = COMPOSE["x-airflow-common"]["environment"]
+    local = LocalServices("dsn", "/tmp", "http://127.0.0.1:1", "nem12").airflow_env()
+    assert set(local) <= set(compose_env)
+    with_defaults = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", compose_env["AIRFLOW_CONN_NEM12_S3"])
+    s3 = json.loads(with_defaults)
+    assert s3["conn_type"] == "aws" and "endpoint_url" in s3["extra"]
+
+
+def test_pools_created_at_init_match_the_dags():
+    init = COMPOSE["services"]["airflow-init"]["command"]
+    assert "pools set nem12_load" in init and "pools set nem12_merge 1" in init
