@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -85,6 +86,10 @@ def local_services(data_dir: Path, bucket: str = "nem12") -> Iterator[LocalServi
         uri = postgres.get_uri()
         socket_dir = parse_qs(urlparse(uri).query)["host"][0]
         services = LocalServices(uri, socket_dir, f"http://127.0.0.1:{port}", bucket)
+        # moto keeps its buckets per process: start from an empty S3 every time
+        urllib.request.urlopen(
+            urllib.request.Request(f"{services.s3_endpoint}/moto-api/reset", method="POST")
+        ).close()
         services.s3_client().create_bucket(Bucket=bucket)
         yield services
     finally:
