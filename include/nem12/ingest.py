@@ -195,6 +195,8 @@ def validate(
     run_name: str,
 ) -> Validation:
     """Apply the structure rules and the record-level suites to a run's files together."""
+    from nem12.quality import with_findings
+
     outcome = Validation()
     record_frames: list[pl.DataFrame] = []
     for file in files:
@@ -203,7 +205,9 @@ def validate(
         reports = _parse_for_findings(s3, settings, file)
         quality = _combined_status(reports)
         database.record_parse(conn, file.file_id, reports, quality)
-        record_frames.extend(r.records for r in reports if r.records is not None)
+        record_frames.extend(
+            with_findings(r.records, r.findings) for r in reports if r.records is not None
+        )
         if quality == "rejected":
             _quarantine(s3, settings, file, reports)
             outcome.rejected.append(file)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from nem12.rules import RULES
+from nem12.rules import RULES, Finding
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationValidationResult
@@ -74,12 +74,40 @@ def load_suite_files(suites_dir: Path = SUITES_DIR) -> list[dict[str, Any]]:
 
 
 def records_expectation_rules(suites_dir: Path = SUITES_DIR) -> set[str]:
-    """Rule ids the record suites express (from each expectation's ``meta.rule``)."""
+    """Rule ids the record suites express (from each expectation's ``meta.rule``).
+
+    ``*`` (every rule, through the parser's findings) is not listed.
+    """
     return {
         expectation["meta"]["rule"]
         for suite in load_suite_files(suites_dir)
         for expectation in suite["expectations"]
+        if expectation["meta"]["rule"] != "*"
     }
+
+
+def with_findings(records: pl.DataFrame, findings: list[Finding]) -> pl.DataFrame:
+    """Add ``error_rules``: the parser's error findings per record, so the report lists all.
+
+    Findings about a whole file (no line, or a line without a record such as a
+    truncated file's end) become a row of their own at line 0.
+    """
+    errors = [f for f in findings if f.severity == "error"]
+    if not errors:
+        return records.with_columns(error_rules=pl.lit(None, pl.String))
+    per_line = (
+        pl.DataFrame(
+            [(f.file, f.line or 0, f.rule) for f in errors],
+            schema={"file": pl.String, "line": pl.Int64, "rule": pl.String},
+            orient="row",
+        )
+        .group_by("file", "line")
+        .agg(error_rules=pl.col("rule").unique().sort().str.join(","))
+    )
+    placed = records.join(per_line, on=["file", "line"], how="left", maintain_order="left")
+    orphans = per_line.join(records.select("file", "line"), on=["file", "line"], how="anti")
+    orphans = orphans.with_columns(line=pl.lit(0, pl.Int64), record_type=pl.lit("file"))
+    return pl.concat([placed, orphans], how="diagonal_relaxed")
 
 
 def with_derived_columns(records: pl.DataFrame) -> pl.DataFrame:
@@ -91,6 +119,8 @@ def with_derived_columns(records: pl.DataFrame) -> pl.DataFrame:
     because their QualityMethod field is not where the spec puts it (the
     value_count expectation reports them instead), as the parser does.
     """
+    if "error_rules" not in records.columns:
+        records = records.with_columns(error_rules=pl.lit(None, pl.String))
     return records.with_columns(
         pl.col(pl.Categorical, pl.Enum).cast(pl.String),
         value_count_mismatch=(pl.col("value_count") != pl.col("expected_value_count")).fill_null(
@@ -237,6 +267,19 @@ def _failures(result: ExpectationValidationResult) -> list[dict[str, Any]]:
     """One failure per failing record of an unmet expectation."""
     config = result.expectation_config
     rule = (config.meta or {}).get("rule", "unknown")
+    if rule == "*":  # the parser's findings: the failing value is the rule list itself
+        return [
+            {
+                "file": row.get("file"),
+                "line": int(row["line"]) if row.get("line") is not None else None,
+                "rule": rule_id,
+                "expectation": f"{config.type}(error_rules)",
+                "message": RULES[rule_id].message if rule_id in RULES else rule_id,
+            }
+            for row in (result.result or {}).get("unexpected_index_list") or []
+            for rule_id in str(row.get("error_rules") or "").split(",")
+            if rule_id
+        ]
     columns = [config.kwargs[k] for k in ("column", "column_A", "column_B") if k in config.kwargs]
     expectation = f"{config.type}({', '.join(columns)})"
     message = RULES[rule].message if rule in RULES else config.description or config.type

@@ -17,7 +17,7 @@ import pytest
 
 from nem12 import mdff
 from nem12.generate import DEFECTS, GeneratorSpec, generate_bytes
-from nem12.parsing import ParseConfig
+from nem12.parsing import ParseConfig, parse_source
 from nem12.quality import (
     SUITES_DIR,
     RecordValidation,
@@ -107,6 +107,9 @@ def test_suite_rules_are_catalogue_rules_with_their_severity():
     assert [s["name"] for s in suites] == ["nem12_records"]
     assert REQUIRED <= COVERED
     for expectation in suites[0]["expectations"]:
+        if expectation["meta"]["rule"] == "*":  # every rule, via the parser's findings
+            assert expectation["kwargs"] == {"column": "error_rules"}
+            continue
         rule = RULES[expectation["meta"]["rule"]]
         assert expectation["description"].startswith(f"{rule.id}: ")
         assert expectation["severity"] == {"error": "critical", "warning": "warning"}[rule.severity]
@@ -263,3 +266,23 @@ def test_a_suite_naming_a_missing_column_raises(tmp_path: Path):
     expected = r'expect_column_values_to_not_be_null: .*"no_such_column"'
     with pytest.raises(RuntimeError, match=expected):
         validate_records(records, "broken", tmp_path / "docs", suites_dir=tmp_path / "suites")
+
+
+def test_with_findings_the_report_lists_every_error_of_the_parser(tmp_path):
+    """Rules the suite cannot express (a missing 900, a negative value) still appear."""
+    from nem12.quality import with_findings
+
+    frames = []
+    for defect in ("end_missing", "value_negative"):
+        data = generate_bytes(GeneratorSpec(days=2, defects=(defect,)))
+        for parser in parse_source(
+            data, name=f"{defect}.csv", config=ParseConfig(keep_records=True)
+        ):
+            list(parser.batches())
+            frames.append(with_findings(parser.report.records, parser.report.findings))
+    result = validate_records(
+        pl.concat(frames, how="diagonal_relaxed"), "findings", tmp_path / "docs"
+    )
+    listed = {(f["file"], f["line"], f["rule"]) for f in result.failures}
+    assert ("end_missing.csv", 0, "end_missing") in listed
+    assert ("value_negative.csv", 3, "value_negative") in listed
