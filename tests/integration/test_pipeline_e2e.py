@@ -68,7 +68,35 @@ def demo_run(tmp_path_factory):
             s3.get_object(Bucket=services.bucket, Key=rejected)["Body"].read()
         )
 
-    result = demo.run(None, tmp_path_factory.mktemp("demo"), check=look)
+    workdir = tmp_path_factory.mktemp("demo")
+
+    def look_and_backfill(services: LocalServices) -> None:
+        look(services)
+        env = demo.airflow_env(workdir / "airflow", services.airflow_env(), workdir / "reports")
+        conf = {"prefix": "archive/", "glob": "NEM12#0006*", "reprocess": True}
+        demo.airflow(
+            [
+                "dags",
+                "test",
+                "nem12_backfill",
+                "2024-01-02T00:00:00+00:00",
+                "--conf",
+                json.dumps(conf),
+            ],
+            env,
+            workdir / "airflow.log",
+        )
+        with psycopg.connect(services.postgres_dsn) as conn:
+            seen["backfill"] = conn.execute(
+                "SELECT key, status, inserted, updated, unchanged, superseded "
+                "FROM nem12.file_ledger WHERE key LIKE 'archive/%'"
+            ).fetchall()
+            seen["table_after_backfill"] = conn.execute(
+                "SELECT count(*), sum(value) FROM nem12.meter_reading"
+            ).fetchone()
+            seen["table_sum"] = sum(row[3] for row in seen["table"])
+
+    result = demo.run(None, workdir, check=look_and_backfill)
     return result, seen
 
 
@@ -136,3 +164,9 @@ def test_the_report_location_is_in_the_ledger_and_exists(demo_run):
     result, _ = demo_run
     assert result["report_locations"]
     assert all(loc.endswith(".html") for loc in result["report_locations"])
+
+
+def test_backfill_reprocesses_a_chosen_file_and_changes_nothing(demo_run):
+    _, seen = demo_run
+    assert seen["backfill"] == [("archive/NEM12#0006#MDPGEN#RETAILER.csv", "loaded", 0, 0, 864, 0)]
+    assert seen["table_after_backfill"] == (3840, seen["table_sum"])
