@@ -13,6 +13,7 @@ import gzip
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -83,6 +84,7 @@ def sample_files() -> list[dict[str, bytes]]:
 
 
 def airflow_env(home: Path, services_env: dict[str, str], reports: Path) -> dict[str, str]:
+    """Airflow's settings for the local wiring: a project-local home, our dags and plugins."""
     env = dict(os.environ)
     env.update(services_env)
     env.update(
@@ -94,6 +96,8 @@ def airflow_env(home: Path, services_env: dict[str, str], reports: Path) -> dict
             "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
             "NEM12_REPORTS_DIR": str(reports),
             "NO_PROXY": "*",
+            # airflow standalone starts its components as `airflow ...` from PATH
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         }
     )
     return env
@@ -185,6 +189,11 @@ def run(
     return result
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM stops like Ctrl-C, so the services are shut down too."""
+    raise KeyboardInterrupt
+
+
 def standalone(workdir: Path) -> int:
     """``make airflow``: the same wiring under ``airflow standalone`` (UI on :8080)."""
     from nem12.services import local_services
@@ -200,6 +209,7 @@ def standalone(workdir: Path) -> int:
             "put files under landing/. Ctrl-C stops Airflow and the services.",
             file=sys.stderr,
         )
+        signal.signal(signal.SIGTERM, _interrupt)
         try:
             subprocess.run(
                 [str(Path(sys.executable).parent / "airflow"), "standalone"], env=env, check=False
