@@ -91,6 +91,18 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.meter_reading (
     merged_at            timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (nmi, nmi_suffix, interval_start)
 );
+
+-- One row: what the ledger says at a glance (for people and monitoring).
+CREATE OR REPLACE VIEW {SCHEMA}.ledger_summary AS
+SELECT
+    (SELECT coalesce(jsonb_object_agg(status, files), '{{}}'::jsonb)
+       FROM (SELECT status, count(*) AS files FROM {SCHEMA}.file_ledger GROUP BY status) s)
+        AS files_by_status,
+    (SELECT min(first_seen) FROM {SCHEMA}.file_ledger
+      WHERE status IN ('registered', 'validated', 'staged')) AS oldest_unprocessed,
+    (SELECT max(updated_at) FROM {SCHEMA}.file_ledger
+      WHERE status IN ('loaded', 'partial')) AS last_merge,
+    (SELECT count(*) FROM {SCHEMA}.meter_reading) AS readings;
 """
 
 #: Staging columns in the order COPY receives them (after file_id).

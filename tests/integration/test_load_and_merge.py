@@ -122,3 +122,20 @@ def test_findings_are_kept_with_file_line_and_rule(conn):
     assert conn.execute(
         "SELECT status, quality FROM nem12.file_ledger WHERE file_id = %s", (file_id,)
     ).fetchone() == ("validated", "partial")
+
+
+def test_ledger_summary_view(conn):
+    assert conn.execute(
+        "SELECT files_by_status, oldest_unprocessed, last_merge, readings FROM nem12.ledger_summary"
+    ).fetchone() == ({}, None, None, 0)
+    file_id = load(conn, "a.csv", generate_bytes(BASE))
+    waiting = conn.execute(
+        "SELECT files_by_status, oldest_unprocessed IS NOT NULL FROM nem12.ledger_summary"
+    ).fetchone()
+    assert waiting == ({"validated": 1}, True)
+    merge_files(conn, [file_id])
+    done = conn.execute(
+        "SELECT files_by_status, oldest_unprocessed, last_merge IS NOT NULL, readings "
+        "FROM nem12.ledger_summary"
+    ).fetchone()
+    assert done == ({"loaded": 1}, None, True, READINGS)

@@ -17,7 +17,7 @@ import pytest
 from nem12 import demo
 from nem12.mdff import NEM_TIME_ZONE
 from nem12.parsing import parse_source
-from nem12.services import LocalServices
+from nem12.services import LOCAL_S3_SECRET, LocalServices
 
 
 def expected_table(deliveries: list[dict[str, bytes]]) -> pl.DataFrame:
@@ -97,6 +97,7 @@ def demo_run(tmp_path_factory):
             seen["table_sum"] = sum(row[3] for row in seen["table"])
 
     result = demo.run(None, workdir, check=look_and_backfill)
+    seen["airflow_log"] = (workdir / "airflow.log").read_text()
     return result, seen
 
 
@@ -170,3 +171,10 @@ def test_backfill_reprocesses_a_chosen_file_and_changes_nothing(demo_run):
     _, seen = demo_run
     assert seen["backfill"] == [("archive/NEM12#0006#MDPGEN#RETAILER.csv", "loaded", 0, 0, 864, 0)]
     assert seen["table_after_backfill"] == (3840, seen["table_sum"])
+
+
+def test_no_secret_appears_in_the_task_logs(demo_run):
+    _, seen = demo_run
+    log = seen["airflow_log"]
+    assert "Returned value was" in log  # the task logs are there
+    assert LOCAL_S3_SECRET not in log
