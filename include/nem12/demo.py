@@ -13,6 +13,7 @@ import gzip
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -152,7 +153,8 @@ def run(
     from nem12.services import local_services
 
     started = time.monotonic()
-    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(workdir, ignore_errors=True)  # every demo starts from empty services
+    workdir.mkdir(parents=True)
     log = workdir / "airflow.log"
     log.write_text("")
     reports = workdir / "reports"
