@@ -32,6 +32,8 @@ Status = Literal["accepted", "partial", "rejected"]
 F = pl.col("fields")
 #: Seconds from UTC to NEM time (UTC+10); what a 400 range sets on its intervals.
 _NEM_OFFSET_SECONDS = 10 * 3600
+#: 500 records kept per file in the report (all are counted): bounded memory.
+_B2B_KEPT = 10_000
 _EVENT_COLUMNS = ("quality_method", "reason_code", "reason_description")
 #: Spaces around separators and at line ends ("stray spaces around dates").
 _STRAY_SPACE = re.compile(r"[ \t]+(?=[,\r\n]|$)|(?<=[,\n])[ \t]+|^[ \t]+")
@@ -149,6 +151,7 @@ class FileParser:
         self._pending: list[pl.DataFrame] = []
         self._seen_dates = _DaysSeen()
         self._b2b: list[dict[str, object]] = []
+        self.b2b_records = 0
         self._record_frames: list[pl.DataFrame] = []
         self._readings = 0
         self._decoded_latin1 = False
@@ -640,7 +643,10 @@ class FileParser:
             how="left",
             maintain_order="left",
         )
-        self._b2b.extend(b2b.drop("block").to_dicts())
+        self.b2b_records += b2b.height
+        room = _B2B_KEPT - len(self._b2b)
+        if room > 0:
+            self._b2b.extend(b2b.drop("block").head(room).to_dicts())
 
     # --- 300 days -----------------------------------------------------------------
     def _check_days(self, records: pl.DataFrame, blocks: pl.DataFrame) -> pl.DataFrame:
