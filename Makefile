@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint bench demo airflow freeze clean
+.PHONY: setup test lint faults bench demo airflow freeze clean
 
 setup: $(STAMP)
 
@@ -20,6 +20,9 @@ lint: setup
 
 test: setup lint
 	$(BIN)/python -m pytest
+
+faults: setup
+	$(BIN)/python -m pytest tests/faults
 
 demo: setup
 	$(BIN)/python -m nem12.demo $(if $(FILES),--files $(FILES))
