@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import io
 import json
 import os
 import shutil
@@ -18,26 +17,17 @@ import signal
 import subprocess
 import sys
 import time
-import zipfile
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nem12.generate import GeneratorSpec, generate_bytes
+from nem12.generate import GeneratorSpec, generate_bytes, zip_bytes
 
 if TYPE_CHECKING:
     from nem12.services import LocalServices
 
 PROJECT = Path(__file__).resolve().parents[2]
-
-
-def _zipped(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 def sample_files() -> list[dict[str, bytes]]:
@@ -68,9 +58,9 @@ def sample_files() -> list[dict[str, bytes]]:
     first = {
         "landing/NEM12#0001#MDPGEN#RETAILER.csv": generate_bytes(base),
         "landing/NEM12#0002#MDPGEN#RETAILER.csv.gz": gzip.compress(generate_bytes(other)),
-        "landing/NEM12#0003#MDPGEN#RETAILER.zip": _zipped(
+        "landing/NEM12#0003#MDPGEN#RETAILER.zip": zip_bytes(
             {
-                "inner.zip": _zipped({"NEM12#0003a#MDPGEN#RETAILER.csv": generate_bytes(nested)}),
+                "inner.zip": zip_bytes({"NEM12#0003a#MDPGEN#RETAILER.csv": generate_bytes(nested)}),
             }
         ),
         "landing/NEM12#0004#MDPGEN#RETAILER.csv": generate_bytes(invalid),

@@ -298,6 +298,15 @@ def generate_bytes(spec: GeneratorSpec) -> bytes:
     return text.getvalue().encode("ascii")
 
 
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    """An in-memory zip of ``members`` (name -> content): deliveries, nested zips, bombs."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
 def write_file(spec: GeneratorSpec, out: str | Path) -> Path:
     """Write ``out`` as .csv, .gz or .zip (one member named like the MDP would)."""
     out = Path(out)

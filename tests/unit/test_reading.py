@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import gzip
-import io
-import zipfile
 
 import pytest
 
-from nem12.generate import GeneratorSpec, generate_bytes
+from nem12.generate import GeneratorSpec, generate_bytes, zip_bytes
 from nem12.parsing import ParseConfig
 from nem12.reading import ReadLimits, iter_members
 from tests.conftest import parse_all
@@ -17,34 +15,28 @@ VALID = generate_bytes(GeneratorSpec(nmis=1, days=2, channels=("E1",)))
 READINGS = 2 * 48
 
 
-def zipped(members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=compression) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
-
-
 def test_plain_gzip_and_zip_give_the_same_readings():
     plain = parse_all(VALID, name="a.csv")
     assert plain.readings.height == READINGS
     assert parse_all(gzip.compress(VALID), name="a.csv.gz").readings.equals(plain.readings)
-    via_zip = parse_all(zipped({"a.csv": VALID}), name="a.zip")
+    via_zip = parse_all(zip_bytes({"a.csv": VALID}), name="a.zip")
     assert via_zip.readings.equals(plain.readings)
     assert via_zip.report.file == "a.zip!a.csv"
 
 
 def test_each_zip_member_is_a_file_of_its_own():
     bad = VALID.replace(b"900\r\n", b"")
-    parsed = parse_all(zipped({"good.csv": VALID, "bad.csv": bad}), name="two.zip")
+    parsed = parse_all(zip_bytes({"good.csv": VALID, "bad.csv": bad}), name="two.zip")
     status = {r.file: r.status for r in parsed.reports}
     assert status == {"two.zip!good.csv": "accepted", "two.zip!bad.csv": "rejected"}
     assert parsed.readings.height == READINGS
 
 
 def test_zip_inside_zip_and_gzip_inside_zip_are_opened():
-    inner = zipped({"inner.csv": VALID})
-    outer = zipped({"inner.zip": inner, "plain.csv": VALID, "packed.csv.gz": gzip.compress(VALID)})
+    inner = zip_bytes({"inner.csv": VALID})
+    outer = zip_bytes(
+        {"inner.zip": inner, "plain.csv": VALID, "packed.csv.gz": gzip.compress(VALID)}
+    )
     parsed = parse_all(outer, name="outer.zip")
     assert sorted(r.file for r in parsed.reports) == [
         "outer.zip!inner.zip!inner.csv",
@@ -57,14 +49,14 @@ def test_zip_inside_zip_and_gzip_inside_zip_are_opened():
 def test_nesting_deeper_than_the_limit_is_refused():
     data = VALID
     for level in range(5):
-        data = zipped({f"level{level}.zip" if level else "a.csv": data})
+        data = zip_bytes({f"level{level}.zip" if level else "a.csv": data})
     parsed = parse_all(data, name="deep.zip", config=ParseConfig(limits=ReadLimits(max_depth=3)))
     assert parsed.rules() == {"archive_limit"}
     assert "nested deeper than 3" in parsed.report.findings[0].message
 
 
 def test_zip_bomb_by_ratio_stops_with_a_clear_error():
-    bomb = zipped({"bomb.csv": (b"0" * 100_000 + b"\n") * 400})
+    bomb = zip_bytes({"bomb.csv": (b"0" * 100_000 + b"\n") * 400})
     assert len(bomb) < 100_000
     parsed = parse_all(bomb, name="bomb.zip")
     assert parsed.rules() == {"archive_limit"}
@@ -73,8 +65,8 @@ def test_zip_bomb_by_ratio_stops_with_a_clear_error():
 
 
 def test_nested_zip_bomb_stops_before_filling_memory_or_disk():
-    layer = zipped({f"b{i}.csv": (b"0" * 100_000 + b"\n") * 80 for i in range(4)})
-    nested = zipped({f"l{i}.zip": layer for i in range(4)})
+    layer = zip_bytes({f"b{i}.csv": (b"0" * 100_000 + b"\n") * 80 for i in range(4)})
+    nested = zip_bytes({f"l{i}.zip": layer for i in range(4)})
     parsed = parse_all(nested, name="nested.zip")
     assert parsed.rules() == {"archive_limit"}
     assert len(parsed.reports) == 4 * 4
@@ -82,21 +74,21 @@ def test_nested_zip_bomb_stops_before_filling_memory_or_disk():
 
 def test_size_limit_per_member():
     limits = ReadLimits(max_member_bytes=len(VALID) // 2, max_ratio=10_000)
-    parsed = parse_all(zipped({"a.csv": VALID}), config=ParseConfig(limits=limits))
+    parsed = parse_all(zip_bytes({"a.csv": VALID}), config=ParseConfig(limits=limits))
     assert parsed.rules() == {"archive_limit"}
     assert parsed.readings.height == 0
 
 
 def test_corrupt_and_empty_archives_are_findings_not_crashes():
-    corrupt = zipped({"a.csv": VALID})[:60] + b"\x00" * 40
+    corrupt = zip_bytes({"a.csv": VALID})[:60] + b"\x00" * 40
     assert parse_all(corrupt, name="c.zip").rules() == {"archive_invalid"}
-    assert parse_all(zipped({}), name="e.zip").rules() == {"archive_empty"}
+    assert parse_all(zip_bytes({}), name="e.zip").rules() == {"archive_empty"}
     assert parse_all(gzip.compress(VALID)[:-30], name="t.gz").rules() == {"archive_invalid"}
 
 
 def test_member_names_are_labels_never_paths(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    parsed = parse_all(zipped({"../../evil.csv": VALID, "/abs/x.csv": VALID}), name="t.zip")
+    parsed = parse_all(zip_bytes({"../../evil.csv": VALID, "/abs/x.csv": VALID}), name="t.zip")
     assert {r.file for r in parsed.reports} == {"t.zip!../../evil.csv", "t.zip!/abs/x.csv"}
     assert parsed.rules() == {"member_name_unsafe"}
     assert parsed.readings.height == 2 * READINGS
@@ -131,7 +123,7 @@ def test_odd_bytes_are_findings(data, rule):
 
 def test_members_of_a_path_source(tmp_path):
     path = tmp_path / "a.zip"
-    path.write_bytes(zipped({"x.csv": VALID, "y.csv": VALID}))
+    path.write_bytes(zip_bytes({"x.csv": VALID, "y.csv": VALID}))
     assert [m.name for m in iter_members(path)] == ["a.zip!x.csv", "a.zip!y.csv"]
     missing = list(iter_members(tmp_path / "missing.csv"))
     assert missing[0].error is not None and missing[0].error.rule == "input_unreadable"
