@@ -30,7 +30,7 @@ versions = st.lists(
 
 
 @settings(
-    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(versions=versions, data=st.data())
 def test_table_equals_the_newest_version_model(conn, versions, data):
