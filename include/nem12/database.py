@@ -20,9 +20,25 @@ NEM_TZ = timezone(timedelta(hours=10))
 
 SCHEMA = "nem12"
 
+#: Bumped with every change to DDL (applied by the owner of the schema).
+SCHEMA_VERSION = 1
+
+#: The least privilege the tasks need once the schema exists: read and write
+#: rows, no DDL. Run as the schema's owner; ``{role}`` is the tasks' login role.
+TASK_ROLE_SQL = f"""
+GRANT USAGE ON SCHEMA {SCHEMA} TO {{role}};
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {SCHEMA} TO {{role}};
+GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {SCHEMA} TO {{role}};
+"""
+
 #: Idempotent DDL: applying it again changes nothing.
 DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {SCHEMA};
+
+CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_version (
+    version      integer PRIMARY KEY,
+    applied_at   timestamptz NOT NULL DEFAULT now()
+);
 
 CREATE TABLE IF NOT EXISTS {SCHEMA}.file_ledger (
     file_id          bigserial PRIMARY KEY,
@@ -122,11 +138,31 @@ STAGED_COLUMNS = (
 )
 
 
+def schema_version(conn: psycopg.Connection) -> int | None:
+    """The schema version the database holds (None before the first apply)."""
+    row = conn.execute(f"SELECT to_regclass('{SCHEMA}.schema_version') IS NOT NULL").fetchone()
+    if not row or not row[0]:
+        return None
+    found = conn.execute(f"SELECT max(version) FROM {SCHEMA}.schema_version").fetchone()
+    return int(found[0]) if found and found[0] is not None else None
+
+
 def apply_schema(conn: psycopg.Connection) -> None:
-    """Create what is missing; safe to run on every task start."""
+    """Create what is missing; safe to run on every task start.
+
+    A database already at ``SCHEMA_VERSION`` is left alone, so the tasks can
+    run as a role without DDL rights once an owner applied the schema
+    (``TASK_ROLE_SQL``).
+    """
+    if schema_version(conn) == SCHEMA_VERSION:
+        return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('nem12 schema'))")
         conn.execute(DDL)
+        conn.execute(
+            f"INSERT INTO {SCHEMA}.schema_version (version) VALUES (%s) ON CONFLICT DO NOTHING",
+            (SCHEMA_VERSION,),
+        )
 
 
 def register_file(

@@ -6,8 +6,15 @@ from datetime import datetime
 from decimal import Decimal
 
 import psycopg
+import pytest
 
-from nem12.database import apply_schema, record_parse, register_file, stage_readings
+from nem12.database import (
+    TASK_ROLE_SQL,
+    apply_schema,
+    record_parse,
+    register_file,
+    stage_readings,
+)
 from nem12.generate import GeneratorSpec, generate_bytes
 from nem12.merge import merge_files
 from nem12.parsing import parse_source
@@ -139,3 +146,20 @@ def test_ledger_summary_view(conn):
         "FROM nem12.ledger_summary"
     ).fetchone()
     assert done == ({"loaded": 1}, None, True, READINGS)
+
+
+def test_tasks_run_as_a_role_without_ddl_rights(conn, postgres):
+    """The documented least-privilege role loads and merges; it cannot change the schema."""
+    conn.execute("CREATE ROLE nem12_task_test LOGIN PASSWORD 'task'")
+    try:
+        conn.execute(TASK_ROLE_SQL.format(role="nem12_task_test"))
+        params = {**conn.info.get_parameters(), "user": "nem12_task_test", "password": "task"}
+        with psycopg.connect(**params, autocommit=True) as task:
+            apply_schema(task)  # already at the current version: no DDL attempted
+            file_id = load(task, "a.csv", generate_bytes(BASE))
+            assert merge_files(task, [file_id]).inserted == READINGS
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                task.execute("DROP TABLE nem12.meter_reading")
+    finally:
+        conn.execute("DROP OWNED BY nem12_task_test")
+        conn.execute("DROP ROLE nem12_task_test")
