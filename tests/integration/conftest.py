@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
 import uuid
 from collections.abc import Iterator
 
 import pgserver
 import psycopg
 import pytest
+from pgserver._commands import pg_ctl
 
 from nem12.database import apply_schema
 
@@ -17,6 +20,9 @@ def postgres(tmp_path_factory) -> Iterator[pgserver.PostgresServer]:
     server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
     yield server
     server.cleanup()
+    # pgserver loses track of a server the fault cases restarted: stop it by its data folder
+    with contextlib.suppress(subprocess.CalledProcessError):
+        pg_ctl(["-m", "fast", "-w", "stop"], pgdata=server.pgdata, user=server.system_user)
 
 
 @pytest.fixture
