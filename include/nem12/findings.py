@@ -8,8 +8,6 @@ import polars as pl
 
 from nem12.rules import Finding, RuleBook
 
-FINDING_COLUMNS = ("line", "rule", "record_type", "nmi", "message", "block")
-
 
 class FindingCollector:
     """Keeps up to ``cap`` findings per rule and counts the rest.
@@ -52,7 +50,7 @@ class FindingCollector:
             )
 
     def add_frame(self, rule: str, frame: pl.DataFrame) -> None:
-        """Add one finding per row of ``frame`` (columns as FINDING_COLUMNS, rule aside)."""
+        """Add one finding per row of ``frame`` (line, record_type, nmi, message, block)."""
         if frame.is_empty():
             return
         if "block" in frame.columns:
@@ -105,7 +103,3 @@ class FindingCollector:
                 )
         self.findings.sort(key=lambda f: (f.line is None, f.line or 0))
         return self.findings
-
-    @property
-    def errors(self) -> int:
-        return sum(n for rule, n in self.counts.items() if self.rulebook.severity(rule) == "error")

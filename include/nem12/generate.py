@@ -327,8 +327,3 @@ def write_file(spec: GeneratorSpec, out: str | Path) -> Path:
         with out.open("w", encoding="ascii", newline="") as sink:
             write_text(spec, sink)
     return out
-
-
-def nem12_file_name(spec: GeneratorSpec, file_id: str) -> str:
-    """The MDFF file name convention: NEM12#<FileID>#<From>#<To>."""
-    return f"NEM12#{file_id}#{spec.from_participant}#{spec.to_participant}"

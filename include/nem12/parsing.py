@@ -195,13 +195,6 @@ class FileParser:
             )
         self._finish()
 
-    def run(self) -> FileReport:
-        """Parse for the findings only, discarding readings."""
-        for _ in self.batches():
-            pass
-        assert self.report is not None
-        return self.report
-
     def _release(self, exploding: _Exploding) -> Iterator[pl.DataFrame]:
         """Yield a chunk's readings once its blocks are complete and not rejected."""
         readings, bad_values = (
