@@ -10,7 +10,7 @@ NEM_TIME_ZONE = "Etc/GMT-10"
 
 #: Interval values are NUM(15,V): at most 14 fractional digits, kept exact.
 VALUE_DTYPE = pl.Decimal(38, 14)
-VALUE_PATTERN = r"^(\d{1,24}(\.\d{0,14})?|\.\d{1,14})$"
+VALUE_PATTERN = r"^([0-9]{1,24}(\.[0-9]{0,14})?|\.[0-9]{1,14})$"
 
 INTERVAL_LENGTHS = (5, 15, 30)
 MINUTES_PER_DAY = 1440

@@ -34,6 +34,9 @@ F = pl.col("fields")
 _NEM_OFFSET_SECONDS = 10 * 3600
 #: 500 records kept per file in the report (all are counted): bounded memory.
 _B2B_KEPT = 10_000
+#: A value of digits and dots this short cannot hold more digits than
+#: ``mdff.VALUE_DTYPE``, so the cast alone tells whether it is well formed.
+_SHORT_VALUE_BYTES = 15
 _EVENT_COLUMNS = ("quality_method", "reason_code", "reason_description")
 #: Spaces around separators and at line ends ("stray spaces around dates").
 _STRAY_SPACE = re.compile(r"[ \t]+(?=[,\r\n]|$)|(?<=[,\n])[ \t]+|^[ \t]+")
@@ -1158,6 +1161,7 @@ def _explode(
             "block",
             "line",
             "interval_length",
+            plain_line=~pl.col("raw").str.contains("[-+eE]"),
             *[
                 (
                     pl.when(pl.col(c) != "").then(pl.col(c))
@@ -1177,10 +1181,11 @@ def _explode(
             idx=pl.int_ranges(0, pl.col("intervals"), dtype=pl.Int32),
         )
         .explode("value", "idx")
+        .with_columns(decimal=pl.col("value").cast(mdff.VALUE_DTYPE, strict=False))
         .select(
             *mdff.STREAM_COLUMNS,
             interval_start=(seconds * 1_000_000).cast(pl.Datetime("us", mdff.NEM_TIME_ZONE)),
-            value=pl.col("value").cast(mdff.VALUE_DTYPE, strict=False),
+            value="decimal",
             quality_method="quality_method",
             reason_code="reason_code",
             reason_description="reason_description",
@@ -1188,7 +1193,11 @@ def _explode(
             msats_load_datetime="msats_load_datetime",
             line_number="line",
             block=pl.col("block").cast(pl.Int32),
-            value_ok=pl.col("value").str.contains(mdff.VALUE_PATTERN),
+            # The cast also takes signs and exponents: a line holding any is
+            # checked value by value against VALUE_PATTERN below.
+            value_ok=pl.col("plain_line")
+            & (pl.col("value").str.len_bytes() <= _SHORT_VALUE_BYTES)
+            & pl.col("decimal").is_not_null(),
             value_raw="value",
             idx="idx",
         )
@@ -1198,7 +1207,12 @@ def _explode(
         long = _apply_events(long, days, events)
     bad = None
     if not long.get_column("value_ok").all():
-        bad = long.filter(~pl.col("value_ok"))
+        bad = long.filter(
+            ~pl.col("value_ok"),
+            ~pl.col("value_raw").str.contains(mdff.VALUE_PATTERN) | pl.col("value").is_null(),
+        )
+        if bad.is_empty():
+            bad = None
     return long.drop("value_ok", "value_raw", "idx"), bad
 
 

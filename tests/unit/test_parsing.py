@@ -178,6 +178,31 @@ def test_values_with_more_digits_than_exact_decimal_holds_are_errors_not_rounded
     assert parsed.readings.filter(pl.col("nmi_suffix") == "E1").height == 0
 
 
+@pytest.mark.parametrize(
+    "value",
+    ["1e3", "1E3", "+1", "1.5e-3", "\u0661", "1..2", ".", "0000000000000000000000001"],
+)
+def test_values_a_decimal_cast_would_take_or_drop_are_not_numeric(value):
+    parsed = parse_all(nem12_text(day1=["1"] * 47 + [value]).encode())
+    assert "value_not_numeric" in parsed.rules("error")
+    assert parsed.readings.filter(pl.col("nmi_suffix") == "E1").height == 0
+
+
+def test_plain_values_of_every_length_are_read_exactly():
+    day1 = ["1.", ".5", "0", "12345678901234", "1.12345678901234", "0.00000000000001"] + ["7"] * 42
+    parsed = parse_all(nem12_text(day1=day1).encode())
+    assert parsed.report.status == "accepted"
+    values = parsed.readings.filter(pl.col("nmi_suffix") == "E1").get_column("value")
+    assert [str(v.normalize()) for v in values.head(6)] == [
+        "1",
+        "0.5",
+        "0",
+        "12345678901234",
+        "1.12345678901234",
+        "1E-14",
+    ]
+
+
 def test_twelve_digit_update_datetime_is_read_with_a_warning():
     text = nem12_text().replace("20240102030405", "202401020304").encode()
     parsed = parse_all(text)
