@@ -137,15 +137,17 @@ def cmd_parse(args: argparse.Namespace) -> int:
     readings = 0
     try:
         for path in files:
-            for parser in _parsers(path, config):
-                part, rows = output.write_part(_progress_batches(parser))
+            for member in iter_members(path, name=str(path), limits=config.limits):
+                enums = output.enums_for(member)
+                parser = FileParser(member, replace(config, stream_enums=enums))
+                rows = output.write(_progress_batches(parser), enums)
                 report = parser.report
                 assert report is not None
                 findings.extend(report.findings)
                 if report.status == "rejected":
-                    output.discard(part)
+                    output.discard()
                 else:
-                    output.keep(part, rows)
+                    output.keep()
                     readings += rows
                 print(_summary(report), file=sys.stderr)
         output.publish()

@@ -193,6 +193,9 @@ READING_TEXT_COLUMNS = (
 #: validity mask (which also makes them cheaper to encode).
 OPTIONAL_TEXT_COLUMNS = ("register_id", "meter_serial_number", "reason_code", "reason_description")
 
+#: The 200 record's text fields a reading carries, by field index.
+STREAM_TEXT_FIELDS = {"nmi": 1, "register_id": 3, "nmi_suffix": 4, "meter_serial_number": 6}
+
 #: What a reading takes from its 200 record (in output order).
 STREAM_COLUMNS = (
     "nmi",

@@ -1,10 +1,15 @@
 """Writing accepted readings to Parquet or CSV with Polars' streaming sinks.
 
-Each MDFF file is staged in its own temporary part and kept only if the file
+Each MDFF file is staged in its own temporary parts and kept only if the file
 is not rejected in the end (a missing 900 is only known at the last line);
 the kept parts then become the output, published with one atomic rename.
 The parser's batches feed the sink as a Polars IO source, so encoding runs in
 Polars' threads while the next chunk is parsed.
+
+Parquet stores text as dictionaries. From a categorical column that costs a
+lookup per row; from an Enum it costs nothing, so a file's 200-record text is
+read ahead into Enums (``stream_enums``). A batch that does not fit them (a
+value the read-ahead missed) starts a new part in the categorical schema.
 """
 
 from __future__ import annotations
@@ -20,9 +25,52 @@ from pathlib import Path
 import polars as pl
 from polars.io.plugins import register_io_source
 
-from nem12.mdff import READING_SCHEMA
+from nem12.mdff import READING_SCHEMA, STREAM_TEXT_FIELDS
+from nem12.reading import Member, ReadError
 
 FORMATS = (".parquet", ".csv")
+#: Beyond this many distinct values of a field the read-ahead gives up (memory).
+MAX_STREAM_VALUES = 100_000
+_READ_AHEAD_BYTES = 8 << 20
+_RECORD_200 = b"\n200,"
+
+
+def stream_enums(member: Member) -> dict[str, pl.Enum]:
+    """Enums holding every 200 record's NMI, suffix, register and serial number.
+
+    The categories are a superset (both text decodings, both strippings) of
+    what the parser reads; an unreadable member or too many values gives none.
+    """
+    values: dict[str, set[str]] = {column: set() for column in STREAM_TEXT_FIELDS}
+    try:
+        with member.open() as stream:
+            carry = b"\n"
+            while block := stream.read(_READ_AHEAD_BYTES):
+                data = carry + block
+                cut = data.rfind(b"\n")
+                _collect_200_fields(data[:cut], values)
+                carry = data[cut:][:4096]
+            _collect_200_fields(carry, values)
+    except (ReadError, OSError, EOFError, ValueError):
+        return {}
+    if any(len(found) > MAX_STREAM_VALUES for found in values.values()):
+        return {}
+    return {
+        column: pl.Enum(sorted(found - {""})) for column, found in values.items() if found - {""}
+    }
+
+
+def _collect_200_fields(data: bytes, values: dict[str, set[str]]) -> None:
+    start = data.find(_RECORD_200)
+    while start >= 0:
+        end = data.find(b"\n", start + 1)
+        line = data[start + 1 : end if end >= 0 else len(data)]
+        for text in {line.decode("latin-1"), line.decode("utf-8", errors="replace")}:
+            fields = text.split(",")
+            for column, index in STREAM_TEXT_FIELDS.items():
+                if index < len(fields):
+                    values[column].update((fields[index].strip(), fields[index].strip(" \t\r")))
+        start = data.find(_RECORD_200, start + 1)
 
 
 def value_as_text() -> pl.Expr:
@@ -40,7 +88,14 @@ def _csv_ready(frame: pl.LazyFrame) -> pl.LazyFrame:
     return frame.with_columns(value_as_text())
 
 
-def readings_frame(batches: Iterable[pl.DataFrame]) -> pl.LazyFrame:
+def readings_schema(enums: dict[str, pl.Enum]) -> dict[str, pl.DataType]:
+    """READING_SCHEMA with ``enums`` in place of the categoricals they replace."""
+    return {**READING_SCHEMA, **enums}
+
+
+def readings_frame(
+    batches: Iterable[pl.DataFrame], schema: dict[str, pl.DataType] = READING_SCHEMA
+) -> pl.LazyFrame:
     """A LazyFrame that pulls reading batches from ``batches`` as Polars asks for them."""
     iterator = iter(batches)
 
@@ -57,7 +112,7 @@ def readings_frame(batches: Iterable[pl.DataFrame]) -> pl.LazyFrame:
                 batch = batch.filter(predicate)
             yield batch
 
-    return register_io_source(io_source=source, schema=READING_SCHEMA)
+    return register_io_source(io_source=source, schema=schema)
 
 
 def prefetched(batches: Iterable[pl.DataFrame], depth: int = 2) -> Iterator[pl.DataFrame]:
@@ -88,7 +143,9 @@ def prefetched(batches: Iterable[pl.DataFrame], depth: int = 2) -> Iterator[pl.D
         raise failure[0]
 
 
-def write_readings(batches: Iterable[pl.DataFrame], path: Path) -> int:
+def write_readings(
+    batches: Iterable[pl.DataFrame], path: Path, schema: dict[str, pl.DataType] = READING_SCHEMA
+) -> int:
     """Stream ``batches`` into ``path`` (.parquet or .csv); returns the rows written."""
     rows = 0
 
@@ -98,7 +155,7 @@ def write_readings(batches: Iterable[pl.DataFrame], path: Path) -> int:
             rows += batch.height
             yield batch
 
-    frame = readings_frame(prefetched(counted()))
+    frame = readings_frame(prefetched(counted()), schema)
     if path.suffix == ".parquet":
         frame.sink_parquet(path, compression="lz4", statistics=False)
     else:
@@ -107,7 +164,7 @@ def write_readings(batches: Iterable[pl.DataFrame], path: Path) -> int:
 
 
 class ReadingsOutput:
-    """Collects kept parts and publishes them as ``out`` in one atomic rename."""
+    """Stages each MDFF file's parts, keeps or discards them, publishes ``out`` atomically."""
 
     def __init__(self, out: str | os.PathLike[str]) -> None:
         self.out = Path(out)
@@ -117,21 +174,56 @@ class ReadingsOutput:
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self._dir = Path(tempfile.mkdtemp(prefix=".nem12-", dir=self.out.parent))
         self._kept: list[Path] = []
+        self._staged: list[tuple[Path, int]] = []
         self._count = 0
 
-    def write_part(self, batches: Iterable[pl.DataFrame]) -> tuple[Path, int]:
-        self._count += 1
-        part = self._dir / f"part-{self._count:05d}{self.fmt}"
-        return part, write_readings(batches, part)
+    def enums_for(self, member: Member) -> dict[str, pl.Enum]:
+        """The Enums worth reading ahead for ``member``: Parquet only (CSV writes text)."""
+        return stream_enums(member) if self.fmt == ".parquet" else {}
 
-    def keep(self, part: Path, rows: int) -> None:
-        if rows:
-            self._kept.append(part)
-        else:
+    def write(self, batches: Iterable[pl.DataFrame], enums: dict[str, pl.Enum]) -> int:
+        """Stage one MDFF file's readings; returns the rows staged."""
+        source = iter(batches)
+        held: list[pl.DataFrame] = []
+        schema = readings_schema(enums)
+        while True:
+            if held:
+                schema = dict(held[0].schema)
+            switched: list[pl.DataFrame] = []
+
+            def same_schema(
+                held: list[pl.DataFrame] = held,
+                schema: dict[str, pl.DataType] = schema,
+                switched: list[pl.DataFrame] = switched,
+            ) -> Iterator[pl.DataFrame]:
+                yield from held
+                for batch in source:
+                    if dict(batch.schema) != schema:
+                        switched.append(batch)
+                        return
+                    yield batch
+
+            self._count += 1
+            part = self._dir / f"part-{self._count:05d}{self.fmt}"
+            self._staged.append((part, write_readings(same_schema(), part, schema)))
+            if not switched:
+                return sum(rows for _, rows in self._staged)
+            held = switched
+
+    def keep(self) -> None:
+        """Keep the staged file's parts for the output."""
+        for part, rows in self._staged:
+            if rows:
+                self._kept.append(part)
+            else:
+                part.unlink(missing_ok=True)
+        self._staged = []
+
+    def discard(self) -> None:
+        """Drop the staged file's parts (the file was rejected)."""
+        for part, _ in self._staged:
             part.unlink(missing_ok=True)
-
-    def discard(self, part: Path) -> None:
-        part.unlink(missing_ok=True)
+        self._staged = []
 
     def publish(self) -> None:
         """Write ``out`` from the kept parts."""
@@ -141,7 +233,9 @@ class ReadingsOutput:
         elif len(self._kept) == 1:
             self._kept[0].replace(target)
         elif self.fmt == ".parquet":
-            pl.scan_parquet(self._kept).sink_parquet(target, compression="lz4")
+            parts = [pl.scan_parquet(part) for part in self._kept]
+            common = [part.cast(READING_SCHEMA) for part in parts]  # per-file Enums differ
+            pl.concat(common).sink_parquet(target, compression="lz4", statistics=False)
         else:
             with target.open("wb") as sink:
                 for index, part in enumerate(self._kept):

@@ -37,6 +37,7 @@ _B2B_KEPT = 10_000
 #: A value of digits and dots this short cannot hold more digits than
 #: ``mdff.VALUE_DTYPE``, so the cast alone tells whether it is well formed.
 _SHORT_VALUE_BYTES = 15
+_TEXT_DTYPES = {c: mdff.READING_SCHEMA[c] for c in mdff.READING_TEXT_COLUMNS}
 _EVENT_COLUMNS = ("quality_method", "reason_code", "reason_description")
 #: Spaces around separators and at line ends ("stray spaces around dates").
 _STRAY_SPACE = re.compile(r"[ \t]+(?=[,\r\n]|$)|(?<=[,\n])[ \t]+|^[ \t]+")
@@ -51,6 +52,9 @@ class ParseConfig:
     reject_file_on_block_error: bool = False
     max_findings_per_rule: int = 100
     keep_records: bool = False  # build FileReport.records, the per-record frame
+    #: Enums for some of ``mdff.STREAM_TEXT_COLUMNS`` (see ``output.stream_enums``);
+    #: a chunk holding a value outside them keeps the categoricals.
+    stream_enums: Mapping[str, pl.Enum] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -181,7 +185,9 @@ class FileParser:
                         break
                     self.bytes_read += len(chunk.data)
                     work = self._chunk(chunk)
-                    future = pool.submit(_explode, *work) if work is not None else None
+                    future = None
+                    if work is not None:
+                        future = pool.submit(_explode, *work, self._text_dtypes(work[0]))
                     waiting.append(_Exploding(future, chunk.block_complete, self._blocks))
                     while len(waiting) > 1:
                         yield from self._release(waiting.popleft())
@@ -212,9 +218,9 @@ class FileParser:
             self._pending.append(readings.filter(pl.col("block") == last))
             readings = readings.filter(pl.col("block") != last)
         if exploding.block_complete and self._pending:
-            held = pl.concat(self._pending)
+            held = _concat_readings(self._pending)
             self._pending = []
-            readings = held if readings is None else pl.concat([held, readings])
+            readings = held if readings is None else _concat_readings([held, readings])
         if readings is None or self.collector.file_rejected:
             return
         rejected = self.collector.rejected_blocks
@@ -264,6 +270,17 @@ class FileParser:
                 else None
             ),
         )
+
+    def _text_dtypes(self, days: pl.DataFrame) -> dict[str, pl.DataType]:
+        """The readings' text dtypes for this chunk: the configured Enums if they fit."""
+        enums = self.config.stream_enums
+        if not enums:
+            return _TEXT_DTYPES
+        try:
+            days.select(pl.col(c).replace("", None).cast(enum) for c, enum in enums.items())
+        except pl.exceptions.InvalidOperationError:
+            return _TEXT_DTYPES
+        return {**_TEXT_DTYPES, **enums}
 
     # --- one chunk -------------------------------------------------------------
     def _decode(self, chunk: Chunk) -> str:
@@ -534,12 +551,9 @@ class FileParser:
             .select(
                 "block",
                 "line",
-                nmi=_field(1),
+                *[_field(i).alias(c) for c, i in mdff.STREAM_TEXT_FIELDS.items()],
                 nmi_configuration=_field(2),
-                register_id=_field(3),
-                nmi_suffix=_field(4),
                 mdm_data_stream_identifier=_field(5),
-                meter_serial_number=_field(6),
                 uom_raw=_field(7),
                 interval_length_raw=_field(8),
                 next_scheduled_read_date=_field(9),
@@ -1141,7 +1155,7 @@ def parse_source(
 
 
 def _explode(
-    days: pl.DataFrame, events: pl.DataFrame | None
+    days: pl.DataFrame, events: pl.DataFrame | None, text_dtypes: Mapping[str, pl.DataType]
 ) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
     """Split and explode the accepted 300 records into one row per interval.
 
@@ -1161,14 +1175,14 @@ def _explode(
             "block",
             "line",
             "interval_length",
-            plain_line=~pl.col("raw").str.contains("[-+eE]"),
+            (~pl.col("raw").str.contains("[-+eE]")).alias("plain_line"),
             *[
                 (
                     pl.when(pl.col(c) != "").then(pl.col(c))
                     if c in mdff.OPTIONAL_TEXT_COLUMNS
                     else pl.col(c)
                 )
-                .cast(mdff.READING_SCHEMA[c])
+                .cast(text_dtypes[c])
                 .alias(c)
                 for c in mdff.READING_TEXT_COLUMNS
             ],
@@ -1214,6 +1228,13 @@ def _explode(
         if bad.is_empty():
             bad = None
     return long.drop("value_ok", "value_raw", "idx"), bad
+
+
+def _concat_readings(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """Concatenate chunks' readings; chunks that kept different text dtypes fall back."""
+    if any(frame.schema != frames[0].schema for frame in frames):
+        frames = [frame.cast(_TEXT_DTYPES) for frame in frames]  # type: ignore[arg-type]
+    return pl.concat(frames)
 
 
 def _apply_events(long: pl.DataFrame, days: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
