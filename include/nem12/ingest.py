@@ -29,7 +29,7 @@ from nem12.reading import ReadLimits
 log = logging.getLogger(__name__)
 
 #: Ledger states from which an object is (re)processed by the next run.
-UNFINISHED = ("registered", "validated", "staged")
+UNFINISHED = database.UNFINISHED
 
 
 @dataclass(frozen=True)
