@@ -89,9 +89,9 @@ def test_groups_put_small_files_together_and_big_ones_alone():
     assert [[f.size for f in g] for g in groups] == [[500], [60, 10, 10], [10, 10]]
 
 
-def test_every_step_logs_each_file_by_key_with_its_counts(env, caplog):
+def test_every_step_logs_each_file_by_key_with_its_counts(env, caplog, tmp_path):
     services, conn, s3 = env
-    settings = ingest.Settings(bucket=services.bucket)
+    settings = ingest.Settings(bucket=services.bucket, reports_dir=str(tmp_path / "reports"))
     put(s3, services, {"landing/a.csv": GOOD, "landing/b.csv": GOOD, "landing/c.csv": BAD})
     caplog.set_level("INFO", logger="nem12.ingest")
     files = ingest.register(s3, conn, settings, ingest.new_objects(s3, conn, settings))
