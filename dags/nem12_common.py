@@ -1,7 +1,7 @@
 """What the nem12 DAGs share: connections, pools, the asset, and the task chain.
 
-Task bodies are calls into ``nem12.ingest``; heavy imports stay inside them so
-that parsing this file costs milliseconds.
+Task bodies are calls into ``nem12.ingest`` and ``nem12.metrics``; heavy imports
+stay inside them so that parsing this file costs milliseconds.
 """
 
 from __future__ import annotations
@@ -63,25 +63,27 @@ def _param(name: str) -> bool:
 
 @task
 def register(objects: list[dict]) -> list[dict]:
-    from nem12 import database, ingest, storage
+    from nem12 import database, ingest, metrics, storage
 
     reprocess = _param("reprocess")
     with postgres() as conn:
         database.apply_schema(conn)
         stored = [storage.StoredObject(**o) for o in objects]
         files = ingest.register(s3(), conn, settings(), stored, reprocess=reprocess)
+    metrics.files_registered(files)
     return [asdict(f) for f in files]
 
 
 @task
 def validate(files: list[dict]) -> dict:
-    from nem12 import ingest
+    from nem12 import ingest, metrics
 
     run_name = get_current_context()["run_id"].replace(":", "_").replace("+", "_")
     with postgres() as conn:
         outcome = ingest.validate(
             s3(), conn, settings(), [ingest.Registered(**f) for f in files], run_name
         )
+    metrics.files_validated(outcome)
     return {
         "accepted": [asdict(f) for f in outcome.accepted],
         "rejected": [asdict(f) for f in outcome.rejected],
@@ -103,22 +105,24 @@ def plan_loads(validation: dict) -> list[list[dict]]:
 
 @task(pool=LOAD_POOL, map_index_template="{{ task.op_kwargs['group'][0]['key'] }}")
 def parse_and_load(group: list[dict]) -> dict[str, int]:
-    from nem12 import ingest
+    from nem12 import ingest, metrics
 
     with postgres() as conn:
         staged = ingest.load_group(s3(), conn, settings(), [ingest.Registered(**f) for f in group])
+    metrics.readings_staged(staged)
     return {str(k): v for k, v in staged.items()}
 
 
 @task(pool=MERGE_POOL, trigger_rule="none_failed")
 def merge(validation: dict, loaded: list[dict[str, int]] | None = None) -> dict:
     """One merge at a time (single-slot pool and an advisory lock)."""
-    from nem12 import ingest
+    from nem12 import ingest, metrics
 
     file_ids = sorted({int(k) for part in (loaded or []) for k in part})
     duplicates = [ingest.Registered(**f) for f in validation["duplicates"]]
-    with postgres() as conn:
+    with postgres() as conn, metrics.merge_timer():
         counts = ingest.merge(s3(), conn, settings(), file_ids, also_archive=duplicates)
+    metrics.readings_merged(counts)
     return {
         "files": len(file_ids),
         "inserted": counts.inserted,

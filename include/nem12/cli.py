@@ -1,8 +1,9 @@
-"""The ``nem12`` command: validate, parse and generate MDFF files.
+"""The ``nem12`` command: validate, parse and generate MDFF files; the ledger's status.
 
 Exit codes: 0 no errors (warnings allowed), 1 errors found, 2 unusable
-arguments or unreadable input. Every problem is one line naming file, line
-and rule; no input produces a traceback.
+arguments or unreadable input (or, for ``status``, a database that cannot be
+read). Every problem is one line naming file, line and rule; no input
+produces a traceback.
 """
 
 from __future__ import annotations
@@ -202,6 +203,35 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print what the file ledger says: files by status, oldest unprocessed, last merge."""
+    from nem12.ledger import (
+        AIRFLOW_CONN_VARIABLE,
+        DSN_VARIABLE,
+        LedgerUnavailable,
+        dsn_from_env,
+        fetch_status,
+        format_status,
+    )
+
+    try:
+        dsn = args.dsn or dsn_from_env()
+    except ValueError as exc:  # an AIRFLOW_CONN_* that is neither a URI nor JSON
+        raise UsageError(f"cannot read {AIRFLOW_CONN_VARIABLE}: {exc}") from exc
+    if not dsn:
+        raise UsageError(f"status needs --dsn or {DSN_VARIABLE} (a PostgreSQL connection string)")
+    try:
+        status = fetch_status(dsn)
+    except LedgerUnavailable as exc:
+        raise UsageError(str(exc)) from exc
+    if args.json:
+        json.dump(status.as_dict(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(format_status(status))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nem12", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -262,6 +292,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("--list-defects", action="store_true")
     generate.set_defaults(run=cmd_generate)
+
+    status = commands.add_parser(
+        "status", help="files by status, oldest unprocessed file and last merge"
+    )
+    status.add_argument(
+        "--dsn",
+        default=None,
+        help="PostgreSQL connection string [NEM12_DSN, else AIRFLOW_CONN_NEM12_POSTGRES]",
+    )
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.set_defaults(run=cmd_status)
     return parser
 
 

@@ -20,6 +20,11 @@ NEM_TZ = timezone(timedelta(hours=10))
 
 SCHEMA = "nem12"
 
+#: Every status a ``file_ledger`` row can have, in the order a file moves through them.
+FILE_STATUSES = ("registered", "validated", "staged", "loaded", "partial", "rejected", "duplicate")
+#: Statuses of files the pipeline has not finished with (the next run picks them up).
+UNFINISHED = ("registered", "validated", "staged")
+
 #: Bumped with every change to DDL (applied by the owner of the schema).
 SCHEMA_VERSION = 1
 

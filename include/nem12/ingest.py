@@ -22,14 +22,14 @@ import polars as pl
 import psycopg
 
 from nem12 import database, storage
-from nem12.merge import MergeCounts, merge_files
+from nem12.merge import OUTCOMES, MergeCounts, merge_files
 from nem12.parsing import FileReport, ParseConfig, parse_source
 from nem12.reading import ReadLimits
 
 log = logging.getLogger(__name__)
 
 #: Ledger states from which an object is (re)processed by the next run.
-UNFINISHED = ("registered", "validated", "staged")
+UNFINISHED = database.UNFINISHED
 
 
 @dataclass(frozen=True)
@@ -151,6 +151,8 @@ def register(
             log.info(
                 "%s: duplicate of %s (file %s), not parsed again", obj.key, original[1], original[0]
             )
+        else:
+            log.info("%s: registered as file %d, %d bytes", obj.key, file_id, obj.size)
         registered.append(Registered(file_id, obj.key, obj.size, status))
     return registered
 
@@ -162,6 +164,9 @@ class Validation:
     accepted: list[Registered] = field(default_factory=list)
     rejected: list[Registered] = field(default_factory=list)
     report_location: str | None = None
+    errors: int = 0  # findings of the run's files by severity
+    warnings: int = 0
+    rejected_blocks: int = 0  # data-stream blocks rejected in files otherwise kept
 
 
 def _parse_for_findings(
@@ -205,6 +210,24 @@ def validate(
         reports = _parse_for_findings(s3, settings, file)
         quality = _combined_status(reports)
         database.record_parse(conn, file.file_id, reports, quality)
+        errors = sum(len(r.errors) for r in reports)
+        warnings = sum(len(r.findings) for r in reports) - errors
+        rejected_blocks = sum(r.rejected_blocks for r in reports)
+        outcome.errors += errors
+        outcome.warnings += warnings
+        if quality != "rejected":
+            outcome.rejected_blocks += rejected_blocks
+        log.info(
+            "%s: %s (file %d), %d readings, %d errors, %d warnings, %d of %d blocks rejected",
+            file.key,
+            quality,
+            file.file_id,
+            sum(r.readings for r in reports),
+            errors,
+            warnings,
+            rejected_blocks,
+            sum(r.blocks for r in reports),
+        )
         record_frames.extend(
             with_findings(r.records, r.findings) for r in reports if r.records is not None
         )
@@ -310,10 +333,30 @@ def merge(
     """Merge staged files, then archive their objects and the duplicates (after the commit)."""
     counts = merge_files(conn, file_ids) if file_ids else MergeCounts()
     rows = conn.execute(
-        f"SELECT key FROM {database.SCHEMA}.file_ledger WHERE file_id = ANY(%s)", (file_ids,)
+        f"SELECT file_id, key FROM {database.SCHEMA}.file_ledger "
+        "WHERE file_id = ANY(%s) ORDER BY file_id",
+        (file_ids,),
     ).fetchall()
-    for key in [k for (k,) in rows] + [f.key for f in also_archive]:
+    for file_id, key in rows:
+        got = counts.per_file.get(file_id, {})
+        log.info(
+            "%s: merged (file %d) as %s: %d inserted, %d updated, %d unchanged, %d superseded",
+            key,
+            file_id,
+            counts.status.get(file_id, "?"),
+            *(got.get(outcome, 0) for outcome in OUTCOMES),
+        )
+    log.info(
+        "merge of %d files: %d inserted, %d updated, %d unchanged, %d superseded",
+        len(file_ids),
+        counts.inserted,
+        counts.updated,
+        counts.unchanged,
+        counts.superseded,
+    )
+    for key in [k for (_, k) in rows] + [f.key for f in also_archive]:
         target = _archive_key(settings, key)
         if target is not None:
             storage.move_object(s3, settings.bucket, key, target)
+            log.info("%s: archived to %s", key, target)
     return counts

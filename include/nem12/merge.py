@@ -87,6 +87,8 @@ class MergeCounts:
     unchanged: int = 0
     superseded: int = 0
     per_file: dict[int, dict[str, int]] = field(default_factory=dict)
+    #: The ledger status each merged file ended with: loaded, or partial.
+    status: dict[int, str] = field(default_factory=dict)
 
     @property
     def readings(self) -> int:
@@ -110,7 +112,7 @@ def merge_files(conn: psycopg.Connection, file_ids: list[int]) -> MergeCounts:
             setattr(counts, outcome, getattr(counts, outcome) + n)
         for file_id in file_ids:
             got = counts.per_file.setdefault(file_id, dict.fromkeys(OUTCOMES, 0))
-            conn.execute(
+            ended = conn.execute(
                 f"""
                 UPDATE {SCHEMA}.file_ledger
                 SET status = CASE WHEN quality = 'partial' THEN 'partial' ELSE 'loaded' END,
@@ -118,8 +120,11 @@ def merge_files(conn: psycopg.Connection, file_ids: list[int]) -> MergeCounts:
                     updated = %(updated)s, unchanged = %(unchanged)s,
                     superseded = %(superseded)s, updated_at = now()
                 WHERE file_id = %(file_id)s
+                RETURNING status
                 """,
                 {"file_id": file_id, "readings": sum(got.values()), **got},
-            )
+            ).fetchone()
+            if ended is not None:
+                counts.status[file_id] = ended[0]
         conn.execute(f"DELETE FROM {SCHEMA}.reading_staging WHERE file_id = ANY(%s)", (file_ids,))
     return counts

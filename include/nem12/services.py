@@ -3,13 +3,16 @@
 PostgreSQL 16 comes from ``pgserver`` (a real server, data under a folder we
 choose); the S3 API from ``moto``'s HTTP server on loopback. The pipeline
 reaches them exactly as it reaches production: through the Airflow
-connections ``nem12_postgres`` and ``nem12_s3`` given as ``AIRFLOW_CONN_*``.
+connections ``nem12_postgres`` and ``nem12_s3`` given as ``AIRFLOW_CONN_*``,
+logging in to its own database as a role whose password PostgreSQL checks
+(a new random one at every start), so tests can tell it never reaches a log.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
 import socket
 import urllib.request
 from collections.abc import Iterator
@@ -22,14 +25,22 @@ POSTGRES_CONN_ID = "nem12_postgres"
 S3_CONN_ID = "nem12_s3"
 #: moto accepts any credentials; these only exist on loopback.
 LOCAL_S3_KEY, LOCAL_S3_SECRET = "nem12-local", "nem12-local-secret"
+#: The pipeline's database and login role (as in docker-compose).
+LOCAL_DATABASE = LOCAL_ROLE = "nem12"
+#: Checked for the pipeline's role before pgserver's trust lines (the superuser keeps trust).
+_PASSWORD_HBA_LINE = f"local all {LOCAL_ROLE} scram-sha-256\n"
 
 
 @dataclass(frozen=True)
 class LocalServices:
+    """Where the started services are; ``postgres_dsn`` is the superuser's, on the pipeline's
+    database, for looking at what the pipeline did."""
+
     postgres_dsn: str
     postgres_socket_dir: str
     s3_endpoint: str
     bucket: str
+    postgres_password: str = ""
 
     def s3_client(self):
         import boto3
@@ -47,8 +58,9 @@ class LocalServices:
         postgres = {
             "conn_type": "postgres",
             "host": self.postgres_socket_dir,
-            "login": "postgres",
-            "schema": "postgres",
+            "login": LOCAL_ROLE,
+            "password": self.postgres_password,
+            "schema": LOCAL_DATABASE,
         }
         s3 = {
             "conn_type": "aws",
@@ -61,6 +73,34 @@ class LocalServices:
             f"AIRFLOW_CONN_{S3_CONN_ID.upper()}": json.dumps(s3),
             "NEM12_BUCKET": self.bucket,
         }
+
+
+def _pipeline_role(postgres, password: str) -> None:
+    """The pipeline's role with a password PostgreSQL checks, owning the pipeline's database."""
+    import psycopg
+    from psycopg import sql
+
+    hba = Path(postgres.pgdata) / "pg_hba.conf"
+    rules = hba.read_text()
+    if _PASSWORD_HBA_LINE not in rules:
+        hba.write_text(_PASSWORD_HBA_LINE + rules)
+    with psycopg.connect(postgres.get_uri(), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (LOCAL_ROLE,)).fetchone()
+        verb = "ALTER" if exists else "CREATE"
+        conn.execute(
+            sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(LOCAL_ROLE), sql.Literal(password)
+            )
+        )
+        if not conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (LOCAL_DATABASE,)
+        ).fetchone():
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(LOCAL_DATABASE), sql.Identifier(LOCAL_ROLE)
+                )
+            )
+        conn.execute("SELECT pg_reload_conf()")
 
 
 def _free_port() -> int:
@@ -83,9 +123,11 @@ def local_services(data_dir: Path, bucket: str = "nem12") -> Iterator[LocalServi
     s3_server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     s3_server.start()
     try:
-        uri = postgres.get_uri()
+        password = secrets.token_urlsafe(24)
+        _pipeline_role(postgres, password)
+        uri = postgres.get_uri(LOCAL_DATABASE)
         socket_dir = parse_qs(urlparse(uri).query)["host"][0]
-        services = LocalServices(uri, socket_dir, f"http://127.0.0.1:{port}", bucket)
+        services = LocalServices(uri, socket_dir, f"http://127.0.0.1:{port}", bucket, password)
         # moto keeps its buckets per process: start from an empty S3 every time
         urllib.request.urlopen(
             urllib.request.Request(f"{services.s3_endpoint}/moto-api/reset", method="POST")

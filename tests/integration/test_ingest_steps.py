@@ -87,3 +87,35 @@ def test_groups_put_small_files_together_and_big_ones_alone():
     ]
     groups = ingest.loading_groups(files, settings)
     assert [[f.size for f in g] for g in groups] == [[500], [60, 10, 10], [10, 10]]
+
+
+def test_every_step_logs_each_file_by_key_with_its_counts(env, caplog, tmp_path):
+    services, conn, s3 = env
+    settings = ingest.Settings(bucket=services.bucket, reports_dir=str(tmp_path / "reports"))
+    put(s3, services, {"landing/a.csv": GOOD, "landing/b.csv": GOOD, "landing/c.csv": BAD})
+    caplog.set_level("INFO", logger="nem12.ingest")
+    files = ingest.register(s3, conn, settings, ingest.new_objects(s3, conn, settings))
+    outcome = ingest.validate(s3, conn, settings, files, "run1")
+    staged = ingest.load_group(s3, conn, settings, outcome.accepted)
+    counts = ingest.merge(s3, conn, settings, list(staged), also_archive=files[1:2])
+    assert counts.status == {1: "loaded"}
+    assert (outcome.errors, outcome.warnings, outcome.rejected_blocks) == (1, 0, 0)
+    lines = [r.getMessage() for r in caplog.records if r.name == "nem12.ingest"]
+    report = outcome.report_location
+    assert lines == [
+        f"landing/a.csv: registered as file 1, {len(GOOD)} bytes",
+        "landing/b.csv: duplicate of landing/a.csv (file 1), not parsed again",
+        f"landing/c.csv: registered as file 3, {len(BAD)} bytes",
+        "landing/a.csv: accepted (file 1), 192 readings, 0 errors, 0 warnings, "
+        "0 of 2 blocks rejected",
+        "landing/c.csv: rejected (file 3), 0 readings, 1 errors, 0 warnings, "
+        "0 of 2 blocks rejected",
+        "landing/c.csv rejected: 1 findings, moved to rejected/c.csv",
+        f"validation report: {report}",
+        "landing/a.csv: 192 readings staged (file 1)",
+        "landing/a.csv: merged (file 1) as loaded: 192 inserted, 0 updated, 0 unchanged, "
+        "0 superseded",
+        "merge of 1 files: 192 inserted, 0 updated, 0 unchanged, 0 superseded",
+        "landing/a.csv: archived to archive/a.csv",
+        "landing/b.csv: archived to archive/b.csv",
+    ]

@@ -8,7 +8,13 @@ carry, as our own parser reads them.
 from __future__ import annotations
 
 import json
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
+from pathlib import Path
 
 import polars as pl
 import psycopg
@@ -17,7 +23,7 @@ import pytest
 from nem12 import demo
 from nem12.mdff import NEM_TIME_ZONE
 from nem12.parsing import parse_source
-from nem12.services import LOCAL_S3_SECRET, LocalServices
+from nem12.services import LOCAL_ROLE, LOCAL_S3_SECRET, LocalServices
 
 
 def expected_table(deliveries: list[dict[str, bytes]]) -> pl.DataFrame:
@@ -45,12 +51,69 @@ def expected_table(deliveries: list[dict[str, bytes]]) -> pl.DataFrame:
     )
 
 
+@contextmanager
+def statsd_listener() -> Iterator[list[str]]:
+    """A UDP listener on loopback that Airflow sends its StatsD metrics to (by environment)."""
+    lines: list[str] = []
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def drain() -> None:
+        while not stop.is_set():
+            try:
+                lines.extend(listener.recv(65536).decode().splitlines())
+            except TimeoutError:
+                continue
+
+    settings = {
+        "AIRFLOW__METRICS__STATSD_ON": "True",
+        "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+        "AIRFLOW__METRICS__STATSD_PORT": str(listener.getsockname()[1]),
+        "AIRFLOW__METRICS__STATSD_PREFIX": "airflow",
+    }
+    before = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)  # demo.airflow_env starts from this process's environment
+    thread = threading.Thread(target=drain, daemon=True)
+    thread.start()
+    try:
+        yield lines
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def task_log_files(home: Path) -> str:
+    """Every task log file Airflow wrote under its home (dags test also prints them)."""
+    logs = home / "logs"
+    files = sorted(p for p in logs.rglob("*") if p.is_file()) if logs.exists() else []
+    return "".join(p.read_text(errors="replace") for p in files)
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     seen: dict[str, object] = {}
 
     def look(services: LocalServices) -> None:
+        seen["postgres_password"] = services.postgres_password
+        pipeline = json.loads(services.airflow_env()["AIRFLOW_CONN_NEM12_POSTGRES"])
+        try:  # the pipeline's role cannot log in without its password
+            psycopg.connect(host=pipeline["host"], user=pipeline["login"], dbname="nem12").close()
+            seen["without_password"] = "connected"
+        except psycopg.OperationalError as exc:
+            seen["without_password"] = str(exc)
         with psycopg.connect(services.postgres_dsn) as conn:
+            seen["owner"] = conn.execute(
+                "SELECT tableowner FROM pg_tables "
+                "WHERE schemaname = 'nem12' AND tablename = 'meter_reading'"
+            ).fetchone()
             seen["table"] = conn.execute(
                 "SELECT nmi, nmi_suffix, interval_start, value, quality_method "
                 "FROM nem12.meter_reading"
@@ -96,8 +159,11 @@ def demo_run(tmp_path_factory):
             ).fetchone()
             seen["table_sum"] = sum(row[3] for row in seen["table"])
 
-    result = demo.run(None, workdir, check=look_and_backfill)
+    with statsd_listener() as metric_lines:
+        result = demo.run(None, workdir, check=look_and_backfill)
+    seen["metrics"] = list(metric_lines)
     seen["airflow_log"] = (workdir / "airflow.log").read_text()
+    seen["task_log_files"] = task_log_files(workdir / "airflow")
     return result, seen
 
 
@@ -175,6 +241,43 @@ def test_backfill_reprocesses_a_chosen_file_and_changes_nothing(demo_run):
 
 def test_no_secret_appears_in_the_task_logs(demo_run):
     _, seen = demo_run
-    log = seen["airflow_log"]
+    password = seen["postgres_password"]
+    # the tasks logged in as the pipeline's role, which PostgreSQL makes give its password
+    assert seen["owner"] == (LOCAL_ROLE,)
+    assert "no password supplied" in str(seen["without_password"])
+    assert isinstance(password, str) and len(password) >= 24
+    log, files = seen["airflow_log"], seen["task_log_files"]
     assert "Returned value was" in log  # the task logs are there
-    assert LOCAL_S3_SECRET not in log
+    for output in (log, files):
+        assert LOCAL_S3_SECRET not in output
+        assert password not in output
+
+
+def test_task_logs_name_each_file_and_its_counts(demo_run):
+    _, seen = demo_run
+    log = seen["airflow_log"]
+    first = "landing/NEM12#0001#MDPGEN#RETAILER.csv"
+    assert f"{first}: registered as file 1, " in log
+    assert f"{first}: accepted (file 1), 864 readings, 0 errors, " in log
+    assert f"{first}: 864 readings staged (file 1)" in log
+    assert f"{first}: merged (file 1) as loaded: 864 inserted, 0 updated, 0 unchanged, " in log
+    assert "landing/NEM12#0001-resent#MDPGEN#RETAILER.csv: duplicate of " + first in log
+    assert "landing/NEM12#0004#MDPGEN#RETAILER.csv rejected: 1 findings, moved to " in log
+    assert f"{first}: archived to archive/NEM12#0001#MDPGEN#RETAILER.csv" in log
+
+
+def test_the_tasks_send_nem12_metrics_to_statsd(demo_run):
+    result, seen = demo_run
+    counted: dict[str, int] = {}
+    for line in seen["metrics"]:
+        name, _, rest = line.partition(":")
+        if name.startswith("airflow.nem12.") and rest.endswith("|c"):
+            counted[name] = counted.get(name, 0) + int(rest.removesuffix("|c"))
+    # two ingest runs and a backfill that reprocesses file 0006 (changing nothing)
+    assert counted["airflow.nem12.readings.inserted"] == result["readings_merged"] == 3840
+    assert counted["airflow.nem12.files.duplicate"] == 1
+    assert counted["airflow.nem12.files.rejected"] == 1
+    assert counted["airflow.nem12.files.loaded"] == 5 + 1
+    assert counted["airflow.nem12.files.partial"] == 1
+    timers = [line for line in seen["metrics"] if line.startswith("airflow.nem12.merge.duration:")]
+    assert len(timers) == 3 and all(line.endswith("|ms") for line in timers)

@@ -25,6 +25,7 @@ def test_services_for_the_celery_deployment():
         "airflow-dag-processor",
         "airflow-triggerer",
         "airflow-worker",
+        "statsd-exporter",
     } <= set(COMPOSE["services"])
     env = COMPOSE["x-airflow-common"]["environment"]
     assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
@@ -42,3 +43,14 @@ def test_same_connection_and_variable_names_as_make_demo():
 def test_pools_created_at_init_match_the_dags():
     init = COMPOSE["services"]["airflow-init"]["command"]
     assert "pools set nem12_load" in init and "pools set nem12_merge 1" in init
+
+
+def test_airflow_sends_statsd_metrics_to_the_exporter():
+    env = COMPOSE["x-airflow-common"]["environment"]
+    assert env["AIRFLOW__METRICS__STATSD_ON"] == "True"
+    exporter = COMPOSE["services"][env["AIRFLOW__METRICS__STATSD_HOST"]]
+    assert exporter["image"].startswith("prom/statsd-exporter:")
+    assert f"--statsd.listen-udp=:{env['AIRFLOW__METRICS__STATSD_PORT']}" in exporter["command"]
+    assert env["AIRFLOW__METRICS__STATSD_PREFIX"] == "airflow"
+    # Airflow's StatsD backend needs the statsd client, or it falls back to sending nothing
+    assert "statsd==" in (Path(__file__).parents[2] / "requirements.txt").read_text()
