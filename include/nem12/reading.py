@@ -239,6 +239,9 @@ class _Borrowed(io.RawIOBase):
         buffer[: len(data)] = data
         return len(data)
 
+    def read(self, size: int = -1) -> bytes:
+        return self._stream.read(size)  # no copy through a buffer: chunks are megabytes
+
 
 def _gzip_members(stream: BinaryIO, label: str, limits: ReadLimits, depth: int) -> Iterator[Member]:
     inner_label = label[:-3] if label.lower().endswith(".gz") else label
