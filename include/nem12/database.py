@@ -26,13 +26,13 @@ FILE_STATUSES = ("registered", "validated", "staged", "loaded", "partial", "reje
 UNFINISHED = ("registered", "validated", "staged")
 
 #: Bumped with every change to DDL (applied by the owner of the schema).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: The least privilege the tasks need once the schema exists: read and write
 #: rows, no DDL. Run as the schema's owner; ``{role}`` is the tasks' login role.
 TASK_ROLE_SQL = f"""
 GRANT USAGE ON SCHEMA {SCHEMA} TO {{role}};
-GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {SCHEMA} TO {{role}};
+GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA {SCHEMA} TO {{role}};
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {SCHEMA} TO {{role}};
 """
 
@@ -95,6 +95,19 @@ CREATE UNLOGGED TABLE IF NOT EXISTS {SCHEMA}.reading_staging (
     line_number          bigint NOT NULL
 );
 CREATE INDEX IF NOT EXISTS reading_staging_file_id ON {SCHEMA}.reading_staging (file_id);
+
+-- Per staged file, member and stream: the span of its intervals, so the merge
+-- can tell without touching the readings which files cannot collide.
+CREATE UNLOGGED TABLE IF NOT EXISTS {SCHEMA}.staged_stream (
+    file_id      bigint NOT NULL,
+    member       integer NOT NULL,
+    nmi          text NOT NULL,
+    nmi_suffix   text NOT NULL,
+    first_start  timestamptz NOT NULL,
+    last_start   timestamptz NOT NULL,
+    readings     bigint NOT NULL,
+    PRIMARY KEY (file_id, member, nmi, nmi_suffix)
+);
 
 CREATE TABLE IF NOT EXISTS {SCHEMA}.meter_reading (
     nmi                  text NOT NULL,
@@ -208,33 +221,63 @@ def _copy_text(file_id: int, member: int, batch: pl.DataFrame) -> bytes:
     )
 
 
+def _stream_spans(batch: pl.DataFrame) -> pl.DataFrame:
+    return batch.group_by("nmi", "nmi_suffix").agg(
+        first_start=pl.col("interval_start").min(),
+        last_start=pl.col("interval_start").max(),
+        readings=pl.len(),
+    )
+
+
 def stage_readings(conn: psycopg.Connection, file_id: int, parsers: Iterable[FileParser]) -> int:
     """Replace the file's staging rows with the accepted readings of its members.
 
     One transaction: a load that dies leaves the previous rows, never half of
     them, so a retried load is idempotent. A member rejected only at its end
-    (a missing 900, say) has its rows removed before the commit.
+    (a missing 900, say) has its rows removed before the commit. Each kept
+    member's streams and their spans go to ``staged_stream`` for the merge.
     """
     rows = 0
     rejected: list[int] = []
+    spans: list[pl.DataFrame] = []
     columns = ", ".join(("file_id", "member", *STAGED_COLUMNS))
     with conn.transaction(), conn.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {SCHEMA}.reading_staging WHERE file_id = %s", (file_id,))
+        for table in ("reading_staging", "staged_stream"):
+            cursor.execute(f"DELETE FROM {SCHEMA}.{table} WHERE file_id = %s", (file_id,))
         with cursor.copy(
             f"COPY {SCHEMA}.reading_staging ({columns}) FROM STDIN (FORMAT csv, NULL '\\N')"
         ) as copy:
             for member, parser in enumerate(parsers):
+                member_spans: list[pl.DataFrame] = []
                 for batch in parser.batches():
                     copy.write(_copy_text(file_id, member, batch))
+                    member_spans.append(_stream_spans(batch))
                 assert parser.report is not None
                 if parser.report.status == "rejected":
                     rejected.append(member)
                 else:
                     rows += parser.report.readings
+                    spans.extend(s.with_columns(member=pl.lit(member)) for s in member_spans)
         if rejected:
             cursor.execute(
                 f"DELETE FROM {SCHEMA}.reading_staging WHERE file_id = %s AND member = ANY(%s)",
                 (file_id, rejected),
+            )
+        if spans:
+            streams = (
+                pl.concat(spans)
+                .group_by("member", "nmi", "nmi_suffix")
+                .agg(
+                    pl.col("first_start").min(),
+                    pl.col("last_start").max(),
+                    pl.col("readings").sum(),
+                )
+                .sort("member", "nmi", "nmi_suffix")
+            )
+            cursor.executemany(
+                f"INSERT INTO {SCHEMA}.staged_stream (file_id, member, nmi, nmi_suffix, "
+                "first_start, last_start, readings) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                [(file_id, *row) for row in streams.iter_rows()],
             )
     return rows
 

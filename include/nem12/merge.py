@@ -6,6 +6,12 @@ nothing. A newer version with identical values still moves the stored
 version forward, so that a later-arriving middle version cannot win.
 Everything happens in one transaction under an advisory lock: one merge at a
 time, all or nothing.
+
+Most files bring readings nobody holds yet (a backfill, the next day's data).
+Their stream spans (``staged_stream``) show that without touching a reading:
+no other staged member and no stored reading falls inside them. Such files
+are inserted straight, the cost of a plain INSERT; only the others go through
+ranking and comparison with the stored versions.
 """
 
 from __future__ import annotations
@@ -61,6 +67,52 @@ _COLUMNS = (
     "reason_code, reason_description, update_datetime, header_datetime, file_id"
 )
 
+#: Files of the batch none of whose streams can collide with another member's
+#: staged readings or with stored ones (or repeat a date a rule let through).
+_FRESH = f"""
+WITH batch AS (
+    SELECT * FROM {SCHEMA}.staged_stream WHERE file_id = ANY(%(file_ids)s)
+)
+SELECT f.file_id
+FROM unnest(%(file_ids)s::bigint[]) AS f(file_id)
+WHERE NOT EXISTS (
+    SELECT 1 FROM batch a
+    WHERE a.file_id = f.file_id
+      AND (
+        EXISTS (
+            SELECT 1 FROM batch b
+            WHERE (b.file_id, b.member) <> (a.file_id, a.member)
+              AND b.nmi = a.nmi AND b.nmi_suffix = a.nmi_suffix
+              AND b.first_start <= a.last_start AND a.first_start <= b.last_start
+        )
+        OR EXISTS (
+            SELECT 1 FROM {SCHEMA}.meter_reading t
+            WHERE t.nmi = a.nmi AND t.nmi_suffix = a.nmi_suffix
+              AND t.interval_start BETWEEN a.first_start AND a.last_start
+        )
+      )
+)
+AND NOT EXISTS (
+    SELECT 1 FROM {SCHEMA}.finding r
+    WHERE r.file_id = f.file_id AND r.rule = 'interval_date_repeated' AND r.severity <> 'error'
+)
+"""
+
+_INSERT_FRESH = f"""
+INSERT INTO {SCHEMA}.meter_reading ({_COLUMNS})
+SELECT s.nmi, s.nmi_suffix, s.interval_start, s.interval_length, s.value, s.uom,
+       s.quality_method, s.reason_code, s.reason_description, s.update_datetime,
+       l.header_datetime, s.file_id
+FROM {SCHEMA}.reading_staging s
+JOIN {SCHEMA}.file_ledger l USING (file_id)
+WHERE s.file_id = ANY(%(file_ids)s)
+"""
+
+_STAGED_PER_FILE = f"""
+SELECT file_id, sum(readings) FROM {SCHEMA}.staged_stream
+WHERE file_id = ANY(%(file_ids)s) GROUP BY file_id
+"""
+
 _INSERT = f"""
 INSERT INTO {SCHEMA}.meter_reading ({_COLUMNS})
 SELECT {_COLUMNS} FROM incoming WHERE outcome = 'inserted'
@@ -100,12 +152,21 @@ def merge_files(conn: psycopg.Connection, file_ids: list[int]) -> MergeCounts:
     counts = MergeCounts()
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('nem12 merge'))")
-        conn.execute(_CLASSIFY, {"file_ids": file_ids})
-        conn.execute(_INSERT)
-        conn.execute(_UPDATE)
-        rows = conn.execute(
-            "SELECT file_id, outcome, count(*) FROM incoming GROUP BY file_id, outcome"
-        ).fetchall()
+        params = {"file_ids": file_ids}
+        fresh = [row[0] for row in conn.execute(_FRESH, params).fetchall()]
+        rest = [f for f in file_ids if f not in set(fresh)]
+        rows: list[tuple[int, str, int]] = []
+        if fresh:
+            conn.execute(_INSERT_FRESH, {"file_ids": fresh})
+            staged = conn.execute(_STAGED_PER_FILE, {"file_ids": fresh}).fetchall()
+            rows += [(file_id, "inserted", int(n)) for file_id, n in staged]
+        if rest:
+            conn.execute(_CLASSIFY, {"file_ids": rest})
+            conn.execute(_INSERT)
+            conn.execute(_UPDATE)
+            rows += conn.execute(
+                "SELECT file_id, outcome, count(*) FROM incoming GROUP BY file_id, outcome"
+            ).fetchall()
         for file_id, outcome, n in rows:
             per_file = counts.per_file.setdefault(file_id, dict.fromkeys(OUTCOMES, 0))
             per_file[outcome] = n
@@ -126,5 +187,29 @@ def merge_files(conn: psycopg.Connection, file_ids: list[int]) -> MergeCounts:
             ).fetchone()
             if ended is not None:
                 counts.status[file_id] = ended[0]
-        conn.execute(f"DELETE FROM {SCHEMA}.reading_staging WHERE file_id = ANY(%s)", (file_ids,))
+        _clear_staging(conn, file_ids)
     return counts
+
+
+def _clear_staging(conn: psycopg.Connection, file_ids: list[int]) -> None:
+    """Drop the merged files' staging rows: TRUNCATE when no other file is staged.
+
+    Deleting a big file's rows costs as much as writing them; truncating costs
+    nothing. The lock waits for loads still copying; their streams then count
+    as other files (a load commits its rows and its streams together).
+    """
+    tables = (f"{SCHEMA}.reading_staging", f"{SCHEMA}.staged_stream")
+    conn.execute(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
+    others = conn.execute(
+        f"""
+        SELECT EXISTS (SELECT 1 FROM {SCHEMA}.staged_stream WHERE file_id <> ALL(%(ids)s))
+            OR EXISTS (SELECT 1 FROM {SCHEMA}.file_ledger
+                        WHERE status = 'staged' AND file_id <> ALL(%(ids)s))
+        """,
+        {"ids": file_ids},
+    ).fetchone()
+    if others and others[0]:
+        for table in tables:
+            conn.execute(f"DELETE FROM {table} WHERE file_id = ANY(%s)", (file_ids,))
+    else:
+        conn.execute(f"TRUNCATE {', '.join(tables)}")

@@ -42,6 +42,13 @@ class LocalServices:
     bucket: str
     postgres_password: str = ""
 
+    def role_dsn(self) -> str:
+        """The pipeline role's login, as the tasks use it (password checked)."""
+        return (
+            f"host={self.postgres_socket_dir} dbname={LOCAL_DATABASE} user={LOCAL_ROLE} "
+            f"password={self.postgres_password}"
+        )
+
     def s3_client(self):
         import boto3
 

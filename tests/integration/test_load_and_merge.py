@@ -119,6 +119,79 @@ def test_identical_newer_version_moves_the_version_so_a_middle_one_cannot_win(co
     assert {k: v[:2] for k, v in table(conn).items()} == {k: v[:2] for k, v in before.items()}
 
 
+def staged(conn: psycopg.Connection) -> tuple[int, int]:
+    return conn.execute(
+        "SELECT (SELECT count(*) FROM nem12.reading_staging), "
+        "(SELECT count(*) FROM nem12.staged_stream)"
+    ).fetchone()
+
+
+def test_staging_records_each_streams_span(conn):
+    file_id = load(conn, "a.csv", generate_bytes(BASE))
+    spans = conn.execute(
+        "SELECT member, nmi, nmi_suffix, first_start, last_start, readings "
+        "FROM nem12.staged_stream WHERE file_id = %s ORDER BY nmi, nmi_suffix",
+        (file_id,),
+    ).fetchall()
+    first = datetime.fromisoformat("2024-01-01T00:00:00+10:00")
+    last = datetime.fromisoformat("2024-01-02T23:30:00+10:00")
+    assert spans == [
+        (0, nmi, suffix, first, last, 2 * 48)
+        for nmi in (BASE.nmi(1), BASE.nmi(2))
+        for suffix in ("B1", "E1")
+    ]
+
+
+def test_merging_one_file_leaves_the_other_staged_files_rows(conn):
+    first = load(conn, "a.csv", generate_bytes(BASE))
+    other = GeneratorSpec(**{**BASE.__dict__, "seed": 2})
+    second = load(conn, "b.csv", generate_bytes(other))
+    assert merge_files(conn, [first]).inserted == READINGS
+    assert staged(conn) == (READINGS, 4)
+    assert merge_files(conn, [second]).inserted == READINGS
+    assert staged(conn) == (0, 0)
+    assert len(table(conn)) == 2 * READINGS
+
+
+def test_one_object_whose_members_repeat_a_day_counts_it_once(conn):
+    from nem12.generate import zip_bytes
+
+    newer = GeneratorSpec(
+        **{**BASE.__dict__, "seed": 11, "update_datetime": datetime(2024, 3, 1, 9, 0)}
+    )
+    data = zip_bytes({"old.csv": generate_bytes(BASE), "new.csv": generate_bytes(newer)})
+    file_id = register_file(conn, "landing", "both.zip", "e", len(data), None)
+    reports = []
+
+    def parsers():
+        for parser in parse_source(data, name="both.zip"):  # members one after another
+            yield parser
+            reports.append(parser.report)
+
+    assert stage_readings(conn, file_id, parsers()) == 2 * READINGS
+    record_parse(conn, file_id, reports, "accepted")
+    counts = merge_files(conn, [file_id])
+    assert (counts.inserted, counts.superseded) == (READINGS, READINGS)
+    expected = {
+        key: (value, method)
+        for key, (value, method, _) in table_of(parse_source(generate_bytes(newer))).items()
+    }
+    assert {k: (v, m) for k, (v, m, _) in table(conn).items()} == expected
+
+
+def table_of(parsers) -> dict[tuple, tuple]:
+    rows = {}
+    for parser in parsers:
+        for batch in parser.batches():
+            for r in batch.iter_rows(named=True):
+                rows[(r["nmi"], r["nmi_suffix"], r["interval_start"])] = (
+                    r["value"],
+                    r["quality_method"],
+                    None,
+                )
+    return rows
+
+
 def test_findings_are_kept_with_file_line_and_rule(conn):
     data = generate_bytes(GeneratorSpec(defects=("value_negative",)))
     file_id = load(conn, "bad.csv", data)
