@@ -13,8 +13,10 @@ measures, one after another, on the same generated data:
 (c) nemreader and aemo-mdff-reader parsing the big file alone.
 
 Each pipeline run is timed by its wall clock (the whole ``airflow dags test``,
-Airflow's start-up included) and by the sum of its task durations from
-Airflow's metadata; peak RSS is that of the ``airflow dags test`` process,
+Airflow's start-up included) and by its work: the sum of its task durations
+from Airflow's metadata, the sensor left out (it polls by nature, and under
+``dags test`` it also carries Airflow's start-up of ~5 s). Peak RSS is that
+of the ``airflow dags test`` process,
 which runs every task in-process, so no task can have used more. It writes
 ``pipeline_bench.md`` and ``pipeline_bench.json``. A report, not a test: it
 exits 0 whatever the figures, 2 if a step fails.
@@ -104,7 +106,7 @@ class PipelineRun:
     objects: int
     readings_merged: int  # rows meter_reading gained or changed, by the ledger's counts
     seconds: float  # wall clock of the whole command
-    task_seconds: float  # sum of its task durations (Airflow's metadata)
+    task_seconds: float  # work: its task durations summed, the sensor left out
     peak_rss_mb: float
     exit_code: int
     tasks: dict[str, float] = field(default_factory=dict)
@@ -138,14 +140,19 @@ def small_file(index: int) -> bytes:
     return generate_bytes(spec)
 
 
-def run_baseline(dsn: str, readings_csv: Path) -> Baseline:
+def run_baseline(dsn: str, admin_dsn: str, readings_csv: Path) -> Baseline:
+    """COPY then MERGE as the pipeline's role; CHECKPOINTs (superuser) start each clean."""
     import psycopg
+
+    def checkpoint() -> None:
+        with psycopg.connect(admin_dsn, autocommit=True) as admin:
+            admin.execute("CHECKPOINT")
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS bench_staging, bench_meter_reading")
         conn.execute(f"CREATE UNLOGGED TABLE bench_staging ({STAGING_COLUMNS})")
         conn.execute("CREATE TABLE bench_meter_reading (LIKE nem12.meter_reading INCLUDING ALL)")
-        conn.execute("CHECKPOINT")
+        checkpoint()
         started = time.perf_counter()
         with conn.cursor() as cursor:
             copy_sql = "COPY bench_staging FROM STDIN (FORMAT csv, HEADER true)"
@@ -156,7 +163,7 @@ def run_baseline(dsn: str, readings_csv: Path) -> Baseline:
         merged_rows = conn.execute(BASELINE_MERGE).rowcount
         merged = time.perf_counter()
         conn.execute("DROP TABLE bench_staging, bench_meter_reading")
-        conn.execute("CHECKPOINT")
+        checkpoint()
     return Baseline(merged_rows, copied - started, merged - copied)
 
 
@@ -219,9 +226,8 @@ def run_pipeline(
         os.environ.update(saved)
     tasks = task_durations(Path(env["AIRFLOW_HOME"]))
     merged, last = ledger_readings(services.postgres_dsn, since_file_id)
-    run = PipelineRun(
-        workload, len(objects), merged, seconds, round(sum(tasks.values()), 2), rss, code, tasks
-    )
+    work = round(sum(s for task, s in tasks.items() if task != "sense"), 2)
+    run = PipelineRun(workload, len(objects), merged, seconds, work, rss, code, tasks)
     return run, last
 
 
@@ -246,12 +252,12 @@ def ratio_targets(baseline: Baseline, runs: dict[str, PipelineRun]) -> list[tupl
             small.seconds < TARGET_SMALL_FILES_S and small.exit_code == 0,
         ),
         (
-            f"duplicate < {TARGET_DUPLICATE_SHARE:.0%} of the first load (task time)",
+            f"duplicate < {TARGET_DUPLICATE_SHARE:.0%} of the first load (work)",
             f"{duplicate.task_seconds / big.task_seconds:.1%}",
             duplicate.task_seconds < TARGET_DUPLICATE_SHARE * big.task_seconds,
         ),
         (
-            f"10% correction < {TARGET_CORRECTION_SHARE:.0%} of the first load (task time)",
+            f"10% correction < {TARGET_CORRECTION_SHARE:.0%} of the first load (work)",
             f"{correction.task_seconds / big.task_seconds:.1%}",
             correction.task_seconds < TARGET_CORRECTION_SHARE * big.task_seconds,
         ),
@@ -273,7 +279,7 @@ def markdown(
     lines = [
         f"## Pipeline benchmark: {big.readings:,}-reading five-minute file and friends",
         "",
-        "| what | readings | seconds | task seconds | readings/s | peak RSS MB |",
+        "| what | readings | seconds | work seconds | readings/s | peak RSS MB |",
         "|---|---:|---:|---:|---:|---:|",
         f"| (a) baseline COPY into unlogged table | {baseline.readings:,} | "
         f"{baseline.copy_seconds:.1f} | | {baseline.readings / baseline.copy_seconds:,.0f} | |",
@@ -293,7 +299,7 @@ def markdown(
             f"| (c) {m.tool} parse alone | {m.readings or 0:,} | {m.seconds:.1f} | | "
             f"{m.readings_per_s:,.0f} | {m.peak_rss_mb:.0f} |"
         )
-    lines += ["", "Task seconds per task:", ""]
+    lines += ["", "Seconds per task (mapped instances summed):", ""]
     for run in runs.values():
         parts = ", ".join(f"{task} {seconds:.1f}" for task, seconds in sorted(run.tasks.items()))
         lines.append(f"- {run.workload}: {parts}")
@@ -335,7 +341,7 @@ def run(args: argparse.Namespace) -> int:
         with psycopg.connect(role_dsn, autocommit=True) as conn:
             database.apply_schema(conn)  # as the pipeline's role, which owns its schema
         print("baseline: COPY + MERGE ...", file=sys.stderr)
-        baseline = run_baseline(role_dsn, readings_csv)
+        baseline = run_baseline(role_dsn, services.postgres_dsn, readings_csv)
 
         since = 0
         workloads: list[tuple[str, dict[str, bytes | Path]]] = [

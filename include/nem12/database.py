@@ -7,7 +7,8 @@ file), so parallel loads never contend on the meter-reading table; the merge
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import io
+from collections.abc import Iterable, Iterator
 from datetime import timedelta, timezone
 
 import polars as pl
@@ -90,11 +91,13 @@ CREATE UNLOGGED TABLE IF NOT EXISTS {SCHEMA}.reading_staging (
     quality_method       text NOT NULL,
     reason_code          text,
     reason_description   text,
-    update_datetime      timestamptz,
-    msats_load_datetime  timestamptz,
-    line_number          bigint NOT NULL
+    update_datetime      timestamptz
 );
-CREATE INDEX IF NOT EXISTS reading_staging_file_id ON {SCHEMA}.reading_staging (file_id);
+-- v2: staging holds only what the merge reads, and no index (cheaper COPY);
+-- the merge finds a file's rows through staged_stream or by one scan.
+ALTER TABLE {SCHEMA}.reading_staging
+    DROP COLUMN IF EXISTS msats_load_datetime, DROP COLUMN IF EXISTS line_number;
+DROP INDEX IF EXISTS {SCHEMA}.reading_staging_file_id;
 
 -- Per staged file, member and stream: the span of its intervals, so the merge
 -- can tell without touching the readings which files cannot collide.
@@ -151,8 +154,6 @@ STAGED_COLUMNS = (
     "reason_code",
     "reason_description",
     "update_datetime",
-    "msats_load_datetime",
-    "line_number",
 )
 
 
@@ -205,20 +206,21 @@ def register_file(
     return int(row[0])
 
 
-def _copy_text(file_id: int, member: int, batch: pl.DataFrame) -> bytes:
+#: Rows per COPY message: keeps the CSV text in flight small (psycopg queues a few).
+COPY_ROWS = 1 << 16
+
+
+def _copy_text(file_id: int, member: int, batch: pl.DataFrame) -> Iterator[bytes]:
     """A batch as COPY csv: exact decimals, ISO timestamps with their UTC offset."""
-    return (
-        batch.select(
-            pl.lit(file_id).alias("file_id"),
-            pl.lit(member).alias("member"),
-            *[
-                value_as_text() if c == "value" else pl.col(c).cast(pl.String)
-                for c in STAGED_COLUMNS
-            ],
-        )
-        .write_csv(include_header=False, null_value="\\N")
-        .encode()
-    )
+    columns = [
+        pl.lit(file_id).alias("file_id"),
+        pl.lit(member).alias("member"),
+        *[value_as_text() if c == "value" else pl.col(c).cast(pl.String) for c in STAGED_COLUMNS],
+    ]
+    for piece in batch.iter_slices(COPY_ROWS):
+        text = io.BytesIO()
+        piece.select(columns).write_csv(text, include_header=False, null_value="\\N")
+        yield text.getvalue()
 
 
 def _stream_spans(batch: pl.DataFrame) -> pl.DataFrame:
@@ -242,15 +244,24 @@ def stage_readings(conn: psycopg.Connection, file_id: int, parsers: Iterable[Fil
     spans: list[pl.DataFrame] = []
     columns = ", ".join(("file_id", "member", *STAGED_COLUMNS))
     with conn.transaction(), conn.cursor() as cursor:
-        for table in ("reading_staging", "staged_stream"):
-            cursor.execute(f"DELETE FROM {SCHEMA}.{table} WHERE file_id = %s", (file_id,))
+        cursor.execute(
+            f"SELECT EXISTS (SELECT 1 FROM {SCHEMA}.staged_stream WHERE file_id = %(id)s) "
+            f"OR EXISTS (SELECT 1 FROM {SCHEMA}.file_ledger WHERE file_id = %(id)s "
+            "AND status = 'staged')",
+            {"id": file_id},
+        )
+        restaging = cursor.fetchone()
+        if restaging and restaging[0]:  # a retry after a committed load; else nothing to scan
+            for table in ("reading_staging", "staged_stream"):
+                cursor.execute(f"DELETE FROM {SCHEMA}.{table} WHERE file_id = %s", (file_id,))
         with cursor.copy(
             f"COPY {SCHEMA}.reading_staging ({columns}) FROM STDIN (FORMAT csv, NULL '\\N')"
         ) as copy:
             for member, parser in enumerate(parsers):
                 member_spans: list[pl.DataFrame] = []
                 for batch in parser.batches():
-                    copy.write(_copy_text(file_id, member, batch))
+                    for text in _copy_text(file_id, member, batch):
+                        copy.write(text)
                     member_spans.append(_stream_spans(batch))
                 assert parser.report is not None
                 if parser.report.status == "rejected":

@@ -33,20 +33,24 @@ _VALUES = (
     "{t}.reason_description)"
 )
 
-_CLASSIFY = f"""
-CREATE TEMP TABLE incoming ON COMMIT DROP AS
-WITH ranked AS (
-    SELECT s.*, l.header_datetime,
-           row_number() OVER (
+_RANK = """row_number() OVER (
                PARTITION BY s.nmi, s.nmi_suffix, s.interval_start
                ORDER BY s.update_datetime DESC NULLS LAST, l.header_datetime DESC NULLS LAST,
                         s.file_id DESC
-           ) AS rank
+           )"""
+
+#: Each staged reading of the files with its outcome. Ranking (sorting every
+#: reading by key) is only needed when readings of the batch collide among
+#: themselves; ``tid`` lets the update reach the stored row without a second join.
+_CLASSIFY = f"""
+CREATE TEMP TABLE incoming ON COMMIT DROP AS
+WITH ranked AS (
+    SELECT s.*, l.header_datetime, {{rank}} AS rank
     FROM {SCHEMA}.reading_staging s
     JOIN {SCHEMA}.file_ledger l USING (file_id)
     WHERE s.file_id = ANY(%(file_ids)s)
 )
-SELECT r.*,
+SELECT r.*, t.ctid AS tid,
        r.rank = 1 AND (t.nmi IS NULL OR ({_VERSION.format(t="r")}) > ({_VERSION.format(t="t")}))
            AS wins,
        CASE
@@ -67,35 +71,31 @@ _COLUMNS = (
     "reason_code, reason_description, update_datetime, header_datetime, file_id"
 )
 
-#: Files of the batch none of whose streams can collide with another member's
-#: staged readings or with stored ones (or repeat a date a rule let through).
-_FRESH = f"""
+#: Per file of the batch: whether a stream of it overlaps another staged member's
+#: (or repeats a date a rule let through), and whether it overlaps stored readings.
+_COLLISIONS = f"""
 WITH batch AS (
     SELECT * FROM {SCHEMA}.staged_stream WHERE file_id = ANY(%(file_ids)s)
 )
-SELECT f.file_id
+SELECT f.file_id,
+       EXISTS (
+           SELECT 1 FROM batch a JOIN batch b
+             ON b.nmi = a.nmi AND b.nmi_suffix = a.nmi_suffix
+            AND (b.file_id, b.member) <> (a.file_id, a.member)
+            AND b.first_start <= a.last_start AND a.first_start <= b.last_start
+           WHERE a.file_id = f.file_id
+       ) OR EXISTS (
+           SELECT 1 FROM {SCHEMA}.finding r
+           WHERE r.file_id = f.file_id AND r.rule = 'interval_date_repeated'
+             AND r.severity <> 'error'
+       ) AS within_batch,
+       EXISTS (
+           SELECT 1 FROM batch a JOIN {SCHEMA}.meter_reading t
+             ON t.nmi = a.nmi AND t.nmi_suffix = a.nmi_suffix
+            AND t.interval_start BETWEEN a.first_start AND a.last_start
+           WHERE a.file_id = f.file_id
+       ) AS with_stored
 FROM unnest(%(file_ids)s::bigint[]) AS f(file_id)
-WHERE NOT EXISTS (
-    SELECT 1 FROM batch a
-    WHERE a.file_id = f.file_id
-      AND (
-        EXISTS (
-            SELECT 1 FROM batch b
-            WHERE (b.file_id, b.member) <> (a.file_id, a.member)
-              AND b.nmi = a.nmi AND b.nmi_suffix = a.nmi_suffix
-              AND b.first_start <= a.last_start AND a.first_start <= b.last_start
-        )
-        OR EXISTS (
-            SELECT 1 FROM {SCHEMA}.meter_reading t
-            WHERE t.nmi = a.nmi AND t.nmi_suffix = a.nmi_suffix
-              AND t.interval_start BETWEEN a.first_start AND a.last_start
-        )
-      )
-)
-AND NOT EXISTS (
-    SELECT 1 FROM {SCHEMA}.finding r
-    WHERE r.file_id = f.file_id AND r.rule = 'interval_date_repeated' AND r.severity <> 'error'
-)
 """
 
 _INSERT_FRESH = f"""
@@ -125,8 +125,7 @@ SET value = i.value, interval_length = i.interval_length, uom = i.uom,
     reason_description = i.reason_description, update_datetime = i.update_datetime,
     header_datetime = i.header_datetime, file_id = i.file_id, merged_at = now()
 FROM incoming i
-WHERE i.wins AND i.outcome <> 'inserted'
-  AND t.nmi = i.nmi AND t.nmi_suffix = i.nmi_suffix AND t.interval_start = i.interval_start
+WHERE i.wins AND i.outcome <> 'inserted' AND t.ctid = i.tid
 """
 
 
@@ -152,21 +151,25 @@ def merge_files(conn: psycopg.Connection, file_ids: list[int]) -> MergeCounts:
     counts = MergeCounts()
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('nem12 merge'))")
-        params = {"file_ids": file_ids}
-        fresh = [row[0] for row in conn.execute(_FRESH, params).fetchall()]
-        rest = [f for f in file_ids if f not in set(fresh)]
+        collisions = conn.execute(_COLLISIONS, {"file_ids": file_ids}).fetchall()
+        fresh = [f for f, within, stored in collisions if not within and not stored]
+        compared = [f for f, within, stored in collisions if not within and stored]
+        ranked = [f for f, within, _ in collisions if within]
         rows: list[tuple[int, str, int]] = []
         if fresh:
             conn.execute(_INSERT_FRESH, {"file_ids": fresh})
             staged = conn.execute(_STAGED_PER_FILE, {"file_ids": fresh}).fetchall()
             rows += [(file_id, "inserted", int(n)) for file_id, n in staged]
-        if rest:
-            conn.execute(_CLASSIFY, {"file_ids": rest})
+        for files, rank in ((compared, "1"), (ranked, _RANK)):
+            if not files:
+                continue
+            conn.execute(_CLASSIFY.format(rank=rank), {"file_ids": files})
             conn.execute(_INSERT)
             conn.execute(_UPDATE)
             rows += conn.execute(
                 "SELECT file_id, outcome, count(*) FROM incoming GROUP BY file_id, outcome"
             ).fetchall()
+            conn.execute("DROP TABLE incoming")
         for file_id, outcome, n in rows:
             per_file = counts.per_file.setdefault(file_id, dict.fromkeys(OUTCOMES, 0))
             per_file[outcome] = n

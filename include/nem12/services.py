@@ -82,6 +82,16 @@ class LocalServices:
         }
 
 
+#: Bulk-load settings (reloadable, so pgserver's server takes them without a
+#: restart): fewer checkpoints while big files land, room for the merge's sorts.
+BULK_LOAD_SETTINGS = {
+    "max_wal_size": "8GB",
+    "checkpoint_timeout": "30min",
+    "work_mem": "64MB",
+    "maintenance_work_mem": "512MB",
+}
+
+
 def _pipeline_role(postgres, password: str) -> None:
     """The pipeline's role with a password PostgreSQL checks, owning the pipeline's database."""
     import psycopg
@@ -92,6 +102,11 @@ def _pipeline_role(postgres, password: str) -> None:
     if _PASSWORD_HBA_LINE not in rules:
         hba.write_text(_PASSWORD_HBA_LINE + rules)
     with psycopg.connect(postgres.get_uri(), autocommit=True) as conn:
+        for name, value in BULK_LOAD_SETTINGS.items():
+            conn.execute(
+                sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value))
+            )
+        conn.execute("SELECT pg_reload_conf()")
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (LOCAL_ROLE,)).fetchone()
         verb = "ALTER" if exists else "CREATE"
         conn.execute(
