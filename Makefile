@@ -32,6 +32,7 @@ airflow: setup
 
 bench: setup
 	$(BIN)/python bench/parse_bench.py
+	$(BIN)/python bench/pipeline_bench.py
 
 freeze: setup
 	$(BIN)/python -m pip freeze --exclude-editable > requirements.lock.tmp && \

@@ -25,6 +25,8 @@ SCHEMA = "nem12"
 FILE_STATUSES = ("registered", "validated", "staged", "loaded", "partial", "rejected", "duplicate")
 #: Statuses of files the pipeline has not finished with (the next run picks them up).
 UNFINISHED = ("registered", "validated", "staged")
+#: A file in one of these is done with: later steps of any run leave it alone.
+FINISHED = tuple(status for status in FILE_STATUSES if status not in UNFINISHED)
 
 #: Bumped with every change to DDL (applied by the owner of the schema).
 SCHEMA_VERSION = 2
@@ -244,6 +246,11 @@ def stage_readings(conn: psycopg.Connection, file_id: int, parsers: Iterable[Fil
     spans: list[pl.DataFrame] = []
     columns = ", ".join(("file_id", "member", *STAGED_COLUMNS))
     with conn.transaction(), conn.cursor() as cursor:
+        # Overlapping runs loading the same file take turns; the second replaces the rows.
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('nem12 stage'), (%s %% 2147483647)::int)",
+            (file_id,),
+        )
         cursor.execute(
             f"SELECT EXISTS (SELECT 1 FROM {SCHEMA}.staged_stream WHERE file_id = %(id)s) "
             f"OR EXISTS (SELECT 1 FROM {SCHEMA}.file_ledger WHERE file_id = %(id)s "
@@ -297,6 +304,27 @@ def set_status(conn: psycopg.Connection, file_id: int, status: str) -> None:
     conn.execute(
         f"UPDATE {SCHEMA}.file_ledger SET status = %s, updated_at = now() WHERE file_id = %s",
         (status, file_id),
+    )
+
+
+def finished_files(conn: psycopg.Connection, file_ids: list[int]) -> set[int]:
+    """Those of ``file_ids`` another run has finished with (overlapping runs)."""
+    rows = conn.execute(
+        f"SELECT file_id FROM {SCHEMA}.file_ledger WHERE file_id = ANY(%s) AND status = ANY(%s)",
+        (file_ids, list(FINISHED)),
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def mark_staged(conn: psycopg.Connection, file_id: int) -> bool:
+    """Status staged, unless a concurrent run's merge finished the file meanwhile."""
+    return (
+        conn.execute(
+            f"UPDATE {SCHEMA}.file_ledger SET status = 'staged', updated_at = now() "
+            "WHERE file_id = %s AND status <> ALL(%s)",
+            (file_id, list(FINISHED)),
+        ).rowcount
+        == 1
     )
 
 

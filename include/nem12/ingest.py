@@ -204,10 +204,21 @@ def validate(
 
     outcome = Validation()
     record_frames: list[pl.DataFrame] = []
+    files = list(files)
+    finished = database.finished_files(conn, [f.file_id for f in files])
     for file in files:
         if file.status == "duplicate":
             continue
-        reports = _parse_for_findings(s3, settings, file)
+        if file.file_id in finished:
+            log.info("%s: finished by another run (file %d), not validated", file.key, file.file_id)
+            continue
+        try:
+            reports = _parse_for_findings(s3, settings, file)
+        except storage.ObjectGone:
+            if not database.finished_files(conn, [file.file_id]):
+                raise
+            log.info("%s: finished and moved by another run (file %d)", file.key, file.file_id)
+            continue
         quality = _combined_status(reports)
         database.record_parse(conn, file.file_id, reports, quality)
         errors = sum(len(r.errors) for r in reports)
@@ -307,10 +318,21 @@ def load_group(
     """Parse each file and COPY its accepted readings into staging; readings per file."""
     staged: dict[int, int] = {}
     for file in group:
-        with storage.fetched(s3, settings.bucket, file.key) as (local, _):
-            parsers = parse_source(local, name=file.key, config=settings.parse_config())
-            rows = database.stage_readings(conn, file.file_id, parsers)
-        database.set_status(conn, file.file_id, "staged")
+        if database.finished_files(conn, [file.file_id]):
+            log.info("%s: finished by another run (file %d), not loaded", file.key, file.file_id)
+            continue
+        try:
+            with storage.fetched(s3, settings.bucket, file.key) as (local, _):
+                parsers = parse_source(local, name=file.key, config=settings.parse_config())
+                rows = database.stage_readings(conn, file.file_id, parsers)
+        except storage.ObjectGone:
+            if not database.finished_files(conn, [file.file_id]):
+                raise
+            log.info("%s: finished and moved by another run (file %d)", file.key, file.file_id)
+            continue
+        if not database.mark_staged(conn, file.file_id):
+            log.info("%s: finished by another run (file %d) while loading", file.key, file.file_id)
+            continue
         staged[file.file_id] = rows
         log.info("%s: %d readings staged (file %d)", file.key, rows, file.file_id)
     return staged

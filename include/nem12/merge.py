@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from nem12.database import SCHEMA
+from nem12.database import SCHEMA, finished_files
 
 OUTCOMES = ("inserted", "updated", "unchanged", "superseded")
 
@@ -151,6 +151,8 @@ def merge_files(conn: psycopg.Connection, file_ids: list[int]) -> MergeCounts:
     counts = MergeCounts()
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('nem12 merge'))")
+        finished = finished_files(conn, file_ids)  # by an overlapping run's merge
+        file_ids = [f for f in file_ids if f not in finished]
         collisions = conn.execute(_COLLISIONS, {"file_ids": file_ids}).fetchall()
         fresh = [f for f, within, stored in collisions if not within and not stored]
         compared = [f for f, within, stored in collisions if not within and stored]

@@ -50,12 +50,23 @@ def list_objects(s3: S3Client, bucket: str, prefix: str) -> list[StoredObject]:
     return found
 
 
+class ObjectGone(Exception):
+    """The object is not (or no longer) there: moved by an overlapping run, say."""
+
+
 @contextmanager
 def fetched(s3: S3Client, bucket: str, key: str) -> Iterator[tuple[IO[bytes], str]]:
     """The object in a temporary file (rewound) and its SHA-256."""
+    from botocore.exceptions import ClientError
+
     digest = hashlib.sha256()
     with tempfile.TemporaryFile(prefix="nem12-") as local:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+        try:
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise ObjectGone(f"s3://{bucket}/{key} is gone") from exc
+            raise
         for block in iter(lambda: body.read(1 << 20), b""):
             digest.update(block)
             local.write(block)

@@ -73,6 +73,18 @@ def slow_load(dsn: str, path: Path) -> subprocess.Popen:
     raise AssertionError("the load never started its COPY")
 
 
+def keys_of(data: bytes) -> set[tuple]:
+    """The (nmi, nmi_suffix, interval_start) of every reading ``data`` holds."""
+    from nem12.parsing import parse_source
+
+    return {
+        (r["nmi"], r["nmi_suffix"], r["interval_start"])
+        for parser in parse_source(data)
+        for batch in parser.batches()
+        for r in batch.select("nmi", "nmi_suffix", "interval_start").iter_rows(named=True)
+    }
+
+
 @dataclass
 class BlockedMerge:
     """A merge of a newer version, waiting on a row lock inside its transaction."""

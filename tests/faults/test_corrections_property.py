@@ -33,7 +33,7 @@ versions = st.lists(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(versions=versions, data=st.data())
-def test_table_equals_the_newest_version_model(conn, versions, data):
+def test_table_equals_the_newest_version_model(conn, versions, data, fault_tally):
     conn.execute(
         "TRUNCATE nem12.meter_reading, nem12.reading_staging, nem12.staged_stream, nem12.finding, "
         "nem12.file_ledger RESTART IDENTITY CASCADE"
@@ -80,3 +80,17 @@ def test_table_equals_the_newest_version_model(conn, versions, data):
     }
     got = {key: row[0] for key, row in table(conn).items()}
     assert got == want
+    redelivered = len(order) - len(specs)  # deliveries of a version already delivered
+    late = sum(  # versions arriving after a newer one
+        1
+        for i, (a, _) in enumerate(arrivals)
+        if any(
+            (specs[b].update_datetime, specs[b].header_datetime)
+            > (specs[a].update_datetime, specs[a].header_datetime)
+            for b, _ in arrivals[:i]
+        )
+    )
+    figures = fault_tally.record(
+        "corrections in random order, some twice", redelivered + late, set(want), conn
+    )
+    assert (figures.readings_lost, figures.readings_duplicated) == (0, 0)

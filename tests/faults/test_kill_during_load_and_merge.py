@@ -14,11 +14,11 @@ from nem12.database import stage_readings
 from nem12.generate import generate_bytes
 from nem12.merge import merge_files
 from nem12.parsing import parse_source
-from tests.faults.scenarios import blocked_merge, slow_load
+from tests.faults.scenarios import blocked_merge, keys_of, slow_load
 from tests.integration.test_load_and_merge import BASE, READINGS, table
 
 
-def test_load_killed_mid_copy_leaves_no_rows_and_a_rerun_is_exact(conn, tmp_path):
+def test_load_killed_mid_copy_leaves_no_rows_and_a_rerun_is_exact(conn, tmp_path, fault_tally):
     data = generate_bytes(BASE)
     path = tmp_path / "slow.csv"
     path.write_bytes(data)
@@ -33,9 +33,11 @@ def test_load_killed_mid_copy_leaves_no_rows_and_a_rerun_is_exact(conn, tmp_path
     assert stage_readings(conn, file_id, list(parse_source(data))) == READINGS
     merge_files(conn, [file_id])
     assert len(table(conn)) == READINGS
+    figures = fault_tally.record("load SIGKILLed mid-COPY", 1, keys_of(data), conn)
+    assert (figures.readings_lost, figures.readings_duplicated) == (0, 0)
 
 
-def test_merge_killed_mid_transaction_changes_nothing_and_a_rerun_is_exact(conn):
+def test_merge_killed_mid_transaction_changes_nothing_and_a_rerun_is_exact(conn, fault_tally):
     merge = blocked_merge(conn)
     try:
         os.kill(merge.child.pid, signal.SIGKILL)
@@ -53,3 +55,5 @@ def test_merge_killed_mid_transaction_changes_nothing_and_a_rerun_is_exact(conn)
     after = table(conn)
     assert set(after) == set(merge.before)
     assert {v[2] for v in after.values()} == {merge.file_id}
+    figures = fault_tally.record("merge SIGKILLed mid-transaction", 1, set(merge.before), conn)
+    assert (figures.readings_lost, figures.readings_duplicated) == (0, 0)

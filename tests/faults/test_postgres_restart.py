@@ -11,7 +11,7 @@ from nem12.database import stage_readings
 from nem12.generate import generate_bytes
 from nem12.merge import merge_files
 from nem12.parsing import parse_source
-from tests.faults.scenarios import blocked_merge, slow_load
+from tests.faults.scenarios import blocked_merge, keys_of, slow_load
 from tests.integration.test_load_and_merge import BASE, READINGS, table
 
 
@@ -31,7 +31,9 @@ def reconnect(dsn: str) -> psycopg.Connection:
             time.sleep(0.2)
 
 
-def test_restart_during_a_load_leaves_no_rows_and_a_rerun_is_exact(conn, postgres, tmp_path):
+def test_restart_during_a_load_leaves_no_rows_and_a_rerun_is_exact(
+    conn, postgres, tmp_path, fault_tally
+):
     data = generate_bytes(BASE)
     path = tmp_path / "slow.csv"
     path.write_bytes(data)
@@ -49,9 +51,11 @@ def test_restart_during_a_load_leaves_no_rows_and_a_rerun_is_exact(conn, postgre
         assert stage_readings(again, file_id, list(parse_source(data))) == READINGS
         merge_files(again, [file_id])
         assert len(table(again)) == READINGS
+        figures = fault_tally.record("PostgreSQL restarted during a load", 1, keys_of(data), again)
+        assert (figures.readings_lost, figures.readings_duplicated) == (0, 0)
 
 
-def test_restart_during_a_merge_changes_nothing_and_a_rerun_is_exact(conn, postgres):
+def test_restart_during_a_merge_changes_nothing_and_a_rerun_is_exact(conn, postgres, fault_tally):
     merge = blocked_merge(conn)
     try:
         restart(postgres)
@@ -63,3 +67,7 @@ def test_restart_during_a_merge_changes_nothing_and_a_rerun_is_exact(conn, postg
         counts = merge_files(again, [merge.file_id])
         assert counts.updated + counts.unchanged == READINGS
         assert {v[2] for v in table(again).values()} == {merge.file_id}
+        figures = fault_tally.record(
+            "PostgreSQL restarted during a merge", 1, set(merge.before), again
+        )
+        assert (figures.readings_lost, figures.readings_duplicated) == (0, 0)

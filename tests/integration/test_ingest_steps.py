@@ -119,3 +119,28 @@ def test_every_step_logs_each_file_by_key_with_its_counts(env, caplog, tmp_path)
         "landing/a.csv: archived to archive/a.csv",
         "landing/b.csv: archived to archive/b.csv",
     ]
+
+
+def test_an_overlapping_run_leaves_files_another_run_finished(env):
+    """Run B took the same new file as run A; A merged and archived it first."""
+    services, conn, s3 = env
+    settings = ingest.Settings(bucket=services.bucket)
+    put(s3, services, {"landing/a.csv": GOOD})
+    found = ingest.new_objects(s3, conn, settings)
+    run_a = ingest.register(s3, conn, settings, found)
+    run_b = ingest.register(s3, conn, settings, found)  # the same ledger row
+    assert [f.file_id for f in run_a] == [f.file_id for f in run_b]
+    staged_b = ingest.load_group(s3, conn, settings, run_b)  # B staged it, then stalled
+    staged_a = ingest.load_group(s3, conn, settings, run_a)
+    first = ingest.merge(s3, conn, settings, list(staged_a))
+    assert first.inserted == 192 and list(staged_b) == list(staged_a)
+    # B wakes up: every later step sees the file finished and leaves it alone
+    assert ingest.validate(s3, conn, settings, run_b, "run-b").accepted == []
+    assert ingest.load_group(s3, conn, settings, run_b) == {}
+    late = ingest.merge(s3, conn, settings, list(staged_b))
+    assert (late.inserted, late.updated, late.unchanged, late.superseded) == (0, 0, 0, 0)
+    ledger = conn.execute(
+        "SELECT status, readings, inserted FROM nem12.file_ledger WHERE key = 'landing/a.csv'"
+    ).fetchall()
+    assert ledger == [("loaded", 192, 192)]
+    assert conn.execute("SELECT count(*) FROM nem12.meter_reading").fetchone() == (192,)
