@@ -15,7 +15,7 @@ import os
 import posixpath
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import polars as pl
@@ -27,6 +27,10 @@ from nem12.parsing import FileReport, ParseConfig, parse_source
 from nem12.reading import ReadLimits
 
 log = logging.getLogger(__name__)
+
+#: Tasks parse in smaller chunks than the CLI: a third of the memory (~250 MB
+#: at peak) for a parse that is a small part of a load. NEM12_CHUNK_BYTES wins.
+TASK_CHUNK_BYTES = 2 << 20
 
 #: Ledger states from which an object is (re)processed by the next run.
 UNFINISHED = database.UNFINISHED
@@ -60,8 +64,11 @@ class Settings:
         )
 
     def parse_config(self, keep_records: bool = False) -> ParseConfig:
+        limits = ReadLimits.from_env()
+        if "NEM12_CHUNK_BYTES" not in os.environ:
+            limits = replace(limits, chunk_bytes=TASK_CHUNK_BYTES)
         return ParseConfig(
-            limits=ReadLimits.from_env(),
+            limits=limits,
             reject_file_on_block_error=self.reject_file_on_block_error,
             keep_records=keep_records,
         )

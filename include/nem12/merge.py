@@ -16,6 +16,8 @@ ranking and comparison with the stored versions.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import psycopg
@@ -165,9 +167,10 @@ def merge_files(conn: psycopg.Connection, file_ids: list[int]) -> MergeCounts:
         for files, rank in ((compared, "1"), (ranked, _RANK)):
             if not files:
                 continue
-            conn.execute(_CLASSIFY.format(rank=rank), {"file_ids": files})
-            conn.execute(_INSERT)
-            conn.execute(_UPDATE)
+            with _probing_by_key(conn):
+                conn.execute(_CLASSIFY.format(rank=rank), {"file_ids": files})
+                conn.execute(_INSERT)
+                conn.execute(_UPDATE)
             rows += conn.execute(
                 "SELECT file_id, outcome, count(*) FROM incoming GROUP BY file_id, outcome"
             ).fetchall()
@@ -194,6 +197,18 @@ def merge_files(conn: psycopg.Connection, file_ids: list[int]) -> MergeCounts:
                 counts.status[file_id] = ended[0]
         _clear_staging(conn, file_ids)
     return counts
+
+
+@contextmanager
+def _probing_by_key(conn: psycopg.Connection) -> Iterator[None]:
+    """Join staged readings to stored ones row by row: by key through the primary
+    key, then by ctid. Without this the planner may hash the whole table (tens
+    of millions of rows) to change a few."""
+    conn.execute("SET LOCAL enable_hashjoin = off")
+    conn.execute("SET LOCAL enable_mergejoin = off")
+    yield
+    conn.execute("SET LOCAL enable_hashjoin = on")
+    conn.execute("SET LOCAL enable_mergejoin = on")
 
 
 def _clear_staging(conn: psycopg.Connection, file_ids: list[int]) -> None:

@@ -16,7 +16,7 @@ import secrets
 import socket
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -82,9 +82,10 @@ class LocalServices:
         }
 
 
-#: Bulk-load settings (reloadable, so pgserver's server takes them without a
-#: restart): fewer checkpoints while big files land, room for the merge's sorts.
+#: Bulk-load settings: a buffer pool that holds a big file's index, fewer
+#: checkpoints while big files land, room for the merge's sorts.
 BULK_LOAD_SETTINGS = {
+    "shared_buffers": "2GB",  # the one that needs a restart
     "max_wal_size": "8GB",
     "checkpoint_timeout": "30min",
     "work_mem": "64MB",
@@ -106,7 +107,6 @@ def _pipeline_role(postgres, password: str) -> None:
             conn.execute(
                 sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value))
             )
-        conn.execute("SELECT pg_reload_conf()")
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (LOCAL_ROLE,)).fetchone()
         verb = "ALTER" if exists else "CREATE"
         conn.execute(
@@ -136,6 +136,7 @@ def local_services(data_dir: Path, bucket: str = "nem12") -> Iterator[LocalServi
     """Start PostgreSQL and S3 on this machine, create the bucket; stop both after."""
     import pgserver
     from moto.server import ThreadedMotoServer
+    from pgserver._commands import pg_ctl
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines
 
@@ -147,6 +148,7 @@ def local_services(data_dir: Path, bucket: str = "nem12") -> Iterator[LocalServi
     try:
         password = secrets.token_urlsafe(24)
         _pipeline_role(postgres, password)
+        pg_ctl(["-m", "fast", "-w", "restart"], pgdata=postgres.pgdata, user=postgres.system_user)
         uri = postgres.get_uri(LOCAL_DATABASE)
         socket_dir = parse_qs(urlparse(uri).query)["host"][0]
         services = LocalServices(uri, socket_dir, f"http://127.0.0.1:{port}", bucket, password)
@@ -159,3 +161,6 @@ def local_services(data_dir: Path, bucket: str = "nem12") -> Iterator[LocalServi
     finally:
         s3_server.stop()
         postgres.cleanup()
+        # pgserver's cleanup knows the server it started, not the restarted one
+        with suppress(Exception):
+            pg_ctl(["-m", "fast", "-w", "stop"], pgdata=postgres.pgdata, user=postgres.system_user)
