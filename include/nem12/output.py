@@ -14,6 +14,7 @@ value the read-ahead missed) starts a new part in the categorical schema.
 
 from __future__ import annotations
 
+import mmap
 import os
 import queue
 import re
@@ -45,6 +46,12 @@ def stream_enums(member: Member) -> dict[str, pl.Enum]:
     """
     values: dict[str, set[str]] = {column: set() for column in STREAM_TEXT_FIELDS}
     try:
+        if member.path is not None and member.size:  # a plain file: scan it in place
+            with member.path.open("rb") as file:
+                with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                    _collect_200_fields(b"\n" + data[:4096].split(b"\n", 1)[0], values)
+                    _collect_200_fields(data, values)
+            return _enums(values)
         with member.open() as stream:
             carry = b"\n"
             while block := stream.read(_READ_AHEAD_BYTES):
@@ -55,6 +62,10 @@ def stream_enums(member: Member) -> dict[str, pl.Enum]:
             _collect_200_fields(carry, values)
     except (ReadError, OSError, EOFError, ValueError):
         return {}
+    return _enums(values)
+
+
+def _enums(values: dict[str, set[str]]) -> dict[str, pl.Enum]:
     if any(len(found) > MAX_STREAM_VALUES for found in values.values()):
         return {}
     return {

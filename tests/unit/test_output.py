@@ -81,3 +81,11 @@ def test_files_with_different_enums_publish_one_table(tmp_path):
     table = pl.read_parquet(tmp_path / "out.parquet")
     expected = pl.concat([parse_all(first).readings, parse_all(second).readings])
     assert as_reading_schema(table).equals(expected)
+
+
+def test_read_ahead_of_a_plain_file_on_disk_scans_it_in_place(tmp_path):
+    path = tmp_path / "f.csv"
+    path.write_bytes(two_nmis())
+    (member,) = [m for m in iter_members(path) if m.path == path]
+    on_disk = {c: e.categories.to_list() for c, e in stream_enums(member).items()}
+    assert on_disk == enums_of(two_nmis())
