@@ -13,6 +13,7 @@ from datetime import timedelta, timezone
 
 import polars as pl
 import psycopg
+from psycopg.copy import QueuedLibpqWriter
 
 from nem12.output import value_as_text
 from nem12.parsing import FileParser, FileReport
@@ -262,7 +263,8 @@ def stage_readings(conn: psycopg.Connection, file_id: int, parsers: Iterable[Fil
             for table in ("reading_staging", "staged_stream"):
                 cursor.execute(f"DELETE FROM {SCHEMA}.{table} WHERE file_id = %s", (file_id,))
         with cursor.copy(
-            f"COPY {SCHEMA}.reading_staging ({columns}) FROM STDIN (FORMAT csv, NULL '\\N')"
+            f"COPY {SCHEMA}.reading_staging ({columns}) FROM STDIN (FORMAT csv, NULL '\\N')",
+            writer=QueuedLibpqWriter(cursor),  # parse and send while the server ingests
         ) as copy:
             for member, parser in enumerate(parsers):
                 member_spans: list[pl.DataFrame] = []
@@ -335,6 +337,11 @@ def set_report_location(conn: psycopg.Connection, file_ids: list[int], location:
     )
 
 
+def _text(value: str | None) -> str | None:
+    """Text PostgreSQL can store: a finding may quote a NUL byte of a binary file."""
+    return value.replace("\x00", "\\x00") if value else value
+
+
 def record_parse(
     conn: psycopg.Connection, file_id: int, reports: list[FileReport], quality: str
 ) -> None:
@@ -370,7 +377,16 @@ def record_parse(
                 VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
                 """,
                 [
-                    (file_id, f.file, f.rule, f.severity, f.line, f.record_type, f.nmi, f.message)
+                    (
+                        file_id,
+                        _text(f.file),
+                        f.rule,
+                        f.severity,
+                        f.line,
+                        _text(f.record_type),
+                        _text(f.nmi),
+                        _text(f.message),
+                    )
                     for f in findings
                 ],
             )

@@ -35,19 +35,18 @@ _VALUES = (
     "{t}.reason_description)"
 )
 
-_RANK = """row_number() OVER (
-               PARTITION BY s.nmi, s.nmi_suffix, s.interval_start
-               ORDER BY s.update_datetime DESC NULLS LAST, l.header_datetime DESC NULLS LAST,
-                        s.file_id DESC
-           )"""
-
-#: Each staged reading of the files with its outcome. Ranking (sorting every
-#: reading by key) is only needed when readings of the batch collide among
-#: themselves; ``tid`` lets the update reach the stored row without a second join.
+#: Files whose readings collide among themselves: each staged reading ranked
+#: among its key's versions (a sort of every reading by key) and given its
+#: outcome; ``tid`` lets the update reach the stored row without a second join.
 _CLASSIFY = f"""
 CREATE TEMP TABLE incoming ON COMMIT DROP AS
 WITH ranked AS (
-    SELECT s.*, l.header_datetime, {{rank}} AS rank
+    SELECT s.*, l.header_datetime,
+           row_number() OVER (
+               PARTITION BY s.nmi, s.nmi_suffix, s.interval_start
+               ORDER BY s.update_datetime DESC NULLS LAST, l.header_datetime DESC NULLS LAST,
+                        s.file_id DESC
+           ) AS rank
     FROM {SCHEMA}.reading_staging s
     JOIN {SCHEMA}.file_ledger l USING (file_id)
     WHERE s.file_id = ANY(%(file_ids)s)
@@ -131,6 +130,53 @@ WHERE i.wins AND i.outcome <> 'inserted' AND t.ctid = i.tid
 """
 
 
+#: Files whose readings meet only stored ones: one pass over the staged rows
+#: finds each stored row through the primary key and replaces it in place when
+#: the staged version is newer, reporting whether the values changed.
+_APPLY_NEWER = f"""
+WITH applied AS (
+    UPDATE {SCHEMA}.meter_reading t
+    SET value = s.value, interval_length = s.interval_length, uom = s.uom,
+        quality_method = s.quality_method, reason_code = s.reason_code,
+        reason_description = s.reason_description, update_datetime = s.update_datetime,
+        header_datetime = l.header_datetime, file_id = s.file_id, merged_at = now()
+    FROM {SCHEMA}.reading_staging s
+    JOIN {SCHEMA}.file_ledger l USING (file_id)
+    JOIN {SCHEMA}.meter_reading stored
+      ON stored.nmi = s.nmi AND stored.nmi_suffix = s.nmi_suffix
+     AND stored.interval_start = s.interval_start
+    WHERE s.file_id = ANY(%(file_ids)s)
+      AND t.ctid = stored.ctid
+      AND (coalesce(s.update_datetime, '-infinity'), coalesce(l.header_datetime, '-infinity'),
+           s.file_id) > ({_VERSION.format(t="stored")})
+    RETURNING s.file_id, {_VALUES.format(t="s")} IS NOT DISTINCT FROM {_VALUES.format(t="stored")}
+        AS same
+)
+SELECT file_id, CASE WHEN same THEN 'unchanged' ELSE 'updated' END, count(*)
+FROM applied GROUP BY 1, 2
+"""
+
+#: The readings of those files no stored row holds yet.
+_INSERT_NEW = f"""
+WITH added AS (
+    INSERT INTO {SCHEMA}.meter_reading ({_COLUMNS})
+    SELECT s.nmi, s.nmi_suffix, s.interval_start, s.interval_length, s.value, s.uom,
+           s.quality_method, s.reason_code, s.reason_description, s.update_datetime,
+           l.header_datetime, s.file_id
+    FROM {SCHEMA}.reading_staging s
+    JOIN {SCHEMA}.file_ledger l USING (file_id)
+    WHERE s.file_id = ANY(%(file_ids)s)
+      AND NOT EXISTS (
+        SELECT 1 FROM {SCHEMA}.meter_reading t
+        WHERE t.nmi = s.nmi AND t.nmi_suffix = s.nmi_suffix
+          AND t.interval_start = s.interval_start
+      )
+    RETURNING file_id
+)
+SELECT file_id, 'inserted', count(*) FROM added GROUP BY 1
+"""
+
+
 @dataclass
 class MergeCounts:
     """Readings of a merge by outcome, in all and per file."""
@@ -164,17 +210,16 @@ def merge_files(conn: psycopg.Connection, file_ids: list[int]) -> MergeCounts:
             conn.execute(_INSERT_FRESH, {"file_ids": fresh})
             staged = conn.execute(_STAGED_PER_FILE, {"file_ids": fresh}).fetchall()
             rows += [(file_id, "inserted", int(n)) for file_id, n in staged]
-        for files, rank in ((compared, "1"), (ranked, _RANK)):
-            if not files:
-                continue
+        if compared:
+            rows += _merge_compared(conn, compared)
+        if ranked:
             with _probing_by_key(conn):
-                conn.execute(_CLASSIFY.format(rank=rank), {"file_ids": files})
+                conn.execute(_CLASSIFY, {"file_ids": ranked})
                 conn.execute(_INSERT)
                 conn.execute(_UPDATE)
             rows += conn.execute(
                 "SELECT file_id, outcome, count(*) FROM incoming GROUP BY file_id, outcome"
             ).fetchall()
-            conn.execute("DROP TABLE incoming")
         for file_id, outcome, n in rows:
             per_file = counts.per_file.setdefault(file_id, dict.fromkeys(OUTCOMES, 0))
             per_file[outcome] = n
@@ -197,6 +242,25 @@ def merge_files(conn: psycopg.Connection, file_ids: list[int]) -> MergeCounts:
                 counts.status[file_id] = ended[0]
         _clear_staging(conn, file_ids)
     return counts
+
+
+def _merge_compared(conn: psycopg.Connection, file_ids: list[int]) -> list[tuple[int, str, int]]:
+    """Newer versions replace stored ones; new keys are added only if some remain.
+
+    A staged reading that neither replaced a stored one nor is new is older
+    than what is stored: superseded (counted as the rest of the file's readings).
+    """
+    params = {"file_ids": file_ids}
+    staged = {f: int(n) for f, n in conn.execute(_STAGED_PER_FILE, params).fetchall()}
+    with _probing_by_key(conn):
+        rows = [(f, outcome, int(n)) for f, outcome, n in conn.execute(_APPLY_NEWER, params)]
+        if sum(n for *_, n in rows) < sum(staged.values()):
+            rows += [(f, outcome, int(n)) for f, outcome, n in conn.execute(_INSERT_NEW, params)]
+    counted: dict[int, int] = {}
+    for f, _, n in rows:
+        counted[f] = counted.get(f, 0) + n
+    rows += [(f, "superseded", n - counted.get(f, 0)) for f, n in staged.items()]
+    return rows
 
 
 @contextmanager
