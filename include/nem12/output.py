@@ -22,6 +22,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
+from contextlib import suppress
 from pathlib import Path
 
 import polars as pl
@@ -126,18 +127,22 @@ def readings_frame(
 
 
 def prefetched(batches: Iterable[pl.DataFrame], depth: int = 2) -> Iterator[pl.DataFrame]:
-    """Produce ``batches`` in a thread so parsing overlaps the sink's encoding.
+    """Produce ``batches`` in a thread so parsing overlaps the consumer's work.
 
     Polars releases the GIL while it computes, so the two share both cores;
-    ``depth`` bounds how many parsed batches wait in memory.
+    ``depth`` bounds how many produced items wait in memory. A consumer that
+    stops early (an error while sending, say) lets the producer finish too.
     """
     slots: queue.Queue[object] = queue.Queue(maxsize=depth)
     done = object()
+    stop = threading.Event()
     failure: list[BaseException] = []
 
     def produce() -> None:
         try:
             for batch in batches:
+                if stop.is_set():
+                    break
                 slots.put(batch)
         except BaseException as exc:  # handed to the consumer, re-raised there
             failure.append(exc)
@@ -146,9 +151,15 @@ def prefetched(batches: Iterable[pl.DataFrame], depth: int = 2) -> Iterator[pl.D
 
     worker = threading.Thread(target=produce, name="nem12-parse", daemon=True)
     worker.start()
-    while (item := slots.get()) is not done:
-        yield item  # type: ignore[misc]
-    worker.join()
+    try:
+        while (item := slots.get()) is not done:
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        while worker.is_alive():  # free a producer waiting for a slot
+            with suppress(queue.Empty):
+                slots.get(timeout=0.05)
+        worker.join()
     if failure:
         raise failure[0]
 

@@ -89,3 +89,24 @@ def test_read_ahead_of_a_plain_file_on_disk_scans_it_in_place(tmp_path):
     (member,) = [m for m in iter_members(path) if m.path == path]
     on_disk = {c: e.categories.to_list() for c, e in stream_enums(member).items()}
     assert on_disk == enums_of(two_nmis())
+
+
+def test_a_consumer_that_stops_early_lets_the_producer_thread_end():
+    import threading
+
+    from nem12.output import prefetched
+
+    produced = []
+
+    def endless():
+        n = 0
+        while True:
+            produced.append(n)
+            yield n
+            n += 1
+
+    for item in prefetched(endless(), depth=2):
+        if item == 3:
+            break
+    assert not any(t.name == "nem12-parse" and t.is_alive() for t in threading.enumerate())
+    assert len(produced) < 10
