@@ -14,7 +14,6 @@ value the read-ahead missed) starts a new part in the categorical schema.
 
 from __future__ import annotations
 
-import mmap
 import os
 import queue
 import re
@@ -47,19 +46,13 @@ def stream_enums(member: Member) -> dict[str, pl.Enum]:
     """
     values: dict[str, set[str]] = {column: set() for column in STREAM_TEXT_FIELDS}
     try:
-        if member.path is not None and member.size:  # a plain file: scan it in place
-            with member.path.open("rb") as file:
-                with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                    _collect_200_fields(b"\n" + data[:4096].split(b"\n", 1)[0], values)
-                    _collect_200_fields(data, values)
-            return _enums(values)
         with member.open() as stream:
             carry = b"\n"
             while block := stream.read(_READ_AHEAD_BYTES):
                 data = carry + block
                 cut = data.rfind(b"\n")
-                _collect_200_fields(data[:cut], values)
-                carry = data[cut:][:4096]
+                _collect_200_fields(data, values, end=cut)
+                carry = data[cut : cut + 4096]
             _collect_200_fields(carry, values)
     except (ReadError, OSError, EOFError, ValueError):
         return {}
@@ -74,8 +67,8 @@ def _enums(values: dict[str, set[str]]) -> dict[str, pl.Enum]:
     }
 
 
-def _collect_200_fields(data: bytes, values: dict[str, set[str]]) -> None:
-    for match in _RECORD_200.finditer(data):
+def _collect_200_fields(data: bytes, values: dict[str, set[str]], end: int | None = None) -> None:
+    for match in _RECORD_200.finditer(data, 0, len(data) if end is None else end):
         line = match.group()[1:]
         for text in {line.decode("latin-1"), line.decode("utf-8", errors="replace")}:
             fields = text.split(",")

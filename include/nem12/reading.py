@@ -71,7 +71,6 @@ class Member:
     size: int | None = None
     error: ReadError | None = None
     warnings: list[ReadError] = field(default_factory=list)
-    path: Path | None = None  # set when the member is a plain file on disk, whole
 
     @contextmanager
     def open(self) -> Iterator[BinaryIO]:
@@ -189,8 +188,7 @@ def iter_members(
             )
             return
         with handle:
-            size = path.stat().st_size
-            yield from _members_of(handle, label, limits, depth=0, size=size, path=path)
+            yield from _members_of(handle, label, limits, depth=0, size=path.stat().st_size)
         return
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
@@ -200,12 +198,7 @@ def iter_members(
 
 
 def _members_of(
-    stream: BinaryIO,
-    label: str,
-    limits: ReadLimits,
-    depth: int,
-    size: int | None,
-    path: Path | None = None,
+    stream: BinaryIO, label: str, limits: ReadLimits, depth: int, size: int | None
 ) -> Iterator[Member]:
     kind = _kind(_peek(stream))
     if kind == "plain":
@@ -215,7 +208,7 @@ def _members_of(
             stream.seek(start)
             return _Borrowed(stream)
 
-        yield Member(label, reopen, size=size, path=path)
+        yield Member(label, reopen, size=size)
         return
     if depth >= limits.max_depth:
         yield Member(
