@@ -147,14 +147,17 @@ class Measurement:
         return (self.readings or 0) / self.seconds if self.seconds else 0.0
 
 
-def run_measured(argv: list[str], log: Path) -> tuple[float, float, int, str]:
-    """Run ``argv`` via the launcher; return wall seconds, peak RSS MB, exit code, stdout."""
+def run_measured(
+    argv: list[str], log: Path, env: dict[str, str] | None = None
+) -> tuple[float, float, int, str]:
+    """Run ``argv`` via the launcher (in ``env``, else ours); return wall seconds, peak RSS
+    MB, exit code, stdout."""
     stdout_path, stderr_path = log.with_suffix(".out"), log.with_suffix(".err")
     report_path = log.with_suffix(".rusage.json")
     report_path.unlink(missing_ok=True)
     with stdout_path.open("w") as stdout, stderr_path.open("w") as stderr:
         launcher = [sys.executable, "-c", LAUNCHER, str(report_path), *argv]
-        subprocess.run(launcher, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL)
+        subprocess.run(launcher, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env)
     if not report_path.exists():
         raise ToolFailure(f"the launcher did not report on {argv[0]}; see {stderr_path}")
     report = json.loads(report_path.read_text())

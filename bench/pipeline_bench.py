@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -48,7 +47,7 @@ from parse_bench import (
     run_measured,
 )
 
-from nem12.demo import airflow, airflow_env
+from nem12.demo import airflow_env, prepare_airflow
 from nem12.generate import GeneratorSpec, generate_bytes
 
 BIG = InputSpec("five_minute_25m", nmis=120, days=365)  # 25,228,800 readings, ~175 MB
@@ -213,17 +212,11 @@ def run_pipeline(
     print(f"  pipeline: {workload} ({len(objects)} objects) ...", file=sys.stderr)
     airflow_bin = str(Path(sys.executable).parent / "airflow")
     logical_date = f"2024-01-01T{number:02d}:00:00+00:00"
-    saved = os.environ.copy()
-    os.environ.clear()
-    os.environ.update(env)  # the launcher passes its own environment on
-    try:
-        seconds, rss, code, _ = run_measured(
-            [airflow_bin, "dags", "test", "nem12_ingest", logical_date],
-            out_dir / "logs" / f"pipeline_{number}_{workload.replace(' ', '_')}",
-        )
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    seconds, rss, code, _ = run_measured(
+        [airflow_bin, "dags", "test", "nem12_ingest", logical_date],
+        out_dir / "logs" / f"pipeline_{number}_{workload.replace(' ', '_')}",
+        env=env,
+    )
     tasks = task_durations(Path(env["AIRFLOW_HOME"]))
     merged, last = ledger_readings(services.postgres_dsn, since_file_id)
     work = round(sum(s for task, s in tasks.items() if task != "sense"), 2)
@@ -330,9 +323,7 @@ def run(args: argparse.Namespace) -> int:
     with local_services(workdir / "services") as services:
         env = airflow_env(workdir / "airflow", services.airflow_env(), workdir / "reports")
         log = workdir / "airflow.log"
-        airflow(["db", "migrate"], env, log)
-        airflow(["pools", "set", "nem12_load", "2", "parse-and-load slots"], env, log)
-        airflow(["pools", "set", "nem12_merge", "1", "one merge at a time"], env, log)
+        prepare_airflow(env, log)
         import psycopg
 
         from nem12 import database

@@ -103,6 +103,13 @@ def airflow(args: list[str], env: dict[str, str], log: Path) -> None:
         raise SystemExit(f"airflow {' '.join(args)} failed; see {log}")
 
 
+def prepare_airflow(env: dict[str, str], log: Path) -> None:
+    """Airflow's metadata database and the pipeline's pools, as a deployment sets them up."""
+    airflow(["db", "migrate"], env, log)
+    airflow(["pools", "set", "nem12_load", "2", "parse-and-load slots"], env, log)
+    airflow(["pools", "set", "nem12_merge", "1", "one merge at a time"], env, log)
+
+
 def summary(conn) -> dict[str, object]:
     rows = conn.execute(
         "SELECT key, status, quality, readings, inserted, updated, unchanged, superseded, "
@@ -150,9 +157,7 @@ def run(
     reports = workdir / "reports"
     with local_services(workdir / "services") as services:
         env = airflow_env(workdir / "airflow", services.airflow_env(), reports)
-        airflow(["db", "migrate"], env, log)
-        airflow(["pools", "set", "nem12_load", "2", "parse-and-load slots"], env, log)
-        airflow(["pools", "set", "nem12_merge", "1", "one merge at a time"], env, log)
+        prepare_airflow(env, log)
         s3 = services.s3_client()
         deliveries = (
             [
@@ -193,9 +198,7 @@ def standalone(workdir: Path) -> int:
     with local_services(workdir / "services") as services:
         env = airflow_env(workdir / "airflow", services.airflow_env(), workdir / "reports")
         log = workdir / "airflow.log"
-        airflow(["db", "migrate"], env, log)
-        airflow(["pools", "set", "nem12_load", "2", "parse-and-load slots"], env, log)
-        airflow(["pools", "set", "nem12_merge", "1", "one merge at a time"], env, log)
+        prepare_airflow(env, log)
         print(
             f"S3 endpoint {services.s3_endpoint}, bucket {services.bucket}; "
             "put files under landing/. Ctrl-C stops Airflow and the services.",

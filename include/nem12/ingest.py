@@ -189,6 +189,14 @@ def _parse_for_findings(
         return reports
 
 
+def _moved_by_another_run(conn: psycopg.Connection, file: Registered) -> bool:
+    """Whether a vanished object is one an overlapping run finished (and archived)."""
+    if not database.finished_files(conn, [file.file_id]):
+        return False
+    log.info("%s: finished and moved by another run (file %d)", file.key, file.file_id)
+    return True
+
+
 def _combined_status(reports: list[FileReport]) -> str:
     """An object's quality: accepted, partial (some members or blocks) or rejected."""
     statuses = {r.status for r in reports}
@@ -222,9 +230,8 @@ def validate(
         try:
             reports = _parse_for_findings(s3, settings, file)
         except storage.ObjectGone:
-            if not database.finished_files(conn, [file.file_id]):
+            if not _moved_by_another_run(conn, file):
                 raise
-            log.info("%s: finished and moved by another run (file %d)", file.key, file.file_id)
             continue
         quality = _combined_status(reports)
         database.record_parse(conn, file.file_id, reports, quality)
@@ -333,9 +340,8 @@ def load_group(
                 parsers = parse_source(local, name=file.key, config=settings.parse_config())
                 rows = database.stage_readings(conn, file.file_id, parsers)
         except storage.ObjectGone:
-            if not database.finished_files(conn, [file.file_id]):
+            if not _moved_by_another_run(conn, file):
                 raise
-            log.info("%s: finished and moved by another run (file %d)", file.key, file.file_id)
             continue
         if not database.mark_staged(conn, file.file_id):
             log.info("%s: finished by another run (file %d) while loading", file.key, file.file_id)

@@ -99,8 +99,9 @@ SELECT f.file_id,
 FROM unnest(%(file_ids)s::bigint[]) AS f(file_id)
 """
 
-_INSERT_FRESH = f"""
-INSERT INTO {SCHEMA}.meter_reading ({_COLUMNS})
+#: A staged reading as a meter_reading row (``_COLUMNS`` order); ``s`` and ``l``
+#: are the staged row and its file's ledger row.
+_STAGED_ROWS = f"""
 SELECT s.nmi, s.nmi_suffix, s.interval_start, s.interval_length, s.value, s.uom,
        s.quality_method, s.reason_code, s.reason_description, s.update_datetime,
        l.header_datetime, s.file_id
@@ -108,6 +109,15 @@ FROM {SCHEMA}.reading_staging s
 JOIN {SCHEMA}.file_ledger l USING (file_id)
 WHERE s.file_id = ANY(%(file_ids)s)
 """
+
+#: What a newer version sets on the stored row; ``{t}`` holds the version's
+#: readings, ``{h}`` its header DateTime.
+_NEWER_VERSION = """value = {t}.value, interval_length = {t}.interval_length, uom = {t}.uom,
+    quality_method = {t}.quality_method, reason_code = {t}.reason_code,
+    reason_description = {t}.reason_description, update_datetime = {t}.update_datetime,
+    header_datetime = {h}.header_datetime, file_id = {t}.file_id, merged_at = now()"""
+
+_INSERT_FRESH = f"INSERT INTO {SCHEMA}.meter_reading ({_COLUMNS}){_STAGED_ROWS}"
 
 _STAGED_PER_FILE = f"""
 SELECT file_id, sum(readings) FROM {SCHEMA}.staged_stream
@@ -121,10 +131,7 @@ SELECT {_COLUMNS} FROM incoming WHERE outcome = 'inserted'
 
 _UPDATE = f"""
 UPDATE {SCHEMA}.meter_reading t
-SET value = i.value, interval_length = i.interval_length, uom = i.uom,
-    quality_method = i.quality_method, reason_code = i.reason_code,
-    reason_description = i.reason_description, update_datetime = i.update_datetime,
-    header_datetime = i.header_datetime, file_id = i.file_id, merged_at = now()
+SET {_NEWER_VERSION.format(t="i", h="i")}
 FROM incoming i
 WHERE i.wins AND i.outcome <> 'inserted' AND t.ctid = i.tid
 """
@@ -136,10 +143,7 @@ WHERE i.wins AND i.outcome <> 'inserted' AND t.ctid = i.tid
 _APPLY_NEWER = f"""
 WITH applied AS (
     UPDATE {SCHEMA}.meter_reading t
-    SET value = s.value, interval_length = s.interval_length, uom = s.uom,
-        quality_method = s.quality_method, reason_code = s.reason_code,
-        reason_description = s.reason_description, update_datetime = s.update_datetime,
-        header_datetime = l.header_datetime, file_id = s.file_id, merged_at = now()
+    SET {_NEWER_VERSION.format(t="s", h="l")}
     FROM {SCHEMA}.reading_staging s
     JOIN {SCHEMA}.file_ledger l USING (file_id)
     JOIN {SCHEMA}.meter_reading stored
@@ -159,13 +163,7 @@ FROM applied GROUP BY 1, 2
 #: The readings of those files no stored row holds yet.
 _INSERT_NEW = f"""
 WITH added AS (
-    INSERT INTO {SCHEMA}.meter_reading ({_COLUMNS})
-    SELECT s.nmi, s.nmi_suffix, s.interval_start, s.interval_length, s.value, s.uom,
-           s.quality_method, s.reason_code, s.reason_description, s.update_datetime,
-           l.header_datetime, s.file_id
-    FROM {SCHEMA}.reading_staging s
-    JOIN {SCHEMA}.file_ledger l USING (file_id)
-    WHERE s.file_id = ANY(%(file_ids)s)
+    INSERT INTO {SCHEMA}.meter_reading ({_COLUMNS}){_STAGED_ROWS}
       AND NOT EXISTS (
         SELECT 1 FROM {SCHEMA}.meter_reading t
         WHERE t.nmi = s.nmi AND t.nmi_suffix = s.nmi_suffix

@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from nem12.demo import airflow, airflow_env
+from nem12.demo import airflow_env, prepare_airflow
 from nem12.generate import GeneratorSpec, generate_bytes
 from nem12.services import LocalServices, local_services
 from tests.faults.scenarios import keys_of
@@ -46,9 +46,7 @@ class Wiring:
                 self.root / f"airflow-{home}", self.services.airflow_env(), self.root / "reports"
             )
             log = self.root / f"airflow-{home}.log"
-            airflow(["db", "migrate"], env, log)
-            airflow(["pools", "set", "nem12_load", "2", "parse-and-load slots"], env, log)
-            airflow(["pools", "set", "nem12_merge", "1", "one merge at a time"], env, log)
+            prepare_airflow(env, log)
             self.homes[home] = env
         return self.homes[home]
 
@@ -119,7 +117,7 @@ def file_status(status: str) -> str:
 def statement_running(prefix: str) -> str:
     return (
         "SELECT EXISTS (SELECT 1 FROM pg_stat_activity "
-        f"WHERE state = 'active' AND query LIKE '{prefix}%')"
+        f"WHERE state = 'active' AND btrim(query, E' \\n') LIKE '{prefix}%')"
     )
 
 
@@ -127,7 +125,7 @@ KILL_POINTS: dict[str, Callable[[], str]] = {
     "validated, before its COPY": lambda: file_status("validated"),
     "during the COPY into staging": lambda: statement_running("COPY nem12.reading_staging"),
     "staged, after its COPY": lambda: file_status("staged"),
-    "during the merge's insert": lambda: statement_running("\nINSERT INTO nem12.meter_reading"),
+    "during the merge's insert": lambda: statement_running("INSERT INTO nem12.meter_reading"),
 }
 
 
