@@ -5,7 +5,9 @@ arrival order = ledger file_id); an older version arriving late changes
 nothing. A newer version with identical values still moves the stored
 version forward, so that a later-arriving middle version cannot win.
 Everything happens in one transaction under an advisory lock: one merge at a
-time, all or nothing.
+time, all or nothing. Outcomes: inserted (a new key), updated (a newer
+version with other values), unchanged (a newer version, same values),
+superseded (not newer than the stored version, or beaten in the same merge).
 
 Most files bring readings nobody holds yet (a backfill, the next day's data).
 Their stream spans (``staged_stream``) show that without touching a reading:
@@ -57,10 +59,10 @@ SELECT r.*, t.ctid AS tid,
        CASE
            WHEN r.rank > 1 THEN 'superseded'
            WHEN t.nmi IS NULL THEN 'inserted'
+           WHEN ({_VERSION.format(t="r")}) <= ({_VERSION.format(t="t")}) THEN 'superseded'
            WHEN {_VALUES.format(t="r")} IS NOT DISTINCT FROM {_VALUES.format(t="t")}
                THEN 'unchanged'
-           WHEN ({_VERSION.format(t="r")}) > ({_VERSION.format(t="t")}) THEN 'updated'
-           ELSE 'superseded'
+           ELSE 'updated'
        END AS outcome
 FROM ranked r
 LEFT JOIN {SCHEMA}.meter_reading t
