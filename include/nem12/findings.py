@@ -13,6 +13,9 @@ class FindingCollector:
     """Keeps up to ``cap`` findings per rule and counts the rest.
 
     Also knows which blocks and whether the whole file an error rejects.
+    Checks given as LazyFrames wait and then run together in one Polars call
+    (a chunk holds dozens of small checks; one call each would cost more than
+    the checking itself); reading the outcome runs them first.
     """
 
     def __init__(
@@ -26,10 +29,31 @@ class FindingCollector:
         self.rulebook = rulebook
         self.cap = cap
         self.reject_file_on_block_error = reject_file_on_block_error
-        self.findings: list[Finding] = []
-        self.counts: Counter[str] = Counter()
-        self.rejected_blocks: set[int] = set()
-        self.file_rejected = False
+        self._findings: list[Finding] = []
+        self._counts: Counter[str] = Counter()
+        self._rejected_blocks: set[int] = set()
+        self._file_rejected = False
+        self._pending: list[tuple[str, pl.LazyFrame]] = []
+
+    @property
+    def findings(self) -> list[Finding]:
+        self.flush()
+        return self._findings
+
+    @property
+    def counts(self) -> Counter[str]:
+        self.flush()
+        return self._counts
+
+    @property
+    def rejected_blocks(self) -> set[int]:
+        self.flush()
+        return self._rejected_blocks
+
+    @property
+    def file_rejected(self) -> bool:
+        self.flush()
+        return self._file_rejected
 
     def add(
         self,
@@ -41,27 +65,42 @@ class FindingCollector:
         block: int | None = None,
     ) -> None:
         self._reject(rule, [block])
-        self.counts[rule] += 1
-        if self.counts[rule] <= self.cap:
-            self.findings.append(
+        self._counts[rule] += 1
+        if self._counts[rule] <= self.cap:
+            self._findings.append(
                 Finding(
                     self.file, rule, self.rulebook.severity(rule), line, record_type, nmi, message
                 )
             )
 
-    def add_frame(self, rule: str, frame: pl.DataFrame) -> None:
+    def add_frame(self, rule: str, frame: pl.DataFrame | pl.LazyFrame) -> None:
         """Add one finding per row of ``frame`` (line, record_type, nmi, message, block)."""
+        if isinstance(frame, pl.LazyFrame):
+            self._pending.append((rule, frame))
+        else:
+            self._add_rows(rule, frame)
+
+    def flush(self) -> None:
+        """Run the waiting checks, in the order they were added."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        frames = pl.collect_all([frame for _, frame in pending], engine="in-memory")
+        for (rule, _), frame in zip(pending, frames, strict=True):
+            self._add_rows(rule, frame)
+
+    def _add_rows(self, rule: str, frame: pl.DataFrame) -> None:
         if frame.is_empty():
             return
         if "block" in frame.columns:
             self._reject(rule, frame.get_column("block").unique().to_list())
         else:
             self._reject(rule, [None])
-        room = max(self.cap - self.counts[rule], 0)
-        self.counts[rule] += frame.height
+        room = max(self.cap - self._counts[rule], 0)
+        self._counts[rule] += frame.height
         severity = self.rulebook.severity(rule)
         for row in frame.head(room).iter_rows(named=True):
-            self.findings.append(
+            self._findings.append(
                 Finding(
                     self.file,
                     rule,
@@ -77,19 +116,20 @@ class FindingCollector:
         if self.rulebook.severity(rule) != "error":
             return
         if self.rulebook.scope(rule) == "file" or self.reject_file_on_block_error:
-            self.file_rejected = True
+            self._file_rejected = True
             return
         for block in blocks:
             if block is None:
-                self.file_rejected = True
+                self._file_rejected = True
             else:
-                self.rejected_blocks.add(int(block))
+                self._rejected_blocks.add(int(block))
 
     def finish(self) -> list[Finding]:
         """The findings, with one line per rule that hit the cap saying how many were left out."""
-        for rule, count in sorted(self.counts.items()):
+        self.flush()
+        for rule, count in sorted(self._counts.items()):
             if count > self.cap:
-                self.findings.append(
+                self._findings.append(
                     Finding(
                         self.file,
                         rule,
@@ -101,5 +141,5 @@ class FindingCollector:
                         f"({count} in all)",
                     )
                 )
-        self.findings.sort(key=lambda f: (f.line is None, f.line or 0))
-        return self.findings
+        self._findings.sort(key=lambda f: (f.line is None, f.line or 0))
+        return self._findings

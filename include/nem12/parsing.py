@@ -581,7 +581,7 @@ class FileParser:
 
     def _check_blocks(self, blocks: pl.DataFrame) -> None:
         c = self.collector
-        base = blocks.select(
+        base = blocks.lazy().select(
             "line",
             "block",
             "nmi",
@@ -721,9 +721,9 @@ class FileParser:
         for rule, (condition, message) in checks.items():
             c.add_frame(
                 rule,
-                days.filter(condition).select(
-                    "line", "block", "nmi", record_type=pl.lit("300"), message=message
-                ),
+                days.lazy()
+                .filter(condition)
+                .select("line", "block", "nmi", record_type=pl.lit("300"), message=message),
             )
         ok = days.filter(pl.col("shape_ok"))
         self._check_quality(
@@ -838,16 +838,16 @@ class FileParser:
         for rule, (condition, message) in checks.items():
             self.collector.add_frame(
                 rule,
-                rows.filter(condition).select(
-                    "line", "block", "nmi", "record_type", message=message
-                ),
+                rows.lazy()
+                .filter(condition)
+                .select("line", "block", "nmi", "record_type", message=message),
             )
 
     def _check_update_times(self, days: pl.DataFrame) -> None:
         update = pl.col("update_raw").fill_null("")
         msats = pl.col("msats_raw").fill_null("")
         c = self.collector
-        rows = days.select(
+        rows = days.lazy().select(
             "line", "block", "nmi", "update_raw", "msats_raw", record_type=pl.lit("300")
         )
         parsed14 = update.str.to_datetime("%Y%m%d%H%M%S", strict=False)
@@ -911,7 +911,8 @@ class FileParser:
             repeated.append(self._seen_dates.add((nmi, suffix), day))
         self.collector.add_frame(
             "interval_date_repeated",
-            keys.with_columns(repeated=pl.Series(repeated, dtype=pl.Boolean))
+            keys.lazy()
+            .with_columns(repeated=pl.Series(repeated, dtype=pl.Boolean))
             .filter("repeated")
             .select(
                 "line",
@@ -925,7 +926,7 @@ class FileParser:
                 ),
             ),
         )
-        out_of_order = keys.filter(
+        out_of_order = keys.lazy().filter(
             pl.col("interval_date") < pl.col("interval_date").shift(1).over("block")
         )
         self.collector.add_frame(
@@ -977,7 +978,9 @@ class FileParser:
         )
         c.add_frame(
             "event_unexpected",
-            unexpected.filter(pl.col("block") > 0).select(
+            unexpected.lazy()
+            .filter(pl.col("block") > 0)
+            .select(
                 "line",
                 "block",
                 "nmi",
@@ -1004,7 +1007,9 @@ class FileParser:
         )
         c.add_frame(
             "event_range",
-            events.filter(bad_range).select(
+            events.lazy()
+            .filter(bad_range)
+            .select(
                 "line",
                 "block",
                 "nmi",
@@ -1022,7 +1027,9 @@ class FileParser:
         )
         c.add_frame(
             "event_quality",
-            events.filter(~quality_ok).select(
+            events.lazy()
+            .filter(~quality_ok)
+            .select(
                 "line",
                 "block",
                 "nmi",
@@ -1059,7 +1066,9 @@ class FileParser:
         invalid_days = set(events.filter(bad_range).get_column("day").to_list())
         c.add_frame(
             "event_missing",
-            missing.filter(~pl.col("day").is_in(list(invalid_days))).select(
+            missing.lazy()
+            .filter(~pl.col("day").is_in(list(invalid_days)))
+            .select(
                 "line",
                 "block",
                 "nmi",
@@ -1077,7 +1086,7 @@ class FileParser:
         )
         c.add_frame(
             "event_coverage",
-            wrong.select(
+            wrong.lazy().select(
                 "line",
                 "block",
                 "nmi",
