@@ -1175,13 +1175,12 @@ def _explode(
     if days.is_empty():
         return None, None
     update = pl.col("update_raw").fill_null("")
-    seconds = pl.col("day_start") + (
-        pl.col("idx").cast(pl.Int64) * pl.col("interval_length").cast(pl.Int64) * 60
-    )
+    # per day: its start and its interval in microseconds; per reading one multiply-add
+    microseconds = pl.col("day_start_us") + pl.col("idx") * pl.col("interval_us")
     long = (
         days.lazy()
         .select(
-            "block",
+            pl.col("block").cast(pl.Int32),
             "line",
             "interval_length",
             (~pl.col("raw").str.contains("[-+eE]")).alias("plain_line"),
@@ -1195,19 +1194,21 @@ def _explode(
                 .alias(c)
                 for c in mdff.READING_TEXT_COLUMNS
             ],
-            day_start=pl.col("interval_date").cast(pl.Int64) * 86_400 - _NEM_OFFSET_SECONDS,
+            day_start_us=(pl.col("interval_date").cast(pl.Int64) * 86_400 - _NEM_OFFSET_SECONDS)
+            * 1_000_000,
+            interval_us=pl.col("interval_length").cast(pl.Int64) * 60_000_000,
             update_datetime=pl.when(update.str.len_bytes() == 12)
             .then(_nem_datetime(update, "%Y%m%d%H%M"))
             .otherwise(_nem_datetime(update, "%Y%m%d%H%M%S")),
             msats_load_datetime=_nem_datetime(pl.col("msats_raw").fill_null(""), "%Y%m%d%H%M%S"),
             value=F.list.slice(2, pl.col("intervals")),
-            idx=pl.int_ranges(0, pl.col("intervals"), dtype=pl.Int32),
+            idx=pl.int_ranges(0, pl.col("intervals"), dtype=pl.Int64),
         )
         .explode("value", "idx")
         .with_columns(decimal=pl.col("value").cast(mdff.VALUE_DTYPE, strict=False))
         .select(
             *mdff.STREAM_COLUMNS,
-            interval_start=(seconds * 1_000_000).cast(pl.Datetime("us", mdff.NEM_TIME_ZONE)),
+            interval_start=microseconds.cast(pl.Datetime("us", mdff.NEM_TIME_ZONE)),
             value="decimal",
             quality_method="quality_method",
             reason_code="reason_code",
@@ -1215,7 +1216,7 @@ def _explode(
             update_datetime="update_datetime",
             msats_load_datetime="msats_load_datetime",
             line_number="line",
-            block=pl.col("block").cast(pl.Int32),
+            block="block",
             # The cast also takes signs and exponents: a line holding any is
             # checked value by value against VALUE_PATTERN below.
             value_ok=pl.col("plain_line")
