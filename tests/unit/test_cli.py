@@ -138,6 +138,31 @@ def test_the_installed_console_script_runs():
     assert "accepted, 57024 readings" in done.stderr
 
 
+def test_the_console_script_flushes_its_output_and_exit_code_before_leaving(tmp_path):
+    """The script leaves without the interpreter's teardown: the Parquet file, the
+    last stderr line and the exit code must all have been delivered by then."""
+    script = shutil.which("nem12", path=str(Path(sys.executable).parent))
+    assert script is not None
+    out = tmp_path / "readings.parquet"
+    done = subprocess.run(
+        [script, "parse", str(AEMO / "Example_NEM12_ManyNMIs.zip"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert done.stderr.splitlines()[-1] == f"wrote 57024 readings to {out}"
+    assert pl.read_parquet(out).height == 57024
+    missing = subprocess.run(
+        [script, "validate", str(tmp_path / "absent.csv"), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert missing.returncode == 2
+    assert "absent.csv" in missing.stderr
+
+
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
