@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,12 @@ from nem12.parsing import FileReport, ParseConfig, parse_source
 
 FIXTURES = Path(__file__).parent / "fixtures"
 AEMO = FIXTURES / "aemo"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """pgserver says goodbye from an exit hook, after pytest closed the streams its
+    log lines would go to (each printed as a 'Logging error' traceback)."""
+    logging.getLogger("pgserver").disabled = True
 
 
 @dataclass

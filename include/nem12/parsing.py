@@ -90,6 +90,47 @@ class _DaysSeen:
         entry[0], entry[1] = base, mask | bit
         return bool(mask & bit)
 
+    def add_frame(self, keys: pl.DataFrame) -> pl.Series:
+        """Record each row's (nmi, nmi_suffix, interval_date); True where seen before.
+
+        A stream whose dates here are a run of consecutive distinct dates after
+        all its earlier ones (a well-formed file) is recorded in one step; the
+        other streams date by date.
+        """
+        day = pl.col("interval_date").cast(pl.Int32)
+        runs = keys.group_by("nmi", "nmi_suffix").agg(
+            first=day.min(), last=day.max(), n=pl.len(), distinct=day.n_unique()
+        )
+        irregular = []
+        for nmi, suffix, first, last, n, distinct in runs.iter_rows():
+            entry = self._streams.get((nmi, suffix))
+            after_all = entry is None or first >= entry[0] + entry[1].bit_length()
+            if after_all and n == distinct == last - first + 1:
+                run = (1 << n) - 1
+                if entry is None:
+                    self._streams[(nmi, suffix)] = [first, run]
+                else:
+                    entry[1] |= run << (first - entry[0])
+            else:
+                irregular.append((nmi, suffix))
+        repeated = pl.Series("repeated", [False] * keys.height, dtype=pl.Boolean)
+        if not irregular:
+            return repeated
+        rows = keys.with_row_index("row").join(
+            pl.DataFrame(irregular, schema=["nmi", "nmi_suffix"], orient="row").cast(
+                {"nmi": keys.schema["nmi"], "nmi_suffix": keys.schema["nmi_suffix"]}
+            ),
+            on=["nmi", "nmi_suffix"],
+            nulls_equal=True,
+            maintain_order="left",
+        )
+        again = [
+            row
+            for row, nmi, suffix, date in rows.select("row", "nmi", "nmi_suffix", day).iter_rows()
+            if self.add((nmi, suffix), date)
+        ]
+        return repeated.scatter(again, True) if again else repeated
+
 
 @dataclass
 class Header:
@@ -900,19 +941,11 @@ class FileParser:
     def _check_repeats(self, days: pl.DataFrame) -> None:
         """A stream's IntervalDate seen before in this file (dates kept per stream)."""
         keys = days.select("line", "block", "nmi", "nmi_suffix", "interval_date")
-        repeated: list[bool] = []
-        streams = zip(
-            keys.get_column("nmi").to_list(),
-            keys.get_column("nmi_suffix").to_list(),
-            keys.get_column("interval_date").cast(pl.Int32).to_list(),
-            strict=True,
-        )
-        for nmi, suffix, day in streams:
-            repeated.append(self._seen_dates.add((nmi, suffix), day))
+        repeated = self._seen_dates.add_frame(keys)
         self.collector.add_frame(
             "interval_date_repeated",
             keys.lazy()
-            .with_columns(repeated=pl.Series(repeated, dtype=pl.Boolean))
+            .with_columns(repeated=repeated)
             .filter("repeated")
             .select(
                 "line",

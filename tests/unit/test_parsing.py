@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from itertools import pairwise
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from nem12.parsing import ParseConfig
+from nem12.parsing import ParseConfig, _DaysSeen
 from nem12.reading import ReadLimits
 from tests.conftest import parse_all
 
@@ -238,3 +241,36 @@ def test_per_record_frame_holds_key_fields_and_value_counts():
     )
     assert (day1["value_count"], day1["expected_value_count"]) == (47, 48)
     assert records.row(3, named=True)["value_count"] == 48
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from([("NMI0000001", "E1"), ("NMI0000001", "B1"), ("NMI0000002", None)]),
+            st.integers(19_000, 19_040),
+        ),
+        max_size=60,
+    ),
+    cuts=st.lists(st.integers(0, 60), max_size=4),
+)
+def test_days_seen_by_chunk_agrees_with_date_by_date(rows, cuts):
+    """Runs of consecutive dates take a shortcut; any order, repeat or gap must
+    still flag exactly the rows a date-by-date check flags."""
+    one_by_one = _DaysSeen()
+    expected = [one_by_one.add(stream, day) for stream, day in rows]
+    by_chunk = _DaysSeen()
+    got: list[bool] = []
+    bounds = sorted({0, len(rows), *(c for c in cuts if c < len(rows))})
+    for start, end in pairwise(bounds):
+        chunk = rows[start:end]
+        keys = pl.DataFrame(
+            {
+                "nmi": [stream[0] for stream, _ in chunk],
+                "nmi_suffix": [stream[1] for stream, _ in chunk],
+                "interval_date": [date.fromordinal(719_163 + day) for _, day in chunk],
+            },
+            schema={"nmi": pl.String, "nmi_suffix": pl.String, "interval_date": pl.Date},
+        )
+        got += by_chunk.add_frame(keys).to_list()
+    assert got == expected
