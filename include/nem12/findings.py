@@ -36,16 +36,6 @@ class FindingCollector:
         self._pending: list[tuple[str, pl.LazyFrame]] = []
 
     @property
-    def findings(self) -> list[Finding]:
-        self.flush()
-        return self._findings
-
-    @property
-    def counts(self) -> Counter[str]:
-        self.flush()
-        return self._counts
-
-    @property
     def rejected_blocks(self) -> set[int]:
         self.flush()
         return self._rejected_blocks

@@ -113,7 +113,7 @@ class _DaysSeen:
                     entry[1] |= run << (first - entry[0])
             else:
                 irregular.append((nmi, suffix))
-        repeated = pl.Series("repeated", [False] * keys.height, dtype=pl.Boolean)
+        repeated = pl.repeat(False, keys.height, dtype=pl.Boolean, eager=True).alias("repeated")
         if not irregular:
             return repeated
         rows = keys.with_row_index("row").join(
