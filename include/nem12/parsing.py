@@ -1208,8 +1208,9 @@ def _explode(
     if days.is_empty():
         return None, None
     update = pl.col("update_raw").fill_null("")
-    # per day: its start and its interval in microseconds; per reading one multiply-add
-    microseconds = pl.col("day_start_us") + pl.col("idx") * pl.col("interval_us")
+    # per day, its intervals' starts in microseconds, exploded alongside the values
+    day_start = (pl.col("interval_date").cast(pl.Int64) * 86_400 - _NEM_OFFSET_SECONDS) * 1_000_000
+    step = pl.col("interval_length").cast(pl.Int64) * 60_000_000
     long = (
         days.lazy()
         .select(
@@ -1227,21 +1228,20 @@ def _explode(
                 .alias(c)
                 for c in mdff.READING_TEXT_COLUMNS
             ],
-            day_start_us=(pl.col("interval_date").cast(pl.Int64) * 86_400 - _NEM_OFFSET_SECONDS)
-            * 1_000_000,
-            interval_us=pl.col("interval_length").cast(pl.Int64) * 60_000_000,
             update_datetime=pl.when(update.str.len_bytes() == 12)
             .then(_nem_datetime(update, "%Y%m%d%H%M"))
             .otherwise(_nem_datetime(update, "%Y%m%d%H%M%S")),
             msats_load_datetime=_nem_datetime(pl.col("msats_raw").fill_null(""), "%Y%m%d%H%M%S"),
             value=F.list.slice(2, pl.col("intervals")),
-            idx=pl.int_ranges(0, pl.col("intervals"), dtype=pl.Int64),
+            interval_start=pl.int_ranges(
+                day_start, day_start + pl.col("intervals").cast(pl.Int64) * step, step
+            ),
         )
-        .explode("value", "idx")
+        .explode("value", "interval_start")
         .with_columns(decimal=pl.col("value").cast(mdff.VALUE_DTYPE, strict=False))
         .select(
             *mdff.STREAM_COLUMNS,
-            interval_start=microseconds.cast(pl.Datetime("us", mdff.NEM_TIME_ZONE)),
+            interval_start=pl.col("interval_start").cast(pl.Datetime("us", mdff.NEM_TIME_ZONE)),
             value="decimal",
             quality_method="quality_method",
             reason_code="reason_code",
@@ -1256,7 +1256,6 @@ def _explode(
             & (pl.col("value").str.len_bytes() <= _SHORT_VALUE_BYTES)
             & pl.col("decimal").is_not_null(),
             value_raw="value",
-            idx="idx",
         )
         .collect()
     )
@@ -1264,13 +1263,15 @@ def _explode(
         long = _apply_events(long, days, events)
     bad = None
     if not long.get_column("value_ok").all():
+        start = pl.col("interval_start")
+        minute_of_day = start.dt.hour().cast(pl.Int32) * 60 + start.dt.minute()
         bad = long.filter(
             ~pl.col("value_ok"),
             ~pl.col("value_raw").str.contains(mdff.VALUE_PATTERN) | pl.col("value").is_null(),
-        )
+        ).with_columns(idx=minute_of_day // pl.col("interval_length"))
         if bad.is_empty():
             bad = None
-    return long.drop("value_ok", "value_raw", "idx"), bad
+    return long.drop("value_ok", "value_raw"), bad
 
 
 def _concat_readings(frames: list[pl.DataFrame]) -> pl.DataFrame:
