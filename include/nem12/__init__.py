@@ -36,7 +36,8 @@ def _keep_freed_c_heap() -> None:
         return
     m_trim_threshold, m_mmap_threshold = -1, -3
     mallopt(m_mmap_threshold, 32 << 20)  # glibc's largest; chunks are a few MB
-    mallopt(m_trim_threshold, 1 << 30)
+    # Hand back only a large free top: a higher threshold let RSS creep with file size.
+    mallopt(m_trim_threshold, 128 << 20)
 
 
 _keep_freed_c_heap()
