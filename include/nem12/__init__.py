@@ -22,8 +22,9 @@ def _keep_freed_c_heap() -> None:
     """Let glibc's malloc reuse freed buffers instead of returning them to the OS.
 
     Each chunk's bytes and text are Python objects of several MB from glibc's
-    malloc, which by default maps and unmaps such blocks, so every chunk pays
-    the kernel to zero fresh pages again (a third of the parse's page faults).
+    malloc, which by default unmaps such blocks or trims them off its heap when
+    freed, so every chunk pays the kernel to zero fresh pages again (a third of
+    the parse's page faults).
     A user's own ``MALLOC_*`` or ``GLIBC_TUNABLES`` settings are kept.
     """
     if "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", "") or any(
