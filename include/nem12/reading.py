@@ -410,6 +410,13 @@ def iter_chunks(stream: BinaryIO, limits: ReadLimits) -> Iterator[Chunk]:
             cut = buffer.rfind(b"\n300,")
             if cut <= 0:
                 cut = buffer.rfind(b"\n")
+            if cut < 0:  # a line longer than four chunks: read on (the line limit bounds it)
+                block = stream.read(target)
+                if block:
+                    buffer += block
+                    continue
+                eof = True
+                continue
             complete = False
         piece, buffer = buffer[: cut + 1], buffer[cut + 1 :]
         yield Chunk(piece, line, complete)

@@ -103,6 +103,16 @@ def test_a_line_longer_than_the_limit_is_refused_without_reading_it_all():
     assert parsed.report.findings[0].line == VALID.count(b"\n")
 
 
+def test_a_line_longer_than_four_chunks_is_read_whole():
+    """A long line within the line limit is read on, not cut into empty chunks forever."""
+    padded = VALID.replace(b",A,,,", b",A,,," + b" " * 5_000, 1)
+    small = ParseConfig(limits=ReadLimits(chunk_bytes=997))
+    parsed, whole = parse_all(padded, config=small), parse_all(padded)
+    assert parsed.report.status == "accepted"
+    assert parsed.readings.height == READINGS
+    assert parsed.readings.equals(whole.readings)
+
+
 @pytest.mark.parametrize(
     "data, rule",
     [
