@@ -237,8 +237,9 @@ class FileParser:
         except ReadError as exc:
             self._read_failed = True
             self.collector.add(exc.rule, exc.message, line=exc.line)
-        except (pl.exceptions.PolarsError, ValueError, OSError) as exc:
-            # A defect of ours or an input no rule foresaw: reject the file, say why.
+        except Exception as exc:
+            # A defect of ours or an input no rule foresaw: reject this file, say why,
+            # and let the other files of the run go on.
             self._read_failed = True
             self.collector.add(
                 "input_unreadable", f"cannot parse: {type(exc).__name__}: {exc}"[:500]

@@ -274,3 +274,28 @@ def test_days_seen_by_chunk_agrees_with_date_by_date(rows, cuts):
         )
         got += by_chunk.add_frame(keys).to_list()
     assert got == expected
+
+
+def test_an_unforeseen_failure_rejects_that_file_only(monkeypatch):
+    """A defect no rule foresaw becomes a finding naming the file; the next file is parsed."""
+    from nem12 import parsing
+    from nem12.generate import zip_bytes
+
+    real = parsing.FileParser._check_events
+    calls = iter([True, False])
+
+    def fails_on_the_first_file(self, records, days):
+        if next(calls):
+            raise KeyError("surprise")
+        return real(self, records, days)
+
+    monkeypatch.setattr(parsing.FileParser, "_check_events", fails_on_the_first_file)
+    text = nem12_text().encode()
+    parsed = parse_all(zip_bytes({"a.csv": text, "b.csv": text}), name="both.zip")
+    first, second = parsed.reports
+    assert (first.status, [f.as_line() for f in first.findings]) == (
+        "rejected",
+        ["both.zip!a.csv: error input_unreadable: cannot parse: KeyError: 'surprise'"],
+    )
+    assert second.status == "accepted"
+    assert parsed.readings.height == 48 * 2 + 48
