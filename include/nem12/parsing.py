@@ -237,9 +237,9 @@ class FileParser:
         except ReadError as exc:
             self._read_failed = True
             self.collector.add(exc.rule, exc.message, line=exc.line)
-        except Exception as exc:
-            # A defect of ours or an input no rule foresaw: reject this file, say why,
-            # and let the other files of the run go on.
+        except (Exception, pl.exceptions.PanicException) as exc:
+            # A defect of ours, of Polars (a panic) or an input no rule foresaw:
+            # reject this file, say why, and let the other files of the run go on.
             self._read_failed = True
             self.collector.add(
                 "input_unreadable", f"cannot parse: {type(exc).__name__}: {exc}"[:500]
@@ -941,7 +941,8 @@ class FileParser:
 
     def _check_repeats(self, days: pl.DataFrame) -> None:
         """A stream's IntervalDate seen before in this file (dates kept per stream)."""
-        keys = days.select("line", "block", "nmi", "nmi_suffix", "interval_date")
+        # One chunk: Polars 2.1 panics filtering a multi-chunk frame by a shift and formatting.
+        keys = days.select("line", "block", "nmi", "nmi_suffix", "interval_date").rechunk()
         repeated = self._seen_dates.add_frame(keys)
         self.collector.add_frame(
             "interval_date_repeated",

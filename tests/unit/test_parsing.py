@@ -276,7 +276,15 @@ def test_days_seen_by_chunk_agrees_with_date_by_date(rows, cuts):
     assert got == expected
 
 
-def test_an_unforeseen_failure_rejects_that_file_only(monkeypatch):
+@pytest.mark.parametrize(
+    "failure, said",
+    [
+        (KeyError("surprise"), "KeyError: 'surprise'"),
+        (pl.exceptions.PanicException("boom"), "PanicException: boom"),
+    ],
+    ids=["python", "polars-panic"],
+)
+def test_an_unforeseen_failure_rejects_that_file_only(monkeypatch, failure, said):
     """A defect no rule foresaw becomes a finding naming the file; the next file is parsed."""
     from nem12 import parsing
     from nem12.generate import zip_bytes
@@ -286,7 +294,7 @@ def test_an_unforeseen_failure_rejects_that_file_only(monkeypatch):
 
     def fails_on_the_first_file(self, records, days):
         if next(calls):
-            raise KeyError("surprise")
+            raise failure
         return real(self, records, days)
 
     monkeypatch.setattr(parsing.FileParser, "_check_events", fails_on_the_first_file)
@@ -295,7 +303,22 @@ def test_an_unforeseen_failure_rejects_that_file_only(monkeypatch):
     first, second = parsed.reports
     assert (first.status, [f.as_line() for f in first.findings]) == (
         "rejected",
-        ["both.zip!a.csv: error input_unreadable: cannot parse: KeyError: 'surprise'"],
+        [f"both.zip!a.csv: error input_unreadable: cannot parse: {said}"],
     )
     assert second.status == "accepted"
     assert parsed.readings.height == 48 * 2 + 48
+
+
+def test_dates_out_of_order_in_a_stream_are_a_warning_and_all_readings_kept():
+    values = ",".join(DAY2)
+    days = [f"300,202401{d:02},{values},A,,,20240104030405," for d in (3, 2, 1)]
+    header, stream = "100,NEM12,202401020304,MDPA,RETB", "200,NEM1201009,E1,1,E1,N1,M1,kWh,30,"
+    text = "\n".join([header, stream, *days, "900"])
+    parsed = parse_all(text.encode(), name="order.csv")
+    assert parsed.report.status == "accepted"
+    assert [f.as_line() for f in parsed.report.findings] == [
+        f"order.csv:{line}: warning interval_date_order: IntervalDate 202401{day:02} comes after "
+        "a later date of the same stream [NMI NEM1201009]"
+        for line, day in ((4, 2), (5, 1))
+    ]
+    assert parsed.readings.height == 3 * 48
