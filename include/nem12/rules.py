@@ -33,7 +33,12 @@ def _catalogue(*rules: Rule) -> dict[str, Rule]:
 # implementations quote, the rule is a warning and says so.
 RULES: dict[str, Rule] = _catalogue(
     # --- reading the bytes ---------------------------------------------------
-    Rule("input_unreadable", "error", "file", "the input cannot be read"),
+    Rule(
+        "input_unreadable",
+        "error",
+        "file",
+        "the input cannot be read or parsed (the message names the cause)",
+    ),
     Rule("archive_invalid", "error", "file", "corrupt or unsupported archive"),
     Rule("archive_empty", "error", "file", "the archive holds no files"),
     Rule(
