@@ -398,26 +398,20 @@ def iter_chunks(stream: BinaryIO, limits: ReadLimits) -> Iterator[Chunk]:
                 yield Chunk(buffer, line, True)
             return
         cut = buffer.rfind(b"\n200,")
-        complete = True
-        if cut <= 0:
-            if len(buffer) < 4 * target:
-                block = stream.read(target)
-                if block:
-                    buffer += block
-                    continue
+        complete = cut > 0
+        if not complete:
+            cut = -1
+            if len(buffer) >= 4 * target:  # a block larger than four chunks
+                cut = buffer.rfind(b"\n300,")
+                if cut <= 0:
+                    cut = buffer.rfind(b"\n")
+        if cut < 0:  # nowhere to cut yet (a long block or line): read on; the limits bound it
+            block = stream.read(target)
+            if block:
+                buffer += block
+            else:
                 eof = True
-                continue
-            cut = buffer.rfind(b"\n300,")
-            if cut <= 0:
-                cut = buffer.rfind(b"\n")
-            if cut < 0:  # a line longer than four chunks: read on (the line limit bounds it)
-                block = stream.read(target)
-                if block:
-                    buffer += block
-                    continue
-                eof = True
-                continue
-            complete = False
+            continue
         piece, buffer = buffer[: cut + 1], buffer[cut + 1 :]
         yield Chunk(piece, line, complete)
         line += piece.count(b"\n")
