@@ -119,7 +119,7 @@ def readings_frame(
     return register_io_source(io_source=source, schema=schema)
 
 
-def prefetched(batches: Iterable[pl.DataFrame], depth: int = 2) -> Iterator[pl.DataFrame]:
+def prefetched(batches: Iterable[pl.DataFrame], depth: int = 1) -> Iterator[pl.DataFrame]:
     """Produce ``batches`` in a thread so parsing overlaps the consumer's work.
 
     Polars releases the GIL while it computes, so the two share both cores;
