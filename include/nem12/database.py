@@ -29,7 +29,7 @@ UNFINISHED = ("registered", "validated", "staged")
 FINISHED = tuple(status for status in FILE_STATUSES if status not in UNFINISHED)
 
 #: Bumped with every change to DDL (applied by the owner of the schema).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: The least privilege the tasks need once the schema exists: read and write
 #: rows, no DDL. Run as the schema's owner; ``{role}`` is the tasks' login role.
@@ -38,6 +38,11 @@ GRANT USAGE ON SCHEMA {SCHEMA} TO {{role}};
 GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA {SCHEMA} TO {{role}};
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {SCHEMA} TO {{role}};
 """
+
+#: Free space kept on meter_reading's pages for corrections: MDFF revisions
+#: (estimates replaced by actuals) rewrite whole days, a page's rows at once, and
+#: at 50 each row's first new version fits beside the old one.
+METER_FILLFACTOR = 50
 
 #: Idempotent DDL: applying it again changes nothing.
 DDL = f"""
@@ -130,6 +135,11 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.meter_reading (
     merged_at            timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (nmi, nmi_suffix, interval_start)
 );
+
+-- v3: half of each page left free, so a correction can write a reading's new
+-- version beside the old one (a HOT update: no new index entry, less WAL).
+-- Applies to pages written from now on; an owner may set it back to 100.
+ALTER TABLE {SCHEMA}.meter_reading SET (fillfactor = {METER_FILLFACTOR});
 
 -- One row: what the ledger says at a glance (for people and monitoring).
 CREATE OR REPLACE VIEW {SCHEMA}.ledger_summary AS
