@@ -9,10 +9,12 @@ import psycopg
 import pytest
 
 from nem12.database import (
+    SCHEMA_VERSION,
     TASK_ROLE_SQL,
     apply_schema,
     record_parse,
     register_file,
+    schema_version,
     stage_readings,
 )
 from nem12.generate import GeneratorSpec, generate_bytes
@@ -45,6 +47,18 @@ def test_schema_is_idempotent(conn):
     apply_schema(conn)
     apply_schema(conn)
     assert conn.execute("SELECT count(*) FROM nem12.meter_reading").fetchone() == (0,)
+
+
+def test_a_database_at_the_previous_version_is_brought_to_the_current_one(conn):
+    conn.execute("ALTER TABLE nem12.meter_reading RESET (fillfactor)")
+    conn.execute("INSERT INTO nem12.schema_version (version) VALUES (%s)", (SCHEMA_VERSION - 1,))
+    conn.execute("DELETE FROM nem12.schema_version WHERE version = %s", (SCHEMA_VERSION,))
+    assert schema_version(conn) == SCHEMA_VERSION - 1
+    apply_schema(conn)
+    assert schema_version(conn) == SCHEMA_VERSION
+    assert conn.execute(
+        "SELECT reloptions FROM pg_class WHERE oid = 'nem12.meter_reading'::regclass"
+    ).fetchone() == (["fillfactor=50"],)
 
 
 def test_a_file_is_staged_then_merged_with_exact_values(conn):
