@@ -14,6 +14,8 @@ from nem12.parsing import FileReport, ParseConfig, parse_source
 
 FIXTURES = Path(__file__).parent / "fixtures"
 AEMO = FIXTURES / "aemo"
+#: nem-reader's text examples that shared/nem12-examples does not hold (see its README)
+NEM_READER_EXTRA = FIXTURES / "nem-reader-extra"
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -8,11 +8,16 @@ import polars as pl
 import pytest
 from nemreader import NEMFile
 
-from tests.conftest import AEMO, parse_all
+from tests.conftest import AEMO, NEM_READER_EXTRA, parse_all
 
 EXAMPLES = [
     *sorted(p for folder in ("nem12", "unzipped", "invalid") for p in (AEMO / folder).iterdir()),
     AEMO / "Example_NEM12_ManyNMIs.zip",
+    *sorted(
+        p
+        for p in (*NEM_READER_EXTRA.iterdir(), *(NEM_READER_EXTRA / "unzipped").iterdir())
+        if p.is_file() and p.suffix != ".md" and not p.name.startswith("LICENSE")
+    ),
 ]
 
 
@@ -50,13 +55,18 @@ COMPARED = [p for p in EXAMPLES if accepted_by_both(p)]
 #: takes some of them) and the NEM13 files neither reads as interval data.
 NOT_COMPARED = {f"invalid/{p.name}" for p in (AEMO / "invalid").iterdir()} - {
     "invalid/Example_NEM12_incomplete_interval.csv"
-} | {"unzipped/Example_NEM13_consumption_data.csv", "unzipped/Example_NEM13_forward_estimate.csv"}
+} | {
+    "unzipped/Example_NEM13_consumption_data.csv",
+    "unzipped/Example_NEM13_forward_estimate.csv",
+    "nem-reader-extra/Example-NEM12.csv",  # a fragment: 400 ranges short, no 900
+    "nem-reader-extra/NEM13#DATA_14121801#WBAYM#3044076134.V01",
+}
 
 
 def test_only_the_invalid_and_nem13_examples_are_left_out():
     left_out = {f"{p.parent.name}/{p.name}" for p in EXAMPLES if p not in COMPARED}
     assert left_out == NOT_COMPARED
-    assert len(COMPARED) >= 50
+    assert len(COMPARED) >= 53
 
 
 @pytest.mark.parametrize("path", COMPARED, ids=lambda p: f"{p.parent.name}/{p.name}")

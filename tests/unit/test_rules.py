@@ -6,7 +6,7 @@ import pytest
 
 from nem12.generate import DEFECTS, GeneratorSpec, generate_bytes
 from nem12.rules import RULES, RuleBook
-from tests.conftest import AEMO, parse_all
+from tests.conftest import AEMO, NEM_READER_EXTRA, parse_all
 
 ALL_DEFECTS = [*sorted(DEFECTS), "file_empty"]
 
@@ -86,6 +86,20 @@ def test_each_invalid_aemo_example_is_reported_with_the_rule_for_its_defect(name
 
 def test_every_invalid_example_is_covered():
     assert {p.name for p in (AEMO / "invalid").iterdir()} == set(EXPECTED_INVALID)
+
+
+#: nem-reader's text examples that are not valid NEM12 interval data
+EXPECTED_EXTRA_REJECTED = {
+    "Example-NEM12.csv": {"event_coverage", "end_missing"},
+    "NEM13#DATA_14121801#WBAYM#3044076134.V01": {"version_unsupported"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_EXTRA_REJECTED))
+def test_each_further_real_file_that_is_not_valid_nem12_is_reported_by_rule(name):
+    parsed = parse_all(NEM_READER_EXTRA / name, name=name)
+    assert parsed.report.status == "rejected"
+    assert parsed.rules("error") == EXPECTED_EXTRA_REJECTED[name]
 
 
 def test_unknown_rule_override_is_refused():
