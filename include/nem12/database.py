@@ -138,8 +138,16 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.meter_reading (
 
 -- v3: half of each page left free, so a correction can write a reading's new
 -- version beside the old one (a HOT update: no new index entry, less WAL).
--- Applies to pages written from now on; an owner may set it back to 100.
-ALTER TABLE {SCHEMA}.meter_reading SET (fillfactor = {METER_FILLFACTOR});
+-- Applies to pages written from now on. A storage setting an owner chose
+-- (fillfactor = 100, say) is kept.
+DO $$
+BEGIN
+    IF (SELECT reloptions FROM pg_class
+        WHERE oid = '{SCHEMA}.meter_reading'::regclass) IS NULL THEN
+        ALTER TABLE {SCHEMA}.meter_reading SET (fillfactor = {METER_FILLFACTOR});
+    END IF;
+END
+$$;
 
 -- One row: what the ledger says at a glance (for people and monitoring).
 CREATE OR REPLACE VIEW {SCHEMA}.ledger_summary AS

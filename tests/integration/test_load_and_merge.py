@@ -61,6 +61,17 @@ def test_a_database_at_the_previous_version_is_brought_to_the_current_one(conn):
     ).fetchone() == (["fillfactor=50"],)
 
 
+def test_a_fillfactor_the_owner_chose_is_kept_by_a_schema_upgrade(conn):
+    conn.execute("ALTER TABLE nem12.meter_reading SET (fillfactor = 100)")
+    conn.execute("INSERT INTO nem12.schema_version (version) VALUES (%s)", (SCHEMA_VERSION - 1,))
+    conn.execute("DELETE FROM nem12.schema_version WHERE version = %s", (SCHEMA_VERSION,))
+    apply_schema(conn)
+    assert schema_version(conn) == SCHEMA_VERSION
+    assert conn.execute(
+        "SELECT reloptions FROM pg_class WHERE oid = 'nem12.meter_reading'::regclass"
+    ).fetchone() == (["fillfactor=100"],)
+
+
 def test_a_file_is_staged_then_merged_with_exact_values(conn):
     file_id = load(conn, "a.csv", generate_bytes(BASE))
     assert conn.execute("SELECT count(*) FROM nem12.reading_staging").fetchone() == (READINGS,)
