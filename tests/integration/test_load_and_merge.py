@@ -49,27 +49,29 @@ def test_schema_is_idempotent(conn):
     assert conn.execute("SELECT count(*) FROM nem12.meter_reading").fetchone() == (0,)
 
 
-def test_a_database_at_the_previous_version_is_brought_to_the_current_one(conn):
-    conn.execute("ALTER TABLE nem12.meter_reading RESET (fillfactor)")
+def meter_storage(conn: psycopg.Connection) -> list[str] | None:
+    """meter_reading's storage parameters (its fillfactor)."""
+    row = conn.execute(
+        "SELECT reloptions FROM pg_class WHERE oid = 'nem12.meter_reading'::regclass"
+    ).fetchone()
+    return row[0] if row else None
+
+
+@pytest.mark.parametrize(
+    ("storage_at_v2", "after_upgrade"),
+    [("RESET (fillfactor)", ["fillfactor=50"]), ("SET (fillfactor = 100)", ["fillfactor=100"])],
+    ids=["v2 default: gets 50", "owner's choice: kept"],
+)
+def test_a_database_at_the_previous_version_is_brought_to_the_current_one(
+    conn, storage_at_v2, after_upgrade
+):
+    conn.execute(f"ALTER TABLE nem12.meter_reading {storage_at_v2}")
     conn.execute("INSERT INTO nem12.schema_version (version) VALUES (%s)", (SCHEMA_VERSION - 1,))
     conn.execute("DELETE FROM nem12.schema_version WHERE version = %s", (SCHEMA_VERSION,))
     assert schema_version(conn) == SCHEMA_VERSION - 1
     apply_schema(conn)
     assert schema_version(conn) == SCHEMA_VERSION
-    assert conn.execute(
-        "SELECT reloptions FROM pg_class WHERE oid = 'nem12.meter_reading'::regclass"
-    ).fetchone() == (["fillfactor=50"],)
-
-
-def test_a_fillfactor_the_owner_chose_is_kept_by_a_schema_upgrade(conn):
-    conn.execute("ALTER TABLE nem12.meter_reading SET (fillfactor = 100)")
-    conn.execute("INSERT INTO nem12.schema_version (version) VALUES (%s)", (SCHEMA_VERSION - 1,))
-    conn.execute("DELETE FROM nem12.schema_version WHERE version = %s", (SCHEMA_VERSION,))
-    apply_schema(conn)
-    assert schema_version(conn) == SCHEMA_VERSION
-    assert conn.execute(
-        "SELECT reloptions FROM pg_class WHERE oid = 'nem12.meter_reading'::regclass"
-    ).fetchone() == (["fillfactor=100"],)
+    assert meter_storage(conn) == after_upgrade
 
 
 def test_a_file_is_staged_then_merged_with_exact_values(conn):
@@ -123,9 +125,7 @@ def test_a_correction_of_whole_days_writes_each_new_version_beside_the_old(conn)
     new = GeneratorSpec(
         **{**BASE.__dict__, "seed": 11, "update_datetime": datetime(2024, 3, 1, 9, 0)}
     )
-    assert conn.execute(
-        "SELECT reloptions FROM pg_class WHERE oid = 'nem12.meter_reading'::regclass"
-    ).fetchone() == (["fillfactor=50"],)
+    assert meter_storage(conn) == ["fillfactor=50"]
     merge_files(conn, [load(conn, "old.csv", generate_bytes(old))])
     page_of = (
         "SELECT nmi, nmi_suffix, interval_start, (ctid::text::point)[0] FROM nem12.meter_reading"
