@@ -6,11 +6,11 @@ import os
 import subprocess
 import sys
 
-import nem12
+from nem12 import allocator
 
 SHOW = "import os, nem12, polars; print(os.environ['_RJEM_MALLOC_CONF'])"
 COMMAND = (
-    "import os, sys, nem12; nem12._use_malloc_conf(nem12.COMMAND_MALLOC_CONF); "
+    "import os, nem12; nem12.allocator.use_malloc_conf(nem12.allocator.COMMAND_MALLOC_CONF); "
     "import polars; print(os.environ['_RJEM_MALLOC_CONF'])"
 )
 
@@ -24,25 +24,24 @@ def started_with(code: str, conf: str | None) -> str:
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
-    polars_default = "dirty_decay_ms:500,muzzy_decay_ms:1000,"
-    return done.stdout.strip().removeprefix(polars_default)
+    return done.stdout.strip().removeprefix(f"{allocator.POLARS_DEFAULT_MALLOC_CONF},")
 
 
 def test_as_a_library_freed_pages_are_handed_back():
-    assert started_with(SHOW, None) == nem12.LIBRARY_MALLOC_CONF
+    assert started_with(SHOW, None) == allocator.LIBRARY_MALLOC_CONF
 
 
 def test_polars_default_inherited_from_a_parent_is_replaced():
-    inherited = f"dirty_decay_ms:500,muzzy_decay_ms:1000,{nem12.COMMAND_MALLOC_CONF}"
-    assert started_with(SHOW, "dirty_decay_ms:500,muzzy_decay_ms:1000") == (
-        nem12.LIBRARY_MALLOC_CONF
+    inherited = f"{allocator.POLARS_DEFAULT_MALLOC_CONF},{allocator.COMMAND_MALLOC_CONF}"
+    assert started_with(SHOW, allocator.POLARS_DEFAULT_MALLOC_CONF) == (
+        allocator.LIBRARY_MALLOC_CONF
     )
-    assert started_with(SHOW, inherited) == nem12.LIBRARY_MALLOC_CONF
+    assert started_with(SHOW, inherited) == allocator.LIBRARY_MALLOC_CONF
 
 
 def test_the_command_keeps_freed_pages_even_under_a_parent_that_set_the_library_one():
-    inherited = f"dirty_decay_ms:500,muzzy_decay_ms:1000,{nem12.LIBRARY_MALLOC_CONF}"
-    assert started_with(COMMAND, inherited) == nem12.COMMAND_MALLOC_CONF
+    inherited = f"{allocator.POLARS_DEFAULT_MALLOC_CONF},{allocator.LIBRARY_MALLOC_CONF}"
+    assert started_with(COMMAND, inherited) == allocator.COMMAND_MALLOC_CONF
 
 
 def test_a_users_own_setting_is_kept():
