@@ -138,12 +138,12 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.meter_reading (
 
 -- v3: half of each page left free, so a correction can write a reading's new
 -- version beside the old one (a HOT update: no new index entry, less WAL).
--- Applies to pages written from now on. A storage setting an owner chose
--- (fillfactor = 100, say) is kept.
+-- Applies to pages written from now on. A fillfactor an owner chose is kept.
 DO $$
 BEGIN
-    IF (SELECT reloptions FROM pg_class
-        WHERE oid = '{SCHEMA}.meter_reading'::regclass) IS NULL THEN
+    IF NOT EXISTS (SELECT 1 FROM pg_class c, unnest(c.reloptions) AS o
+                   WHERE c.oid = '{SCHEMA}.meter_reading'::regclass
+                     AND o LIKE 'fillfactor=%') THEN
         ALTER TABLE {SCHEMA}.meter_reading SET (fillfactor = {METER_FILLFACTOR});
     END IF;
 END
