@@ -133,6 +133,17 @@ def test_quirks_of_real_files_give_the_same_readings(variant):
     assert parsed.readings.equals(clean)
 
 
+def test_padding_commas_after_a_300_record_are_ignored_but_a_stray_field_is_reported():
+    last_field = ",20240102040506\n"  # MSATSLoadDateTime closes line 3
+    padded = nem12_text().replace(last_field, ",20240102040506,,,,\n", 1)
+    assert parse_all(padded.encode()).readings.equals(parse_all(nem12_text().encode()).readings)
+    stray = parse_all(nem12_text().replace(last_field, ",20240102040506,,X,\n", 1).encode())
+    assert stray.report.status == "partial"
+    assert [(f.rule, f.line, f.message) for f in stray.report.findings] == [
+        ("record_fields", 3, "300 record has 57 fields; IntervalLength 30 allows at most 55")
+    ]
+
+
 def test_blank_first_line_is_skipped_with_a_warning():
     clean = parse_all(nem12_text().encode()).readings
     parsed = parse_all(("\r\n" + nem12_text(eol="\r\n")).encode())
