@@ -24,7 +24,7 @@ from typing import Literal
 import polars as pl
 
 from nem12 import mdff
-from nem12.findings import FindingCollector
+from nem12.findings import CHUNK_ENGINE, FindingCollector
 from nem12.reading import Chunk, Member, ReadError, ReadLimits, iter_chunks
 from nem12.rules import Finding, RuleBook
 
@@ -39,9 +39,6 @@ _B2B_KEPT = 10_000
 _SHORT_VALUE_BYTES = 15
 _TEXT_DTYPES = {c: mdff.READING_SCHEMA[c] for c in mdff.READING_TEXT_COLUMNS}
 _EVENT_COLUMNS = ("quality_method", "reason_code", "reason_description")
-#: The per-chunk queries are small: on the streaming engine their setup and
-#: threads competed with the Parquet sink's, and ``nem12 parse`` took ~15% longer.
-_ENGINE = "in-memory"
 #: Spaces around separators and at line ends ("stray spaces around dates").
 _STRAY_SPACE = re.compile(r"[ \t]+(?=[,\r\n]|$)|(?<=[,\n])[ \t]+|^[ \t]+")
 
@@ -359,7 +356,7 @@ class FileParser:
                 block=(pl.col("record_type") == "200").cum_sum().cast(pl.Int64) + self._blocks,
                 day=(pl.col("record_type") == "300").cum_sum().cast(pl.Int64) + self._days,
             )
-            .collect(engine=_ENGINE)
+            .collect(engine=CHUNK_ENGINE)
         )
         self._check_file_structure(records)
         if self._stop:
@@ -743,7 +740,7 @@ class FileParser:
             .with_columns(
                 shape_ok=n.is_not_null() & pl.col("quality_ok") & (pl.col("filled") <= n + 7),
             )
-            .collect(engine=_ENGINE)
+            .collect(engine=CHUNK_ENGINE)
         )
         if days.is_empty():
             return days
@@ -1256,7 +1253,7 @@ def _explode(
             & pl.col("decimal").is_not_null(),
             value_raw="value",
         )
-        .collect(engine=_ENGINE)
+        .collect(engine=CHUNK_ENGINE)
     )
     if events is not None and not events.is_empty():
         long = _apply_events(long, days, events)
