@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Iterator
 from datetime import timedelta, timezone
+from typing import NamedTuple
 
 import polars as pl
 import psycopg
@@ -21,15 +22,27 @@ NEM_TZ = timezone(timedelta(hours=10))
 
 SCHEMA = "nem12"
 
-#: Every status a ``file_ledger`` row can have, in the order a file moves through them.
-FILE_STATUSES = ("registered", "validated", "staged", "loaded", "partial", "rejected", "duplicate")
+#: Every status a ``file_ledger`` row can have, in the order a file moves through them;
+#: ``replaced``: the version was overwritten or removed under its key before it could be read.
+FILE_STATUSES = (
+    "registered",
+    "validated",
+    "staged",
+    "loaded",
+    "partial",
+    "rejected",
+    "duplicate",
+    "replaced",
+)
 #: Statuses of files the pipeline has not finished with (the next run picks them up).
 UNFINISHED = ("registered", "validated", "staged")
 #: A file in one of these is done with: later steps of any run leave it alone.
 FINISHED = tuple(status for status in FILE_STATUSES if status not in UNFINISHED)
+#: Finished for good: a replaced version that shows up again under its key is read then.
+FINISHED_FOR_GOOD = tuple(status for status in FINISHED if status != "replaced")
 
 #: Bumped with every change to DDL (applied by the owner of the schema).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: The least privilege the tasks need once the schema exists: read and write
 #: rows, no DDL. Run as the schema's owner; ``{role}`` is the tasks' login role.
@@ -149,6 +162,13 @@ BEGIN
 END
 $$;
 
+-- v4: the version each row registered (VersionId on a versioned bucket) and
+-- where its bytes lie once done (archive or quarantine; a re-used name gets
+-- a name of its own there).
+ALTER TABLE {SCHEMA}.file_ledger
+    ADD COLUMN IF NOT EXISTS version_id text,
+    ADD COLUMN IF NOT EXISTS moved_to text;
+
 -- One row: what the ledger says at a glance (for people and monitoring).
 CREATE OR REPLACE VIEW {SCHEMA}.ledger_summary AS
 SELECT
@@ -193,7 +213,8 @@ def apply_schema(conn: psycopg.Connection) -> None:
     run as a role without DDL rights once an owner applied the schema
     (``TASK_ROLE_SQL``).
     """
-    if schema_version(conn) == SCHEMA_VERSION:
+    found = schema_version(conn)
+    if found is not None and found >= SCHEMA_VERSION:  # a newer worker may have applied more
         return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('nem12 schema'))")
@@ -204,26 +225,84 @@ def apply_schema(conn: psycopg.Connection) -> None:
         )
 
 
+class LedgerRow(NamedTuple):
+    """What the ledger holds of an object version when it is registered."""
+
+    file_id: int
+    status: str
+    sha256: str | None
+    version_id: str | None
+
+
 def register_file(
     conn: psycopg.Connection,
     bucket: str,
     key: str,
     etag: str | None,
     size_bytes: int | None,
-    sha256: str | None,
-) -> int:
-    """The ledger id of an object version, adding it on first sight."""
+    sha256: str | None = None,
+) -> LedgerRow:
+    """The ledger row of an object version, added on first sight."""
     row = conn.execute(
         f"""
         INSERT INTO {SCHEMA}.file_ledger (bucket, key, etag, size_bytes, sha256)
         VALUES (%s, %s, %s, %s, %s)
         ON CONFLICT (bucket, key, etag) DO UPDATE SET updated_at = now()
-        RETURNING file_id
+        RETURNING file_id, status, sha256, version_id
         """,
         (bucket, key, etag, size_bytes, sha256),
     ).fetchone()
     assert row is not None
-    return int(row[0])
+    return LedgerRow(int(row[0]), row[1], row[2], row[3])
+
+
+def taken_content(conn: psycopg.Connection, sha256: str, file_id: int) -> tuple[int, str] | None:
+    """The earlier file (id, key) whose content this is, unless it was rejected or replaced."""
+    row = conn.execute(
+        f"SELECT file_id, key FROM {SCHEMA}.file_ledger "
+        "WHERE sha256 = %s AND file_id < %s "
+        "AND status NOT IN ('rejected', 'duplicate', 'replaced') ORDER BY file_id LIMIT 1",
+        (sha256, file_id),
+    ).fetchone()
+    return (int(row[0]), row[1]) if row else None
+
+
+def record_version(
+    conn: psycopg.Connection, file_id: int, sha256: str, version_id: str | None, status: str
+) -> None:
+    """The registered version's SHA-256 and VersionId, once its bytes are held."""
+    conn.execute(
+        f"UPDATE {SCHEMA}.file_ledger SET sha256 = %s, version_id = %s, status = %s, "
+        "moved_to = NULL, updated_at = now() WHERE file_id = %s",
+        (sha256, version_id, status, file_id),
+    )
+
+
+def mark_replaced(conn: psycopg.Connection, file_id: int) -> bool:
+    """Status replaced, unless an overlapping run finished the version meanwhile."""
+    return (
+        conn.execute(
+            f"UPDATE {SCHEMA}.file_ledger SET status = 'replaced', updated_at = now() "
+            "WHERE file_id = %s AND status <> ALL(%s)",
+            (file_id, list(FINISHED_FOR_GOOD)),
+        ).rowcount
+        == 1
+    )
+
+
+def set_moved_to(conn: psycopg.Connection, file_id: int, key: str) -> None:
+    conn.execute(
+        f"UPDATE {SCHEMA}.file_ledger SET moved_to = %s WHERE file_id = %s", (key, file_id)
+    )
+
+
+def registered_versions(conn: psycopg.Connection, file_ids: list[int]) -> list[tuple]:
+    """(file_id, key, size, status, etag, sha256, version_id) of ``file_ids``, by id."""
+    return conn.execute(
+        f"SELECT file_id, key, size_bytes, status, etag, sha256, version_id "
+        f"FROM {SCHEMA}.file_ledger WHERE file_id = ANY(%s) ORDER BY file_id",
+        (file_ids,),
+    ).fetchall()
 
 
 #: Rows per COPY message, and how many messages a thread formats ahead of the

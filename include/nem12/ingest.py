@@ -32,9 +32,6 @@ log = logging.getLogger(__name__)
 #: at peak) for a parse that is a small part of a load. NEM12_CHUNK_BYTES wins.
 TASK_CHUNK_BYTES = 2 << 20
 
-#: Ledger states from which an object is (re)processed by the next run.
-UNFINISHED = database.UNFINISHED
-
 
 @dataclass(frozen=True)
 class Settings:
@@ -44,6 +41,7 @@ class Settings:
     landing_prefix: str = "landing/"
     rejected_prefix: str = "rejected/"
     archive_prefix: str = "archive/"
+    held_prefix: str = "held/"
     reports_dir: str = "reports"
     group_bytes: int = 64 << 20
     group_files: int = 50
@@ -57,6 +55,7 @@ class Settings:
             landing_prefix=env.get("NEM12_LANDING_PREFIX", cls.landing_prefix),
             rejected_prefix=env.get("NEM12_REJECTED_PREFIX", cls.rejected_prefix),
             archive_prefix=env.get("NEM12_ARCHIVE_PREFIX", cls.archive_prefix),
+            held_prefix=env.get("NEM12_HELD_PREFIX", cls.held_prefix),
             reports_dir=env.get("NEM12_REPORTS_DIR", cls.reports_dir),
             group_bytes=int(env.get("NEM12_GROUP_BYTES", cls.group_bytes)),
             group_files=int(env.get("NEM12_GROUP_FILES", cls.group_files)),
@@ -76,12 +75,22 @@ class Settings:
 
 @dataclass
 class Registered:
-    """A ledger row as steps hand it on."""
+    """A ledger row as steps hand it on: the object version it registered."""
 
     file_id: int
     key: str
     size: int
     status: str
+    etag: str = ""
+    sha256: str = ""
+    version_id: str | None = None
+
+    def held(self, settings: Settings) -> storage.HeldVersion:
+        """Where the pipeline holds this version's bytes: a key of its own, per ledger row."""
+        held_key = f"{settings.held_prefix}{self.file_id}/{posixpath.basename(self.key)}"
+        return storage.HeldVersion(
+            settings.bucket, self.key, self.etag, self.version_id, held_key, self.file_id
+        )
 
 
 def new_objects(
@@ -121,8 +130,8 @@ def _unfinished(
     finished = set(
         conn.execute(
             f"SELECT key, etag FROM {database.SCHEMA}.file_ledger "
-            "WHERE bucket = %s AND status <> ALL(%s)",
-            (settings.bucket, list(UNFINISHED)),
+            "WHERE bucket = %s AND status = ANY(%s)",
+            (settings.bucket, list(database.FINISHED_FOR_GOOD)),
         ).fetchall()
     )
     return [o for o in listed if (o.key, o.etag) not in finished]
@@ -135,33 +144,64 @@ def register(
     objects: Iterable[storage.StoredObject],
     reprocess: bool = False,
 ) -> list[Registered]:
-    """Ledger rows with size, etag and SHA-256; content already taken is a duplicate.
+    """Ledger rows with size, etag and SHA-256, each version held under a key of its own.
 
-    ``reprocess`` (backfills) parses content again even if it was loaded before.
+    Only the listed version is read (pinned by its ETag); one replaced or
+    removed before it could be read is recorded as ``replaced``. Content
+    already taken is a duplicate. ``reprocess`` (backfills) registers content
+    again even if it was loaded before.
     """
     registered: list[Registered] = []
     for obj in sorted(objects, key=lambda o: o.key):
-        with storage.fetched(s3, obj.bucket, obj.key) as (_, sha256):
-            pass
-        file_id = database.register_file(conn, obj.bucket, obj.key, obj.etag, obj.size, sha256)
-        original = conn.execute(
-            f"SELECT file_id, key FROM {database.SCHEMA}.file_ledger "
-            "WHERE sha256 = %s AND file_id < %s "
-            "AND status NOT IN ('rejected', 'duplicate') ORDER BY file_id LIMIT 1",
-            (sha256, file_id),
-        ).fetchone()
-        status = "registered"
-        database.set_status(conn, file_id, status)
-        if original is not None and not reprocess:
-            status = "duplicate"
-            database.set_status(conn, file_id, "duplicate")
-            log.info(
-                "%s: duplicate of %s (file %s), not parsed again", obj.key, original[1], original[0]
-            )
+        row = database.register_file(conn, obj.bucket, obj.key, obj.etag, obj.size)
+        file = Registered(
+            row.file_id, obj.key, obj.size, row.status, obj.etag, row.sha256 or "", row.version_id
+        )
+        if row.status in database.FINISHED_FOR_GOOD and not reprocess:
+            log.info("%s: already finished (file %d, %s)", obj.key, file.file_id, row.status)
+            continue
+        if row.sha256 is None or row.status in database.FINISHED:
+            try:
+                file = _hold(s3, conn, settings, file, reprocess)
+            except (storage.VersionReplaced, storage.ObjectGone) as exc:
+                if database.mark_replaced(conn, file.file_id):
+                    log.warning(
+                        "%s: version %s was replaced or removed before it could be read "
+                        "(file %d, replaced): %s",
+                        obj.key,
+                        obj.etag,
+                        file.file_id,
+                        exc,
+                    )
+                continue
         else:
-            log.info("%s: registered as file %d, %d bytes", obj.key, file_id, obj.size)
-        registered.append(Registered(file_id, obj.key, obj.size, status))
+            log.info("%s: registered before as file %d (%s)", obj.key, file.file_id, file.status)
+        registered.append(file)
     return registered
+
+
+def _hold(
+    s3: storage.S3Client,
+    conn: psycopg.Connection,
+    settings: Settings,
+    file: Registered,
+    reprocess: bool,
+) -> Registered:
+    """Read the registered version, hold its bytes, and record its SHA-256 and status."""
+    held = file.held(settings)
+    with storage.fetched(s3, settings.bucket, file.key, etag=file.etag) as got:
+        original = database.taken_content(conn, got.sha256, file.file_id)
+        storage.hold(s3, settings.bucket, got, held.held_key, file.file_id)
+    status = "duplicate" if original is not None and not reprocess else "registered"
+    database.record_version(conn, file.file_id, got.sha256, got.version_id, status)
+    if status == "duplicate":
+        assert original is not None
+        log.info(
+            "%s: duplicate of %s (file %s), not parsed again", file.key, original[1], original[0]
+        )
+    else:
+        log.info("%s: registered as file %d, %d bytes", file.key, file.file_id, file.size)
+    return replace(file, status=status, sha256=got.sha256, version_id=got.version_id)
 
 
 @dataclass
@@ -179,9 +219,10 @@ class Validation:
 def _parse_for_findings(
     s3: storage.S3Client, settings: Settings, file: Registered
 ) -> list[FileReport]:
-    with storage.fetched(s3, settings.bucket, file.key) as (local, _):
+    held = file.held(settings)
+    with storage.fetched(s3, settings.bucket, held.held_key, sha256=file.sha256) as got:
         reports = []
-        for parser in parse_source(local, name=file.key, config=settings.parse_config(True)):
+        for parser in parse_source(got.file, name=file.key, config=settings.parse_config(True)):
             for _ in parser.batches():
                 pass
             assert parser.report is not None
@@ -257,7 +298,7 @@ def validate(
             with_findings(r.records, r.findings) for r in reports if r.records is not None
         )
         if quality == "rejected":
-            _quarantine(s3, settings, file, reports)
+            _quarantine(s3, conn, settings, file, reports)
             outcome.rejected.append(file)
         else:
             outcome.accepted.append(file)
@@ -289,13 +330,18 @@ def _write_report(
 
 
 def _quarantine(
-    s3: storage.S3Client, settings: Settings, file: Registered, reports: list[FileReport]
+    s3: storage.S3Client,
+    conn: psycopg.Connection,
+    settings: Settings,
+    file: Registered,
+    reports: list[FileReport],
 ) -> None:
-    """Move a rejected object to the rejected prefix with its findings beside it."""
+    """Move a rejected version to the rejected prefix with its findings beside it."""
     name = _archive_key(settings, file.key)
     target = settings.rejected_prefix + (
         name[len(settings.archive_prefix) :] if name else posixpath.basename(file.key)
     )
+    target = storage.free_key(s3, settings.bucket, target, file.file_id)
     findings = [f.as_dict() for r in reports for f in r.findings]
     storage.put_bytes(
         s3,
@@ -304,8 +350,28 @@ def _quarantine(
         json.dumps(findings, indent=2).encode(),
         "application/json",
     )
-    storage.move_object(s3, settings.bucket, file.key, target)
+    _retire(s3, conn, settings, file, target)
     log.info("%s rejected: %d findings, moved to %s", file.key, len(findings), target)
+
+
+def _retire(
+    s3: storage.S3Client,
+    conn: psycopg.Connection,
+    settings: Settings,
+    file: Registered,
+    placed: str | None,
+) -> None:
+    """Done with a version: its bytes to ``placed`` (a free key), the delivered version
+    removed. The ledger names where the bytes lie before they are moved (repeatable)."""
+    if placed is not None:
+        database.set_moved_to(conn, file.file_id, placed)
+    newer_left = storage.retire(s3, file.held(settings), placed)
+    if newer_left:
+        log.warning(
+            "%s: a newer version is under the key; left there for the next run (file %d done)",
+            file.key,
+            file.file_id,
+        )
 
 
 def loading_groups(files: Iterable[Registered], settings: Settings) -> list[list[Registered]]:
@@ -336,8 +402,9 @@ def load_group(
             log.info("%s: finished by another run (file %d), not loaded", file.key, file.file_id)
             continue
         try:
-            with storage.fetched(s3, settings.bucket, file.key) as (local, _):
-                parsers = parse_source(local, name=file.key, config=settings.parse_config())
+            held = file.held(settings)
+            with storage.fetched(s3, settings.bucket, held.held_key, sha256=file.sha256) as got:
+                parsers = parse_source(got.file, name=file.key, config=settings.parse_config())
                 rows = database.stage_readings(conn, file.file_id, parsers)
         except storage.ObjectGone:
             if not _moved_by_another_run(conn, file):
@@ -389,9 +456,17 @@ def merge(
         counts.unchanged,
         counts.superseded,
     )
-    for key in [k for (_, k) in rows] + [f.key for f in also_archive]:
-        target = _archive_key(settings, key)
+    retiring = file_ids + [f.file_id for f in also_archive]
+    for file in registered_files(conn, retiring):
+        target = _archive_key(settings, file.key)
         if target is not None:
-            storage.move_object(s3, settings.bucket, key, target)
-            log.info("%s: archived to %s", key, target)
+            target = storage.free_key(s3, settings.bucket, target, file.file_id)
+        _retire(s3, conn, settings, file, target)
+        if target is not None:
+            log.info("%s: archived to %s", file.key, target)
     return counts
+
+
+def registered_files(conn: psycopg.Connection, file_ids: list[int]) -> list[Registered]:
+    """The ledger's rows of ``file_ids`` as steps hand them on."""
+    return [Registered(*row) for row in database.registered_versions(conn, file_ids)]

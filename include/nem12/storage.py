@@ -1,15 +1,24 @@
-"""S3 objects of the pipeline: listing the landing prefix, fetching, moving.
+"""S3 objects of the pipeline: listing the landing prefix, holding, reading, retiring.
 
 Works with any boto3 S3 client (Airflow's S3Hook gives one configured from
 the connection, MinIO's ``endpoint_url`` included). Objects are read into
 anonymous temporary files, never into memory whole and never under their
 key's name.
+
+A delivered key can be overwritten at any moment (providers re-send corrected
+files under the same name), so the pipeline never works on "whatever is under
+the key now": registration reads one version, pinned by its ETag, and uploads
+exactly those bytes to a key of its own (the held copy); every later step reads
+the held copy; retiring a version deletes that version only (by VersionId on a
+versioned bucket, else with ``If-Match``), so a newer one stays for the next run.
 """
 
 from __future__ import annotations
 
 import hashlib
 import mimetypes
+import os
+import posixpath
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +27,12 @@ from pathlib import Path
 from typing import IO, Any
 
 S3Client = Any  # boto3's client type is generated at runtime
+
+#: Metadata on a held copy (and so on its archived copy) naming its ledger row.
+FILE_ID_METADATA = "nem12-file-id"
+
+_MISSING = ("NoSuchKey", "404", "NotFound")
+_PRECONDITION = ("PreconditionFailed", "412")
 
 
 @dataclass(frozen=True)
@@ -29,6 +44,39 @@ class StoredObject:
     etag: str
     size: int
     last_modified: str  # ISO 8601, as S3 reports arrival
+
+
+class ObjectGone(Exception):
+    """The object is not (or no longer) there: moved by an overlapping run, say."""
+
+
+class VersionReplaced(Exception):
+    """The key holds another version than the registered one: a re-sent file."""
+
+
+class ContentMismatch(Exception):
+    """A held copy's bytes are not the registered SHA-256: never parsed in its place."""
+
+
+@dataclass(frozen=True)
+class HeldVersion:
+    """A registered object version: the key it was delivered under and the held copy."""
+
+    bucket: str
+    key: str
+    etag: str
+    version_id: str | None
+    held_key: str
+    file_id: int
+
+
+@dataclass
+class Download:
+    """An object version in a rewound temporary file, with its SHA-256 and VersionId."""
+
+    file: IO[bytes]
+    sha256: str
+    version_id: str | None
 
 
 def list_objects(s3: S3Client, bucket: str, prefix: str) -> list[StoredObject]:
@@ -50,53 +98,134 @@ def list_objects(s3: S3Client, bucket: str, prefix: str) -> list[StoredObject]:
     return found
 
 
-class ObjectGone(Exception):
-    """The object is not (or no longer) there: moved by an overlapping run, say."""
+def _error_code(exc: Exception) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def _quoted(etag: str) -> str:
+    return f'"{etag.strip(chr(34))}"'
 
 
 @contextmanager
-def fetched(s3: S3Client, bucket: str, key: str) -> Iterator[tuple[IO[bytes], str]]:
-    """The object in a temporary file (rewound) and its SHA-256."""
+def fetched(
+    s3: S3Client, bucket: str, key: str, etag: str | None = None, sha256: str | None = None
+) -> Iterator[Download]:
+    """The object in a temporary file: only the version ``etag`` names, if given
+    (``VersionReplaced`` otherwise), and only if its bytes hash to ``sha256``, if given."""
     from botocore.exceptions import ClientError
 
     digest = hashlib.sha256()
     with tempfile.TemporaryFile(prefix="nem12-") as local:
         try:
-            body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+            pinned = {"IfMatch": _quoted(etag)} if etag else {}
+            response = s3.get_object(Bucket=bucket, Key=key, **pinned)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if _error_code(exc) in _MISSING:
                 raise ObjectGone(f"s3://{bucket}/{key} is gone") from exc
+            if _error_code(exc) in _PRECONDITION:
+                raise VersionReplaced(
+                    f"s3://{bucket}/{key} no longer holds version {etag}"
+                ) from exc
             raise
-        for block in iter(lambda: body.read(1 << 20), b""):
+        for block in iter(lambda: response["Body"].read(1 << 20), b""):
             digest.update(block)
             local.write(block)
         local.seek(0)
-        yield local, digest.hexdigest()
+        if sha256 is not None and digest.hexdigest() != sha256:
+            raise ContentMismatch(
+                f"s3://{bucket}/{key} has SHA-256 {digest.hexdigest()}, registered {sha256}"
+            )
+        version_id = response.get("VersionId")  # "null" or none on an unversioned bucket
+        yield Download(local, digest.hexdigest(), None if version_id == "null" else version_id)
+
+
+def hold(s3: S3Client, bucket: str, download: Download, held_key: str, file_id: int) -> None:
+    """Upload exactly the downloaded bytes under the pipeline's own key (multipart if big).
+
+    An upload, not a server-side copy: moto ignores ``CopySourceIfMatch``, and a
+    copy that is not pinned could hold a newer version under the older one's row.
+    """
+    download.file.seek(0)
+    # s3transfer closes the file it uploads; give it a descriptor of its own
+    with os.fdopen(os.dup(download.file.fileno()), "rb") as upload:
+        s3.upload_fileobj(
+            upload, bucket, held_key, ExtraArgs={"Metadata": {FILE_ID_METADATA: str(file_id)}}
+        )
+    download.file.seek(0)
 
 
 def put_bytes(s3: S3Client, bucket: str, key: str, data: bytes, content_type: str) -> None:
     s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
 
 
-def copy_object(s3: S3Client, bucket: str, key: str, new_key: str) -> None:
-    s3.copy_object(Bucket=bucket, Key=new_key, CopySource={"Bucket": bucket, "Key": key})
+def free_key(s3: S3Client, bucket: str, key: str, file_id: int) -> str:
+    """``key``, or beside it a name carrying the file id if another version lies there.
 
-
-def move_object(s3: S3Client, bucket: str, key: str, new_key: str) -> None:
-    """Copy then delete: S3 has no rename; a crash in between leaves a copy, never a loss.
-
-    A retry after a completed move finds no source and leaves the target be.
+    A name re-used for every delivery must not overwrite the archived or
+    quarantined copy of an earlier version; a retried move finds its own copy.
     """
     from botocore.exceptions import ClientError
 
     try:
-        copy_object(s3, bucket, key, new_key)
+        found = s3.head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+        if _error_code(exc) in _MISSING:
+            return key
+        raise
+    if found.get("Metadata", {}).get(FILE_ID_METADATA) == str(file_id):
+        return key
+    folder, name = posixpath.split(key)
+    stem, dot, extensions = name.partition(".")
+    return posixpath.join(folder, f"{stem}.file{file_id}{dot}{extensions}")
+
+
+def delete_version(s3: S3Client, bucket: str, key: str, etag: str, version_id: str | None) -> bool:
+    """Delete this version of ``key`` only; False when a newer version is there (left be).
+
+    With a VersionId (a versioned bucket) exactly that version goes and any
+    newer one stays current. Without, the delete carries ``If-Match`` (AWS S3
+    and moto refuse it for another ETag; MinIO ignores it, hence the HEAD just
+    before, and versioning for MinIO deployments).
+    """
+    from botocore.exceptions import ClientError
+
+    try:
+        if version_id:
+            s3.delete_object(Bucket=bucket, Key=key, VersionId=version_id)
+            return True
+        s3.head_object(Bucket=bucket, Key=key, IfMatch=_quoted(etag))
+        s3.delete_object(Bucket=bucket, Key=key, IfMatch=_quoted(etag))
+    except ClientError as exc:
+        if _error_code(exc) in _MISSING:
+            return True
+        if _error_code(exc) in _PRECONDITION:
+            return False
+        raise
+    return True
+
+
+def retire(s3: S3Client, version: HeldVersion, target: str | None) -> bool:
+    """Done with a version: its held copy to ``target`` (see ``free_key``), then the
+    delivered version deleted, then the held copy. Safe to repeat: the held copy goes last.
+
+    ``target`` None keeps the delivered object where it is (a backfill of
+    archived objects) and drops only the held copy. True when the delivered
+    key holds a newer version, which stays for the next run.
+    """
+    from botocore.exceptions import ClientError
+
+    if target is None:
+        s3.delete_object(Bucket=version.bucket, Key=version.held_key)
+        return False
+    try:  # managed copy: multipart for objects over 5 GB
+        s3.copy({"Bucket": version.bucket, "Key": version.held_key}, version.bucket, target)
+    except ClientError as exc:
+        if _error_code(exc) not in _MISSING:
             raise
-        s3.head_object(Bucket=bucket, Key=new_key)
-        return
-    s3.delete_object(Bucket=bucket, Key=key)
+        return False  # no held copy: an earlier try completed this move
+    kept = delete_version(s3, version.bucket, version.key, version.etag, version.version_id)
+    s3.delete_object(Bucket=version.bucket, Key=version.held_key)
+    return not kept
 
 
 def upload_folder(s3: S3Client, folder: Path, bucket: str, prefix: str) -> None:

@@ -41,7 +41,7 @@ SLOW_LOAD = textwrap.dedent(
             self.report = self.parser.report
 
     with psycopg.connect(dsn, autocommit=True) as conn:
-        file_id = register_file(conn, "landing", "slow.csv", "slow.csv", len(data), None)
+        file_id = register_file(conn, "landing", "slow.csv", "slow.csv", len(data)).file_id
         config = ParseConfig(limits=ReadLimits(chunk_bytes=2000))
         stage_readings(conn, file_id, [Slow(p) for p in parse_source(data, config=config)])
     """

@@ -24,6 +24,7 @@ LEDGER = [
     ("landing/c.zip", "partial", "8 days", LAST_MERGE, (10, 0, 0, 2)),
     ("landing/d.csv", "rejected", "8 days", LAST_MERGE, None),
     ("landing/e.csv", "duplicate", "8 days", LAST_MERGE, None),
+    ("landing/e2.csv", "replaced", "8 days", LAST_MERGE, None),
     ("landing/f.csv", "staged", OLDEST_AGE, "2024-05-02 02:00+00", None),
     ("landing/g.csv", "validated", "1 hour", "2024-05-02 02:31+00", None),
     ("landing/h.csv", "registered", "5 minutes", "2024-05-02 02:41+00", None),
@@ -75,8 +76,9 @@ def test_status_json_is_exact(conn, capsys):
             "partial": 1,
             "rejected": 1,
             "duplicate": 1,
+            "replaced": 1,
         },
-        "files": 8,
+        "files": 9,
         "oldest_unprocessed": {
             "key": "landing/f.csv",
             "status": "staged",
@@ -109,7 +111,8 @@ def test_status_table_is_exact(conn, capsys, monkeypatch):
         "  partial            1\n"
         "  rejected           1\n"
         "  duplicate          1\n"
-        "  total              8\n"
+        "  replaced           1\n"
+        "  total              9\n"
         f"oldest unprocessed  landing/f.csv (staged, first seen "
         f"{staged_since.astimezone(UTC).isoformat()}, 2d 3h 4m ago)\n"
         "last merge          2024-05-02T03:00:00+00:00: 2 files, 58 inserted, 40 updated, "

@@ -27,7 +27,7 @@ READINGS = 2 * 2 * 2 * 48
 
 def load(conn: psycopg.Connection, key: str, data: bytes) -> int:
     """Register, parse and stage one file as a task would; returns its ledger id."""
-    file_id = register_file(conn, "landing", key, etag=key, size_bytes=len(data), sha256=None)
+    file_id = register_file(conn, "landing", key, etag=key, size_bytes=len(data)).file_id
     parsers = list(parse_source(data, name=key))  # bytes sources need no open handle
     stage_readings(conn, file_id, parsers)
     reports = [p.report for p in parsers]
@@ -209,7 +209,7 @@ def test_one_object_whose_members_repeat_a_day_counts_it_once(conn):
         **{**BASE.__dict__, "seed": 11, "update_datetime": datetime(2024, 3, 1, 9, 0)}
     )
     data = zip_bytes({"old.csv": generate_bytes(BASE), "new.csv": generate_bytes(newer)})
-    file_id = register_file(conn, "landing", "both.zip", "e", len(data), None)
+    file_id = register_file(conn, "landing", "both.zip", "e", len(data)).file_id
     reports = []
 
     def parsers():
