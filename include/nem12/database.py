@@ -168,6 +168,10 @@ $$;
 ALTER TABLE {SCHEMA}.file_ledger
     ADD COLUMN IF NOT EXISTS version_id text,
     ADD COLUMN IF NOT EXISTS moved_to text;
+-- Each registration looks up content already taken, each sensing unfinished rows.
+CREATE INDEX IF NOT EXISTS file_ledger_sha256 ON {SCHEMA}.file_ledger (sha256);
+CREATE INDEX IF NOT EXISTS file_ledger_unfinished ON {SCHEMA}.file_ledger (bucket)
+    WHERE status IN ('registered', 'validated', 'staged');
 
 -- One row: what the ledger says at a glance (for people and monitoring).
 CREATE OR REPLACE VIEW {SCHEMA}.ledger_summary AS
@@ -288,6 +292,16 @@ def mark_replaced(conn: psycopg.Connection, file_id: int) -> bool:
         ).rowcount
         == 1
     )
+
+
+def unfinished_versions(conn: psycopg.Connection, bucket: str) -> list[tuple]:
+    """(key, etag, size, first_seen) of every version registered in ``bucket`` and not
+    finished: the next run takes them up from their held copies."""
+    return conn.execute(
+        f"SELECT key, etag, size_bytes, first_seen FROM {SCHEMA}.file_ledger "
+        "WHERE bucket = %s AND status = ANY(%s) ORDER BY file_id",
+        (bucket, list(UNFINISHED)),
+    ).fetchall()
 
 
 def set_moved_to(conn: psycopg.Connection, file_id: int, key: str) -> None:

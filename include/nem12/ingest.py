@@ -96,9 +96,19 @@ class Registered:
 def new_objects(
     s3: storage.S3Client, conn: psycopg.Connection, settings: Settings
 ) -> list[storage.StoredObject]:
-    """Objects under the landing prefix that the ledger has not finished with."""
-    listed = storage.list_objects(s3, settings.bucket, settings.landing_prefix)
-    return _unfinished(conn, settings, listed)
+    """Objects under the landing prefix that the ledger has not finished with, and the
+    versions a run registered but did not finish, whatever their key holds now
+    (a run killed before a re-sent file replaced its version under the key)."""
+    listed = _unfinished(
+        conn, settings, storage.list_objects(s3, settings.bucket, settings.landing_prefix)
+    )
+    seen = {(o.key, o.etag) for o in listed}
+    left = [
+        storage.StoredObject(settings.bucket, key, etag, size, first_seen.isoformat())
+        for key, etag, size, first_seen in database.unfinished_versions(conn, settings.bucket)
+        if (key, etag) not in seen
+    ]
+    return listed + left
 
 
 def select_objects(
@@ -130,8 +140,8 @@ def _unfinished(
     finished = set(
         conn.execute(
             f"SELECT key, etag FROM {database.SCHEMA}.file_ledger "
-            "WHERE bucket = %s AND status = ANY(%s)",
-            (settings.bucket, list(database.FINISHED_FOR_GOOD)),
+            "WHERE bucket = %s AND key = ANY(%s) AND status = ANY(%s)",
+            (settings.bucket, sorted({o.key for o in listed}), list(database.FINISHED_FOR_GOOD)),
         ).fetchall()
     )
     return [o for o in listed if (o.key, o.etag) not in finished]

@@ -80,7 +80,7 @@ class Bucket:
             if name == after and inject is not None:
                 inject()
 
-        found = ingest.new_objects(self.s3, self.conn, self.settings)
+        found = self.new_objects()
         step("sense")
         files = ingest.register(self.s3, self.conn, self.settings, found)
         step("register")
@@ -92,6 +92,9 @@ class Bucket:
         step("load")
         duplicates = [f for f in files if f.status == "duplicate"]
         ingest.merge(self.s3, self.conn, self.settings, list(staged), also_archive=duplicates)
+
+    def new_objects(self) -> list:
+        return ingest.new_objects(self.s3, self.conn, self.settings)
 
     def ledger(self) -> list[tuple]:
         return self.conn.execute(
@@ -211,6 +214,31 @@ def test_a_version_resent_during_the_quarantine_move_stays_for_the_next_run(buck
     assert bucket.keys("archive/") == {"archive/NEM12#REUSED#MDPGEN#RETAILER.csv": V2}
     figures = fault_tally.record(
         "re-sent during the quarantine move", 1, set(expected), bucket.conn
+    )
+    assert (figures.readings_lost, figures.readings_duplicated) == (0, 0)
+
+
+def test_a_run_killed_after_register_is_finished_though_its_key_now_holds_another(
+    bucket, fault_tally
+):
+    """The killed run's version is no longer listed under landing/: the ledger brings it."""
+    first = bucket.put(V1)
+    ingest.register(
+        bucket.s3, bucket.conn, bucket.settings, bucket.new_objects()
+    )  # ... and the run dies
+    second = bucket.put(V2)
+    assert [(o.key, o.etag) for o in bucket.new_objects()] == [(KEY, second), (KEY, first)]
+    bucket.run()
+    assert bucket.ledger() == [
+        (KEY, first, "loaded", "archive/NEM12#REUSED#MDPGEN#RETAILER.csv"),
+        (KEY, second, "loaded", "archive/NEM12#REUSED#MDPGEN#RETAILER.file2.csv"),
+    ]
+    expected = newest_wins((1, V1), (2, V2))
+    assert bucket.table() == expected
+    assert bucket.keys("landing/") == {} and bucket.keys("held/") == {}
+    assert bucket.keys("archive/") == ARCHIVED
+    figures = fault_tally.record(
+        "run killed after register, then re-sent", 1, set(expected), bucket.conn
     )
     assert (figures.readings_lost, figures.readings_duplicated) == (0, 0)
 

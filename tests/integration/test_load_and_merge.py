@@ -74,6 +74,13 @@ def test_a_database_at_the_previous_version_is_brought_to_the_current_one(
     assert meter_storage(conn) == after_upgrade
 
 
+def test_a_database_a_newer_worker_upgraded_gets_no_older_ddl(conn):
+    conn.execute("ALTER TABLE nem12.meter_reading RESET (fillfactor)")
+    conn.execute("INSERT INTO nem12.schema_version (version) VALUES (%s)", (SCHEMA_VERSION + 1,))
+    apply_schema(conn)
+    assert meter_storage(conn) is None  # this version's DDL would have set fillfactor 50
+
+
 def test_a_file_is_staged_then_merged_with_exact_values(conn):
     file_id = load(conn, "a.csv", generate_bytes(BASE))
     assert conn.execute("SELECT count(*) FROM nem12.reading_staging").fetchone() == (READINGS,)

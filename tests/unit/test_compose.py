@@ -54,3 +54,9 @@ def test_airflow_sends_statsd_metrics_to_the_exporter():
     assert env["AIRFLOW__METRICS__STATSD_PREFIX"] == "airflow"
     # Airflow's StatsD backend needs the statsd client, or it falls back to sending nothing
     assert "statsd==" in (Path(__file__).parents[2] / "requirements.txt").read_text()
+
+
+def test_the_minio_bucket_is_versioned_so_deletes_go_by_version_id():
+    init = COMPOSE["services"]["minio-init"]["entrypoint"]
+    assert "mc version enable local/nem12" in init
+    assert "--noncurrent-expire-days" in init  # versions the pipeline is done with expire
