@@ -40,10 +40,11 @@ def nem12_backfill() -> None:
     @task
     def select() -> list[dict]:
         """The objects matching the form, finished ones too when reprocessing."""
-        from nem12 import ingest
+        from nem12 import database, ingest
 
         params = get_current_context()["params"]
         with postgres() as conn:
+            database.apply_schema(conn)  # a backfill may be a deployment's first run
             chosen = ingest.select_objects(
                 s3(),
                 conn,

@@ -6,6 +6,7 @@ stay inside them so that parsing this file costs milliseconds.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
@@ -17,6 +18,19 @@ S3_CONN_ID = "nem12_s3"
 LOAD_POOL = "nem12_load"
 MERGE_POOL = "nem12_merge"
 METER_READING = Asset(name="nem12_meter_reading", uri="nem12://meter_reading")
+
+
+def _seconds(variable: str, default: int) -> int:
+    """A whole number of seconds from the environment; one line naming it if it is not."""
+    raw = os.environ.get(variable, str(default))
+    if not raw.strip().isdigit():
+        raise ValueError(f"{variable} must be a whole number of seconds, not {raw!r}")
+    return int(raw)
+
+
+#: How often the hourly sensor looks for new objects, and when it gives the hour up.
+SENSE_POKE_SECONDS = _seconds("NEM12_SENSE_POKE_SECONDS", 300)
+SENSE_TIMEOUT_SECONDS = _seconds("NEM12_SENSE_TIMEOUT_SECONDS", 50 * 60)
 
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "meter-data",
@@ -63,13 +77,15 @@ def _param(name: str) -> bool:
 
 @task
 def register(objects: list[dict]) -> list[dict]:
+    """Ledger rows and held copies; on a dry run only what they would be (nothing written)."""
     from nem12 import database, ingest, metrics, storage
 
-    reprocess = _param("reprocess")
+    stored = [storage.StoredObject(**o) for o in objects]
     with postgres() as conn:
         database.apply_schema(conn)
-        stored = [storage.StoredObject(**o) for o in objects]
-        files = ingest.register(s3(), conn, settings(), stored, reprocess=reprocess)
+        if _param("dry_run"):
+            return [asdict(f) for f in ingest.preview(s3(), conn, settings(), stored)]
+        files = ingest.register(s3(), conn, settings(), stored, reprocess=_param("reprocess"))
     metrics.files_registered(files)
     return [asdict(f) for f in files]
 
@@ -81,7 +97,12 @@ def validate(files: list[dict]) -> dict:
     run_name = get_current_context()["run_id"].replace(":", "_").replace("+", "_")
     with postgres() as conn:
         outcome = ingest.validate(
-            s3(), conn, settings(), [ingest.Registered(**f) for f in files], run_name
+            s3(),
+            conn,
+            settings(),
+            [ingest.Registered(**f) for f in files],
+            run_name,
+            dry_run=_param("dry_run"),
         )
     metrics.files_validated(outcome)
     return {
@@ -103,7 +124,16 @@ def plan_loads(validation: dict) -> list[list[dict]]:
     return [[asdict(f) for f in group] for group in ingest.loading_groups(accepted, settings())]
 
 
-@task(pool=LOAD_POOL, map_index_template="{{ task.op_kwargs['group'][0]['key'] }}")
+#: A mapped load's label in the grid: its group's first key and how many files it holds.
+GROUP_LABEL = (
+    "{{ task.op_kwargs['group'][0]['key'] }}"
+    "{% if task.op_kwargs['group'] | length > 1 %}"
+    " + {{ task.op_kwargs['group'] | length - 1 }} more{% endif %}"
+    " ({{ task.op_kwargs['group'] | length }} files)"
+)
+
+
+@task(pool=LOAD_POOL, map_index_template=GROUP_LABEL)
 def parse_and_load(group: list[dict]) -> dict[str, int]:
     from nem12 import ingest, metrics
 
@@ -115,9 +145,17 @@ def parse_and_load(group: list[dict]) -> dict[str, int]:
 
 @task(pool=MERGE_POOL, trigger_rule="none_failed")
 def merge(validation: dict, loaded: list[dict[str, int]] | None = None) -> dict:
-    """One merge at a time (single-slot pool and an advisory lock)."""
+    """One merge at a time (single-slot pool and an advisory lock); a dry run moves nothing."""
     from nem12 import ingest, metrics
 
+    if _param("dry_run"):
+        return {
+            "dry_run": True,
+            "accepted": len(validation["accepted"]),
+            "rejected": len(validation["rejected"]),
+            "duplicates": len(validation["duplicates"]),
+            "report_location": validation["report_location"],
+        }
     file_ids = sorted({int(k) for part in (loaded or []) for k in part})
     duplicates = [ingest.Registered(**f) for f in validation["duplicates"]]
     with postgres() as conn, metrics.merge_timer():
@@ -138,6 +176,10 @@ def merge(validation: dict, loaded: list[dict[str, int]] | None = None) -> dict:
 @task(outlets=[METER_READING], trigger_rule="none_failed")
 def publish(counts: dict) -> dict:
     """Tell downstream DAGs the meter-reading table changed, and by how much."""
+    if counts.get("dry_run"):
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException("dry run: the meter table did not change")
     get_current_context()["outlet_events"][METER_READING].extra = counts
     return counts
 

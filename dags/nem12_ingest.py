@@ -6,7 +6,15 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 
 from airflow.sdk import PokeReturnValue, dag, task
-from nem12_common import DEFAULT_ARGS, pipeline, postgres, s3, settings
+from nem12_common import (
+    DEFAULT_ARGS,
+    SENSE_POKE_SECONDS,
+    SENSE_TIMEOUT_SECONDS,
+    pipeline,
+    postgres,
+    s3,
+    settings,
+)
 
 
 @dag(
@@ -19,7 +27,12 @@ from nem12_common import DEFAULT_ARGS, pipeline, postgres, s3, settings
     doc_md=__doc__,
 )
 def nem12_ingest() -> None:
-    @task.sensor(poke_interval=300, timeout=50 * 60, mode="reschedule", soft_fail=True)
+    @task.sensor(
+        poke_interval=SENSE_POKE_SECONDS,
+        timeout=SENSE_TIMEOUT_SECONDS,
+        mode="reschedule",
+        soft_fail=True,
+    )
     def sense() -> PokeReturnValue:
         """Objects the ledger has not finished with; an hour without any ends as skipped."""
         from nem12 import database, ingest

@@ -173,6 +173,21 @@ CREATE INDEX IF NOT EXISTS file_ledger_sha256 ON {SCHEMA}.file_ledger (sha256);
 CREATE INDEX IF NOT EXISTS file_ledger_unfinished ON {SCHEMA}.file_ledger (bucket)
     WHERE status IN ('registered', 'validated', 'staged');
 
+-- Every change the merge announced (the nem12_meter_reading Asset event),
+-- recorded by the nem12_changes DAG once per event.
+CREATE TABLE IF NOT EXISTS {SCHEMA}.table_change (
+    source_dag_id  text NOT NULL,
+    source_run_id  text NOT NULL,
+    announced_at   timestamptz NOT NULL,
+    recorded_at    timestamptz NOT NULL DEFAULT now(),
+    files          bigint,
+    inserted       bigint,
+    updated        bigint,
+    unchanged      bigint,
+    superseded     bigint,
+    PRIMARY KEY (source_dag_id, source_run_id)
+);
+
 -- One row: what the ledger says at a glance (for people and monitoring).
 CREATE OR REPLACE VIEW {SCHEMA}.ledger_summary AS
 SELECT
@@ -260,13 +275,16 @@ def register_file(
     return LedgerRow(int(row[0]), row[1], row[2], row[3])
 
 
-def taken_content(conn: psycopg.Connection, sha256: str, file_id: int) -> tuple[int, str] | None:
-    """The earlier file (id, key) whose content this is, unless it was rejected or replaced."""
+def taken_content(
+    conn: psycopg.Connection, sha256: str, file_id: int | None = None
+) -> tuple[int, str] | None:
+    """The earlier file (id, key) whose content this is, unless it was rejected or
+    replaced; earlier than ``file_id``, or than any (None: a file not registered)."""
     row = conn.execute(
         f"SELECT file_id, key FROM {SCHEMA}.file_ledger "
-        "WHERE sha256 = %s AND file_id < %s "
+        "WHERE sha256 = %s AND (%s::bigint IS NULL OR file_id < %s) "
         "AND status NOT IN ('rejected', 'duplicate', 'replaced') ORDER BY file_id LIMIT 1",
-        (sha256, file_id),
+        (sha256, file_id, file_id),
     ).fetchone()
     return (int(row[0]), row[1]) if row else None
 
@@ -302,6 +320,32 @@ def unfinished_versions(conn: psycopg.Connection, bucket: str) -> list[tuple]:
         "WHERE bucket = %s AND status = ANY(%s) ORDER BY file_id",
         (bucket, list(UNFINISHED)),
     ).fetchall()
+
+
+def record_table_change(
+    conn: psycopg.Connection, dag_id: str, run_id: str, announced_at: object, counts: dict
+) -> bool:
+    """One announced change of the meter table; False if this event was recorded before."""
+    return (
+        conn.execute(
+            f"""
+            INSERT INTO {SCHEMA}.table_change (source_dag_id, source_run_id, announced_at,
+                files, inserted, updated, unchanged, superseded)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT DO NOTHING
+            """,
+            (
+                dag_id,
+                run_id,
+                announced_at,
+                *(
+                    counts.get(k)
+                    for k in ("files", "inserted", "updated", "unchanged", "superseded")
+                ),
+            ),
+        ).rowcount
+        == 1
+    )
 
 
 def set_moved_to(conn: psycopg.Connection, file_id: int, key: str) -> None:

@@ -103,10 +103,10 @@ def airflow(args: list[str], env: dict[str, str], log: Path) -> None:
         raise SystemExit(f"airflow {' '.join(args)} failed; see {log}")
 
 
-def prepare_airflow(env: dict[str, str], log: Path) -> None:
+def prepare_airflow(env: dict[str, str], log: Path, load_slots: int = 2) -> None:
     """Airflow's metadata database and the pipeline's pools, as a deployment sets them up."""
     airflow(["db", "migrate"], env, log)
-    airflow(["pools", "set", "nem12_load", "2", "parse-and-load slots"], env, log)
+    airflow(["pools", "set", "nem12_load", str(load_slots), "parse-and-load slots"], env, log)
     airflow(["pools", "set", "nem12_merge", "1", "one merge at a time"], env, log)
 
 

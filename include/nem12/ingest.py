@@ -190,6 +190,31 @@ def register(
     return registered
 
 
+def preview(
+    s3: storage.S3Client,
+    conn: psycopg.Connection,
+    settings: Settings,
+    objects: Iterable[storage.StoredObject],
+) -> list[Registered]:
+    """What ``register`` would make of the objects, for a dry run: nothing is written.
+
+    Each listed version is read (pinned by its ETag) for its SHA-256; content
+    already taken shows as a duplicate. The rows have no ledger id (0).
+    """
+    previewed: list[Registered] = []
+    for obj in sorted(objects, key=lambda o: o.key):
+        try:
+            with storage.fetched(s3, obj.bucket, obj.key, etag=obj.etag) as got:
+                original = database.taken_content(conn, got.sha256)
+        except (storage.VersionReplaced, storage.ObjectGone):
+            log.info("%s: replaced or removed since it was listed; not previewed", obj.key)
+            continue
+        status = "duplicate" if original is not None else "registered"
+        log.info("%s: dry run, %s, %d bytes", obj.key, status, obj.size)
+        previewed.append(Registered(0, obj.key, obj.size, status, obj.etag, got.sha256))
+    return previewed
+
+
 def _hold(
     s3: storage.S3Client,
     conn: psycopg.Connection,
@@ -227,10 +252,14 @@ class Validation:
 
 
 def _parse_for_findings(
-    s3: storage.S3Client, settings: Settings, file: Registered
+    s3: storage.S3Client, settings: Settings, file: Registered, dry_run: bool
 ) -> list[FileReport]:
-    held = file.held(settings)
-    with storage.fetched(s3, settings.bucket, held.held_key, sha256=file.sha256) as got:
+    """Every member's report; a dry run reads the delivered version (it holds no copy)."""
+    if dry_run:
+        source = {"key": file.key, "etag": file.etag, "sha256": file.sha256}
+    else:
+        source = {"key": file.held(settings).held_key, "sha256": file.sha256}
+    with storage.fetched(s3, settings.bucket, **source) as got:
         reports = []
         for parser in parse_source(got.file, name=file.key, config=settings.parse_config(True)):
             for _ in parser.batches():
@@ -264,8 +293,13 @@ def validate(
     settings: Settings,
     files: Iterable[Registered],
     run_name: str,
+    dry_run: bool = False,
 ) -> Validation:
-    """Apply the structure rules and the record-level suites to a run's files together."""
+    """Apply the structure rules and the record-level suites to a run's files together.
+
+    A dry run (files from ``preview``) writes the report and nothing else: no
+    ledger row, finding or object changes.
+    """
     from nem12.quality import with_findings
 
     outcome = Validation()
@@ -279,13 +313,17 @@ def validate(
             log.info("%s: finished by another run (file %d), not validated", file.key, file.file_id)
             continue
         try:
-            reports = _parse_for_findings(s3, settings, file)
-        except storage.ObjectGone:
+            reports = _parse_for_findings(s3, settings, file, dry_run)
+        except (storage.ObjectGone, storage.VersionReplaced):
+            if dry_run:
+                log.info("%s: replaced or removed since it was listed; not validated", file.key)
+                continue
             if not _moved_by_another_run(conn, file):
                 raise
             continue
         quality = _combined_status(reports)
-        database.record_parse(conn, file.file_id, reports, quality)
+        if not dry_run:
+            database.record_parse(conn, file.file_id, reports, quality)
         errors = sum(len(r.errors) for r in reports)
         warnings = sum(len(r.findings) for r in reports) - errors
         rejected_blocks = sum(r.rejected_blocks for r in reports)
@@ -308,15 +346,17 @@ def validate(
             with_findings(r.records, r.findings) for r in reports if r.records is not None
         )
         if quality == "rejected":
-            _quarantine(s3, conn, settings, file, reports)
+            if not dry_run:
+                _quarantine(s3, conn, settings, file, reports)
             outcome.rejected.append(file)
         else:
             outcome.accepted.append(file)
     if record_frames:
         records = pl.concat(record_frames, how="vertical_relaxed")
         outcome.report_location = _write_report(s3, settings, records, run_name)
-        ids = [f.file_id for f in (*outcome.accepted, *outcome.rejected)]
-        database.set_report_location(conn, ids, outcome.report_location)
+        if not dry_run:
+            ids = [f.file_id for f in (*outcome.accepted, *outcome.rejected)]
+            database.set_report_location(conn, ids, outcome.report_location)
         log.info("validation report: %s", outcome.report_location)
     return outcome
 

@@ -125,7 +125,7 @@ def _pipeline_role(postgres, password: str) -> None:
         conn.execute("SELECT pg_reload_conf()")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -142,7 +142,7 @@ def local_services(data_dir: Path, bucket: str = "nem12") -> Iterator[LocalServi
 
     data_dir.mkdir(parents=True, exist_ok=True)
     postgres = pgserver.get_server(data_dir / "postgres", cleanup_mode="stop")
-    port = _free_port()
+    port = free_port()
     s3_server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     s3_server.start()
     try:

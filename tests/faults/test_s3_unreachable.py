@@ -12,13 +12,13 @@ from botocore.config import Config
 from botocore.exceptions import EndpointConnectionError
 
 from nem12 import ingest
-from nem12.services import _free_port
+from nem12.services import free_port
 
 
 def dead_s3():
     return boto3.client(
         "s3",
-        endpoint_url=f"http://127.0.0.1:{_free_port()}",
+        endpoint_url=f"http://127.0.0.1:{free_port()}",
         aws_access_key_id="x",
         aws_secret_access_key="y",
         region_name="us-east-1",
