@@ -143,7 +143,7 @@ def parse_and_load(group: list[dict]) -> dict[str, int]:
     return {str(k): v for k, v in staged.items()}
 
 
-@task(pool=MERGE_POOL, trigger_rule="none_failed")
+@task(pool=MERGE_POOL, trigger_rule="none_failed_min_one_success")
 def merge(validation: dict, loaded: list[dict[str, int]] | None = None) -> dict:
     """One merge at a time (single-slot pool and an advisory lock); a dry run moves nothing."""
     from nem12 import ingest, metrics
@@ -173,7 +173,7 @@ def merge(validation: dict, loaded: list[dict[str, int]] | None = None) -> dict:
     }
 
 
-@task(outlets=[METER_READING], trigger_rule="none_failed")
+@task(outlets=[METER_READING], trigger_rule="none_failed_min_one_success")
 def publish(counts: dict) -> dict:
     """Tell downstream DAGs the meter-reading table changed, and by how much."""
     if counts.get("dry_run"):

@@ -41,8 +41,8 @@ def cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def concurrency(executor: str) -> dict[str, str]:
-    """Concurrency that follows the machine: the user's own ``AIRFLOW__*`` settings win.
+def concurrency(executor: str, env: dict[str, str]) -> dict[str, str]:
+    """Concurrency that follows the machine: settings already in ``env`` win.
 
     Parallelism twice the cores (loads wait on PostgreSQL and S3 half the
     time); a Celery worker runs as many tasks as there are cores.
@@ -50,12 +50,15 @@ def concurrency(executor: str) -> dict[str, str]:
     chosen = {"AIRFLOW__CORE__PARALLELISM": str(2 * cores())}
     if executor == "CeleryExecutor":
         chosen["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = str(cores())
-    return {k: os.environ.get(k, v) for k, v in chosen.items()}
+    return {k: env.get(k, v) for k, v in chosen.items()}
 
 
-def load_slots() -> int:
+def load_slots(env: dict[str, str]) -> int:
     """The ``nem12_load`` pool's slots: ``NEM12_LOAD_SLOTS``, else one per core."""
-    return int(os.environ.get("NEM12_LOAD_SLOTS", cores()))
+    raw = env.get("NEM12_LOAD_SLOTS", str(cores()))
+    if not raw.isdigit() or int(raw) < 1:
+        raise SystemExit(f"NEM12_LOAD_SLOTS must be a whole number of slots, not {raw!r}")
+    return int(raw)
 
 
 @dataclass
@@ -196,7 +199,7 @@ def airflow_cluster(
         "AIRFLOW__CORE__FERNET_KEY": "",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-        **concurrency(executor),
+        **concurrency(executor, airflow_env),
     }
     redis = None
     if executor == "CeleryExecutor":
@@ -207,7 +210,7 @@ def airflow_cluster(
         env["AIRFLOW__CELERY__RESULT_BACKEND"] = f"db+postgresql://{user}@/airflow?host={host}"
     cluster = Cluster(env, f"http://127.0.0.1:{port}", password, root)
     try:
-        prepare_airflow(env, root / "prepare.log", load_slots())
+        prepare_airflow(env, root / "prepare.log", load_slots(env))
         for name in COMPONENTS:
             cluster.start(name, name)
         for number in range(1, workers + 1 if executor == "CeleryExecutor" else 1):

@@ -1,0 +1,198 @@
+"""The pipeline under Airflow's scheduler with the LocalExecutor, on PostgreSQL metadata.
+
+Scheduled runs, the sensor's reschedule mode, backfills triggered through the
+REST API as the UI's form sends them, the pools' bounds, overlapping runs and
+the Asset event; each asserts the exact ledger and table afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from nem12.generate import GeneratorSpec, generate_bytes
+from tests.faults.scenarios import keys_of
+from tests.live.conftest import FAST, Live, interval, most_at_once, start_live
+
+#: Six files of their own streams, big enough that a load lasts a moment.
+SIX = {
+    f"landing/NEM12#{n:04d}#MDPGEN#RETAILER.csv": generate_bytes(
+        GeneratorSpec(nmis=4, days=20, seed=n)
+    )
+    for n in range(6)
+}
+GOOD = generate_bytes(GeneratorSpec(nmis=1, days=2, seed=1))
+OTHER = generate_bytes(GeneratorSpec(nmis=1, days=2, seed=2))
+BROKEN = generate_bytes(GeneratorSpec(nmis=1, days=2, seed=3, defects=("header_missing",)))
+
+
+@pytest.fixture(scope="module")
+def cluster(live_services) -> Iterator[Live]:
+    yield from start_live(live_services, "LocalExecutor", FAST)
+
+
+@pytest.fixture
+def live(cluster: Live) -> Live:
+    cluster.reset()
+    return cluster
+
+
+def all_keys(*files: bytes) -> set[tuple]:
+    return set().union(*(keys_of(f) for f in files))
+
+
+def test_scheduled_run_waits_without_a_slot_and_takes_files_that_land_meanwhile(live):
+    live.cluster.request("PATCH", "/api/v2/dags/nem12_ingest", {"is_paused": False})
+    try:
+        runs = live.cluster.wait_for(
+            "the scheduler to create the hourly run",
+            lambda: live.cluster.request("GET", "/api/v2/dags/nem12_ingest/dagRuns")["dag_runs"],
+        )
+        run = runs[0]
+        assert run["run_type"] == "scheduled"
+        sense = live.cluster.wait_for(
+            "the sensor to reschedule",
+            lambda: [
+                ti
+                for ti in live.task_instances("nem12_ingest", run["dag_run_id"])
+                if ti["task_id"] == "sense" and ti["state"] == "up_for_reschedule"
+            ],
+        )
+        assert sense
+        pools = live.cluster.request("GET", "/api/v2/pools")["pools"]
+        assert {p["name"]: p["running_slots"] for p in pools}["default_pool"] == 0
+        live.deliver({"landing/a.csv": GOOD})
+        assert live.finished("nem12_ingest", run["dag_run_id"]) == "success"
+    finally:
+        live.pause("nem12_ingest")
+    assert live.ledger() == [("landing/a.csv", "loaded")]
+    assert set(live.table_keys()) == keys_of(GOOD)
+    assert set(live.objects()) == {"archive/a.csv"}
+
+
+def test_an_hour_with_nothing_new_ends_skipped(live):
+    run_id = live.trigger("nem12_ingest")
+    try:
+        assert live.finished("nem12_ingest", run_id, timeout=180) == "success"
+    finally:
+        live.pause("nem12_ingest")
+    states = {ti["task_id"]: ti["state"] for ti in live.task_instances("nem12_ingest", run_id)}
+    assert states["sense"] == "skipped"
+    assert set(states.values()) == {"skipped"}
+    assert live.ledger() == []
+
+
+def test_backfills_through_the_rest_api_do_exactly_what_their_form_says(live):
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    today = datetime.now(UTC).date().isoformat()
+    live.deliver(
+        {"landing/a/x.csv": GOOD, "landing/a/notes.txt": b"not MDFF", "landing/b/y.csv": OTHER}
+    )
+    # the first thing a new deployment does: a backfill on a database without the schema
+    run = live.trigger("nem12_backfill", {"prefix": "landing/a/", "arrived_to": yesterday})
+    assert live.finished("nem12_backfill", run) == "success"
+    assert live.ledger() == [] and live.table_keys() == []
+
+    run = live.trigger(
+        "nem12_backfill", {"prefix": "landing/a/", "glob": "*.csv", "arrived_from": today}
+    )
+    assert live.finished("nem12_backfill", run) == "success"
+    assert live.ledger() == [("landing/a/x.csv", "loaded")]
+    assert set(live.table_keys()) == keys_of(GOOD)
+    assert {"archive/a/x.csv", "landing/a/notes.txt", "landing/b/y.csv"} == set(live.objects())
+
+    # archived objects again: without reprocess their content is a duplicate, with it parsed
+    run = live.trigger("nem12_backfill", {"prefix": "archive/"})
+    assert live.finished("nem12_backfill", run) == "success"
+    assert live.ledger() == [("landing/a/x.csv", "loaded"), ("archive/a/x.csv", "duplicate")]
+    run = live.trigger("nem12_backfill", {"prefix": "archive/", "reprocess": True})
+    assert live.finished("nem12_backfill", run) == "success"
+    readings = len(keys_of(GOOD))
+    assert live.sql(
+        "SELECT key, status, inserted, updated, unchanged, superseded FROM nem12.file_ledger "
+        "ORDER BY file_id"
+    ) == [
+        ("landing/a/x.csv", "loaded", readings, 0, 0, 0),
+        ("archive/a/x.csv", "loaded", 0, 0, readings, 0),  # parsed again, same readings
+    ]
+    assert set(live.table_keys()) == keys_of(GOOD)
+    assert {"archive/a/x.csv", "landing/a/notes.txt", "landing/b/y.csv"} == set(live.objects())
+
+
+def test_a_dry_run_backfill_leaves_every_object_and_ledger_row_as_it_was(live):
+    live.deliver({"landing/a.csv": GOOD, "landing/bad.csv": BROKEN})
+    run = live.trigger("nem12_ingest")
+    try:
+        assert live.finished("nem12_ingest", run) == "success"
+    finally:
+        live.pause("nem12_ingest")
+    live.deliver({"landing/a-again.csv": GOOD, "landing/bad-again.csv": BROKEN})
+    objects, ledger = live.objects(), live.sql("SELECT * FROM nem12.file_ledger ORDER BY file_id")
+    findings = live.sql("SELECT count(*) FROM nem12.finding")
+    run = live.trigger("nem12_backfill", {"prefix": "landing/", "dry_run": True})
+    assert live.finished("nem12_backfill", run) == "success"
+    assert live.objects() == objects
+    assert live.sql("SELECT * FROM nem12.file_ledger ORDER BY file_id") == ledger
+    assert live.sql("SELECT count(*) FROM nem12.finding") == findings
+    states = {ti["task_id"]: ti["state"] for ti in live.task_instances("nem12_backfill", run)}
+    assert states["publish"] == "skipped"  # no Asset event: the table did not change
+    merged = live.cluster.request(
+        "GET",
+        f"/api/v2/dags/nem12_backfill/dagRuns/{run}/taskInstances/merge/xcomEntries/return_value",
+    )["value"]
+    assert merged["dry_run"] is True and merged["duplicates"] == 1 and merged["rejected"] == 1
+    assert merged["report_location"].endswith(".html")
+    assert (live.cluster.root.parent / "reports").exists()
+
+
+def test_loads_are_bounded_by_the_pool_and_overlapping_runs_merge_one_at_a_time(live):
+    live.deliver(SIX)
+    run = live.trigger("nem12_backfill", {"prefix": "landing/"})
+    assert live.finished("nem12_backfill", run) == "success"
+    loads = [
+        t for t in live.task_instances("nem12_backfill", run) if t["task_id"] == "parse_and_load"
+    ]
+    assert len(loads) == 6
+    assert most_at_once([interval(t) for t in loads]) == 2
+    assert sorted(t["rendered_map_index"] for t in loads) == sorted(f"{k} (1 files)" for k in SIX)
+    assert set(live.table_keys()) == all_keys(*SIX.values())
+
+    live.reset()
+    live.deliver(SIX)
+    hourly = live.trigger("nem12_ingest")
+    backfill = live.trigger("nem12_backfill", {"prefix": "landing/"})
+    try:
+        assert live.finished("nem12_ingest", hourly) == "success"
+        assert live.finished("nem12_backfill", backfill) == "success"
+    finally:
+        live.pause("nem12_ingest")
+    merges = [
+        interval(t)
+        for dag_id, run_id in (("nem12_ingest", hourly), ("nem12_backfill", backfill))
+        for t in live.task_instances(dag_id, run_id)
+        if t["task_id"] == "merge"
+    ]
+    assert most_at_once(merges) == 1
+    keys = all_keys(*SIX.values())
+    assert sorted(live.table_keys()) == sorted(keys)  # each reading once
+    assert live.sql("SELECT sum(inserted) FROM nem12.file_ledger") == [(len(keys),)]
+    assert sorted(live.ledger()) == sorted((k, "loaded") for k in SIX)
+
+
+def test_the_meter_table_asset_event_starts_the_downstream_dag(live):
+    live.cluster.request("PATCH", "/api/v2/dags/nem12_changes", {"is_paused": False})
+    live.deliver({"landing/a.csv": GOOD})
+    run = live.trigger("nem12_backfill", {"prefix": "landing/"})
+    assert live.finished("nem12_backfill", run) == "success"
+    recorded = live.cluster.wait_for(
+        "nem12_changes to record the change",
+        lambda: live.sql(
+            "SELECT source_dag_id, files, inserted FROM nem12.table_change "
+            f"WHERE source_run_id = '{run}'"
+        ),
+    )
+    assert recorded == [("nem12_backfill", 1, len(keys_of(GOOD)))]
+    runs = live.cluster.request("GET", "/api/v2/dags/nem12_changes/dagRuns")["dag_runs"]
+    assert {r["run_type"] for r in runs} == {"asset_triggered"}
