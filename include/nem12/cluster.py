@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -34,6 +35,12 @@ USERNAME = "admin"
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 #: The same worker command docker-compose runs.
 WORKER_COMMAND = ("celery", "worker")
+
+
+def worker_hostname() -> str:
+    """Airflow's ``hostname_callable``: a worker's own name (``NEM12_WORKER_NAME``), so task
+    instances say which of several workers on one machine ran them."""
+    return os.environ.get("NEM12_WORKER_NAME") or socket.getfqdn()
 
 
 def cores() -> int:
@@ -72,18 +79,31 @@ class Cluster:
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     _token: str | None = None
 
-    def start(self, name: str, *args: str) -> subprocess.Popen:
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         """A component (``airflow <args>``), logging to ``<root>/<name>.log``."""
         log = (self.root / f"{name}.log").open("a")
         process = subprocess.Popen(
             [AIRFLOW, *args],
-            env=self.env,
+            env={**self.env, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.processes[name] = process
         return process
+
+    def start_worker(self, name: str) -> subprocess.Popen:
+        """A Celery worker of its own name and log-server port."""
+        return self.start(
+            name,
+            *WORKER_COMMAND,
+            "--celery-hostname",
+            f"{name}@%h",
+            env={
+                "NEM12_WORKER_NAME": name,
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            },
+        )
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 60) -> None:
         """End a component and every process of its session."""
@@ -199,6 +219,7 @@ def airflow_cluster(
         "AIRFLOW__CORE__FERNET_KEY": "",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "nem12.cluster.worker_hostname",
         **concurrency(executor, airflow_env),
     }
     redis = None
@@ -214,9 +235,7 @@ def airflow_cluster(
         for name in COMPONENTS:
             cluster.start(name, name)
         for number in range(1, workers + 1 if executor == "CeleryExecutor" else 1):
-            cluster.start(
-                f"worker-{number}", *WORKER_COMMAND, "--celery-hostname", f"worker-{number}@%h"
-            )
+            cluster.start_worker(f"worker-{number}")
         cluster.wait_for("the api-server", lambda: _healthy(cluster), timeout=120)
         yield cluster
     finally:
