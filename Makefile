@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint faults bench demo airflow freeze clean
+.PHONY: setup test test-fast lint faults bench demo airflow cluster freeze clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,9 @@ lint: setup
 test: setup lint
 	$(BIN)/python -m pytest
 
+test-fast: setup lint
+	$(BIN)/python -m pytest --ignore=tests/live
+
 faults: setup
 	$(BIN)/python -m pytest tests/faults
 
@@ -28,7 +31,10 @@ demo: setup
 	$(BIN)/python -m nem12.demo $(if $(FILES),--files $(FILES))
 
 airflow: setup
-	$(BIN)/python -m nem12.demo --standalone
+	$(BIN)/python -m nem12.demo --serve local
+
+cluster: setup
+	$(BIN)/python -m nem12.demo --serve celery --workdir .cluster
 
 bench: setup
 	$(BIN)/python bench/parse_bench.py
@@ -39,4 +45,4 @@ freeze: setup
 	  echo "compare requirements.lock.tmp with requirements.txt"
 
 clean:
-	rm -rf $(VENV) .pytest_cache bench/out .demo
+	rm -rf $(VENV) .pytest_cache bench/out .demo .cluster

@@ -187,30 +187,43 @@ def run(
 
 
 def _interrupt(signum: int, frame: object) -> None:
-    """SIGTERM stops like Ctrl-C, so the services are shut down too."""
+    """SIGTERM stops like Ctrl-C; a second signal cannot cut the shutdown short."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
-def standalone(workdir: Path) -> int:
-    """``make airflow``: the same wiring under ``airflow standalone`` (UI on :8080)."""
+EXECUTORS = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
+
+
+def serve(workdir: Path, executor: str, port: int) -> int:
+    """``make airflow`` (LocalExecutor) and ``make cluster`` (Celery, two workers): the
+    services and Airflow's components until Ctrl-C or SIGTERM, which stop them all."""
+    from nem12.cluster import airflow_cluster
     from nem12.services import local_services
 
-    with local_services(workdir / "services") as services:
-        env = airflow_env(workdir / "airflow", services.airflow_env(), workdir / "reports")
-        log = workdir / "airflow.log"
-        prepare_airflow(env, log)
-        print(
-            f"S3 endpoint {services.s3_endpoint}, bucket {services.bucket}; "
-            "put files under landing/. Ctrl-C stops Airflow and the services.",
-            file=sys.stderr,
-        )
-        signal.signal(signal.SIGTERM, _interrupt)
-        try:
-            subprocess.run(
-                [str(Path(sys.executable).parent / "airflow"), "standalone"], env=env, check=False
-            )
-        except KeyboardInterrupt:
-            pass
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+    try:
+        with local_services(workdir / "services") as services:
+            env = airflow_env(workdir / "airflow", services.airflow_env(), workdir / "reports")
+            with airflow_cluster(
+                workdir / "cluster", services, env, executor, port=port
+            ) as cluster:
+                print(
+                    f"Airflow ({executor}) on {cluster.api_url}, login admin / {cluster.password}\n"
+                    f"S3 endpoint {services.s3_endpoint}, bucket {services.bucket}: put files "
+                    f"under landing/. Logs in {cluster.root}. Ctrl-C stops everything.",
+                    flush=True,
+                )
+                while not (
+                    ended := [n for n, p in cluster.processes.items() if p.poll() is not None]
+                ):
+                    time.sleep(1)
+                print(f"{', '.join(ended)} stopped; see {cluster.root}", file=sys.stderr)
+                return 1
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
     return 0
 
 
@@ -219,13 +232,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=Path, help="ingest the files in this folder instead")
     parser.add_argument("--workdir", type=Path, default=PROJECT / ".demo")
     parser.add_argument(
-        "--standalone",
-        action="store_true",
-        help="start the services and airflow standalone instead",
+        "--serve",
+        choices=sorted(EXECUTORS),
+        help="start the services and Airflow's components with this executor instead",
     )
+    parser.add_argument("--port", type=int, default=8080, help="the api-server's port (UI)")
     args = parser.parse_args(argv)
-    if args.standalone:
-        return standalone(args.workdir)
+    if args.serve:
+        return serve(args.workdir, EXECUTORS[args.serve], args.port)
     if args.files is not None and not args.files.is_dir():
         print(f"demo: {args.files} is not a folder", file=sys.stderr)
         return 2

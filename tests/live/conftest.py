@@ -30,6 +30,35 @@ FAST = {
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
 }
 FINAL = ("success", "failed")
+#: What the session's runs showed: per scenario, its task instances' spans.
+TIMELINES: dict[str, list[dict]] = {}
+
+
+def record_timeline(scenario: str, task_instances: list[dict]) -> None:
+    """Keep a scenario's task-instance spans for the session's summary."""
+    TIMELINES.setdefault(scenario, []).extend(
+        t for t in task_instances if t.get("start_date") and t.get("end_date")
+    )
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Task-instance spans per scenario, in seconds from the scenario's first start."""
+    if not TIMELINES:
+        return
+    terminalreporter.section("task-instance timelines")
+    for scenario, tis in TIMELINES.items():
+        terminalreporter.write_line(scenario)
+        origin = min(datetime.fromisoformat(t["start_date"]) for t in tis)
+        for t in sorted(tis, key=lambda t: t["start_date"]):
+            start, end = (
+                (datetime.fromisoformat(t[k]) - origin).total_seconds()
+                for k in ("start_date", "end_date")
+            )
+            label = t.get("rendered_map_index") or ""
+            terminalreporter.write_line(
+                f"  {t['dag_id']:<15} {t['task_id']:<15} {start:7.2f} .. {end:7.2f} s  "
+                f"try {t['try_number']}  {t.get('hostname') or '':<10} {t['state']:<8} {label}"
+            )
 
 
 class Live:

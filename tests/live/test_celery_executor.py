@@ -15,7 +15,7 @@ import pytest
 from nem12.generate import GeneratorSpec, generate_bytes
 from tests.faults.conftest import fault_tally
 from tests.faults.scenarios import keys_of
-from tests.live.conftest import FAST, Live, start_live
+from tests.live.conftest import FAST, Live, record_timeline, start_live
 
 __all__ = ["fault_tally"]
 
@@ -77,9 +77,9 @@ def test_a_worker_killed_mid_load_has_the_task_retried_on_the_other(live, fault_
         assert live.finished("nem12_backfill", run, timeout=400) == "success"
     finally:
         live.cluster.start_worker(killed)
-    load = next(
-        t for t in live.task_instances("nem12_backfill", run) if t["task_id"] == "parse_and_load"
-    )
+    tis = live.task_instances("nem12_backfill", run)
+    record_timeline(f"Celery: {killed} SIGKILLed mid-load", tis)
+    load = next(t for t in tis if t["task_id"] == "parse_and_load")
     assert load["try_number"] == 2 and load["hostname"] != killed
     keys = exact(live, files)
     figures = fault_tally.record("Celery worker SIGKILLed mid-load", 1, keys, _conn(live))
@@ -100,6 +100,9 @@ def test_a_scheduler_killed_and_restarted_mid_run_lets_the_run_complete(live, fa
     live.cluster.stop("scheduler", signal.SIGKILL)
     live.cluster.start("scheduler", "scheduler")
     assert live.finished("nem12_backfill", run, timeout=400) == "success"
+    record_timeline(
+        "Celery: scheduler SIGKILLed mid-run", live.task_instances("nem12_backfill", run)
+    )
     keys = exact(live, SIX)
     figures = fault_tally.record("scheduler SIGKILLed mid-run, restarted", 1, keys, _conn(live))
     assert (figures.readings_lost, figures.readings_duplicated) == (0, 0)

@@ -14,7 +14,14 @@ import pytest
 
 from nem12.generate import GeneratorSpec, generate_bytes
 from tests.faults.scenarios import keys_of
-from tests.live.conftest import FAST, Live, interval, most_at_once, start_live
+from tests.live.conftest import (
+    FAST,
+    Live,
+    interval,
+    most_at_once,
+    record_timeline,
+    start_live,
+)
 
 #: Six files of their own streams, big enough that a load lasts a moment.
 SIX = {
@@ -168,12 +175,13 @@ def test_loads_are_bounded_by_the_pool_and_overlapping_runs_merge_one_at_a_time(
         assert live.finished("nem12_backfill", backfill) == "success"
     finally:
         live.pause("nem12_ingest")
-    merges = [
-        interval(t)
+    both = [
+        t
         for dag_id, run_id in (("nem12_ingest", hourly), ("nem12_backfill", backfill))
         for t in live.task_instances(dag_id, run_id)
-        if t["task_id"] == "merge"
     ]
+    record_timeline("LocalExecutor: an hourly run and a backfill at once", both)
+    merges = [interval(t) for t in both if t["task_id"] == "merge"]
     assert most_at_once(merges) == 1
     keys = all_keys(*SIX.values())
     assert sorted(live.table_keys()) == sorted(keys)  # each reading once
