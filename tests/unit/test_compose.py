@@ -60,3 +60,17 @@ def test_the_minio_bucket_is_versioned_so_deletes_go_by_version_id():
     init = COMPOSE["services"]["minio-init"]["entrypoint"]
     assert "mc version enable local/nem12" in init
     assert "--noncurrent-expire-days" in init  # versions the pipeline is done with expire
+
+
+def test_the_celery_cluster_is_the_one_make_cluster_runs():
+    from nem12.cluster import COMPONENTS, WORKER_COMMAND
+
+    env = COMPOSE["x-airflow-common"]["environment"]
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://")
+    assert {"AIRFLOW__CORE__PARALLELISM", "AIRFLOW__CELERY__WORKER_CONCURRENCY"} <= set(env)
+    services = COMPOSE["services"]
+    commands = {services[name]["command"] for name in services if name.startswith("airflow-")}
+    assert set(COMPONENTS) | {" ".join(WORKER_COMMAND)} <= commands
+    assert services["airflow-worker"]["command"] == " ".join(WORKER_COMMAND)
