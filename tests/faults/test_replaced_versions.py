@@ -147,6 +147,20 @@ ARCHIVED = {
 }
 
 
+def both_loaded_and_archived(bucket: Bucket, first: str, second: str, case: str, tally) -> None:
+    """Two ledger rows loaded, each version's bytes archived, the newest readings kept."""
+    assert bucket.ledger() == [
+        (KEY, first, "loaded", "archive/NEM12#REUSED#MDPGEN#RETAILER.csv"),
+        (KEY, second, "loaded", "archive/NEM12#REUSED#MDPGEN#RETAILER.file2.csv"),
+    ]
+    expected = newest_wins((1, V1), (2, V2))
+    assert bucket.table() == expected
+    assert bucket.keys("landing/") == {} and bucket.keys("held/") == {}
+    assert bucket.keys("archive/") == ARCHIVED
+    figures = tally.record(case, 1, set(expected), bucket.conn)
+    assert (figures.readings_lost, figures.readings_duplicated) == (0, 0)
+
+
 @pytest.mark.parametrize("after", ["register", "validate", "load"])
 def test_a_version_resent_while_a_run_holds_the_first_is_loaded_by_the_next(
     bucket, after, fault_tally
@@ -156,16 +170,7 @@ def test_a_version_resent_while_a_run_holds_the_first_is_loaded_by_the_next(
     assert bucket.keys("landing/") == {KEY: V2}  # left for the next run, not archived as v1
     bucket.run()
     second = bucket.injected[0]
-    assert bucket.ledger() == [
-        (KEY, first, "loaded", "archive/NEM12#REUSED#MDPGEN#RETAILER.csv"),
-        (KEY, second, "loaded", "archive/NEM12#REUSED#MDPGEN#RETAILER.file2.csv"),
-    ]
-    expected = newest_wins((1, V1), (2, V2))
-    assert bucket.table() == expected
-    assert bucket.keys("landing/") == {} and bucket.keys("held/") == {}
-    assert bucket.keys("archive/") == ARCHIVED
-    figures = fault_tally.record(f"re-sent after {after}", 1, set(expected), bucket.conn)
-    assert (figures.readings_lost, figures.readings_duplicated) == (0, 0)
+    both_loaded_and_archived(bucket, first, second, f"re-sent after {after}", fault_tally)
 
 
 def test_a_version_replaced_before_it_could_be_read_is_recorded_as_replaced(bucket, fault_tally):
@@ -229,18 +234,9 @@ def test_a_run_killed_after_register_is_finished_though_its_key_now_holds_anothe
     second = bucket.put(V2)
     assert [(o.key, o.etag) for o in bucket.new_objects()] == [(KEY, second), (KEY, first)]
     bucket.run()
-    assert bucket.ledger() == [
-        (KEY, first, "loaded", "archive/NEM12#REUSED#MDPGEN#RETAILER.csv"),
-        (KEY, second, "loaded", "archive/NEM12#REUSED#MDPGEN#RETAILER.file2.csv"),
-    ]
-    expected = newest_wins((1, V1), (2, V2))
-    assert bucket.table() == expected
-    assert bucket.keys("landing/") == {} and bucket.keys("held/") == {}
-    assert bucket.keys("archive/") == ARCHIVED
-    figures = fault_tally.record(
-        "run killed after register, then re-sent", 1, set(expected), bucket.conn
+    both_loaded_and_archived(
+        bucket, first, second, "run killed after register, then re-sent", fault_tally
     )
-    assert (figures.readings_lost, figures.readings_duplicated) == (0, 0)
 
 
 def test_a_held_copy_that_changed_is_an_error_never_parsed_in_its_place(bucket):

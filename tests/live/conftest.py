@@ -154,3 +154,10 @@ def start_live(live_services, executor: str, monkeypatch_env: dict[str, str]) ->
         )
         time.sleep(1)
         yield live
+
+
+@pytest.fixture
+def live(cluster: Live) -> Live:
+    """The module's cluster (its own ``cluster`` fixture), on an empty bucket and database."""
+    cluster.reset()
+    return cluster

@@ -34,12 +34,6 @@ def cluster(live_services) -> Iterator[Live]:
     yield from start_live(live_services, "CeleryExecutor", FAST)
 
 
-@pytest.fixture
-def live(cluster: Live) -> Live:
-    cluster.reset()
-    return cluster
-
-
 def exact(live: Live, files: dict[str, bytes]) -> set[tuple]:
     keys = set().union(*(keys_of(f) for f in files.values()))
     assert sorted(live.table_keys()) == sorted(keys)

@@ -40,12 +40,6 @@ def cluster(live_services) -> Iterator[Live]:
     yield from start_live(live_services, "LocalExecutor", FAST)
 
 
-@pytest.fixture
-def live(cluster: Live) -> Live:
-    cluster.reset()
-    return cluster
-
-
 def all_keys(*files: bytes) -> set[tuple]:
     return set().union(*(keys_of(f) for f in files))
 
