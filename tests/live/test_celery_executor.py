@@ -45,9 +45,9 @@ def test_loads_of_one_run_spread_over_both_workers(live):
     live.deliver(SIX)
     run = live.trigger("nem12_backfill", {"prefix": "landing/"})
     assert live.finished("nem12_backfill", run) == "success"
-    loads = [
-        t for t in live.task_instances("nem12_backfill", run) if t["task_id"] == "parse_and_load"
-    ]
+    tis = live.task_instances("nem12_backfill", run)
+    record_timeline("Celery: six loads over two workers", tis)
+    loads = [t for t in tis if t["task_id"] == "parse_and_load"]
     assert {t["hostname"] for t in loads} == {"worker-1", "worker-2"}
     exact(live, SIX)
 

@@ -152,9 +152,9 @@ def test_loads_are_bounded_by_the_pool_and_overlapping_runs_merge_one_at_a_time(
     live.deliver(SIX)
     run = live.trigger("nem12_backfill", {"prefix": "landing/"})
     assert live.finished("nem12_backfill", run) == "success"
-    loads = [
-        t for t in live.task_instances("nem12_backfill", run) if t["task_id"] == "parse_and_load"
-    ]
+    tis = live.task_instances("nem12_backfill", run)
+    record_timeline("LocalExecutor: six loads, pool nem12_load at 2 slots", tis)
+    loads = [t for t in tis if t["task_id"] == "parse_and_load"]
     assert len(loads) == 6
     assert most_at_once([interval(t) for t in loads]) == 2
     assert sorted(t["rendered_map_index"] for t in loads) == sorted(f"{k} (1 files)" for k in SIX)
