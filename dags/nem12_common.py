@@ -75,6 +75,16 @@ def _param(name: str) -> bool:
     return bool(get_current_context()["params"].get(name, False))
 
 
+def _touched(conn, file_ids: list[int]) -> None:
+    """Note in the ledger that this run's task worked on these files (review view)."""
+    from nem12 import database
+
+    context = get_current_context()
+    database.record_runs(
+        conn, file_ids, context["dag"].dag_id, context["run_id"], context["task"].task_id
+    )
+
+
 @task
 def register(objects: list[dict]) -> list[dict]:
     """Ledger rows and held copies; on a dry run only what they would be (nothing written)."""
@@ -86,6 +96,7 @@ def register(objects: list[dict]) -> list[dict]:
         if _param("dry_run"):
             return [asdict(f) for f in ingest.preview(s3(), conn, settings(), stored)]
         files = ingest.register(s3(), conn, settings(), stored, reprocess=_param("reprocess"))
+        _touched(conn, [f.file_id for f in files])
     metrics.files_registered(files)
     return [asdict(f) for f in files]
 
@@ -104,6 +115,7 @@ def validate(files: list[dict]) -> dict:
             run_name,
             dry_run=_param("dry_run"),
         )
+        _touched(conn, [f.file_id for f in (*outcome.accepted, *outcome.rejected)])
     metrics.files_validated(outcome)
     return {
         "accepted": [asdict(f) for f in outcome.accepted],
@@ -139,6 +151,7 @@ def parse_and_load(group: list[dict]) -> dict[str, int]:
 
     with postgres() as conn:
         staged = ingest.load_group(s3(), conn, settings(), [ingest.Registered(**f) for f in group])
+        _touched(conn, list(staged))
     metrics.readings_staged(staged)
     return {str(k): v for k, v in staged.items()}
 
@@ -160,6 +173,7 @@ def merge(validation: dict, loaded: list[dict[str, int]] | None = None) -> dict:
     duplicates = [ingest.Registered(**f) for f in validation["duplicates"]]
     with postgres() as conn, metrics.merge_timer():
         counts = ingest.merge(s3(), conn, settings(), file_ids, also_archive=duplicates)
+        _touched(conn, file_ids + [f.file_id for f in duplicates])
     metrics.readings_merged(counts)
     return {
         "files": len(file_ids),

@@ -167,7 +167,24 @@ $$;
 -- a name of its own there).
 ALTER TABLE {SCHEMA}.file_ledger
     ADD COLUMN IF NOT EXISTS version_id text,
-    ADD COLUMN IF NOT EXISTS moved_to text;
+    ADD COLUMN IF NOT EXISTS moved_to text,
+    ADD COLUMN IF NOT EXISTS from_participant text,
+    ADD COLUMN IF NOT EXISTS to_participant text;
+-- The review view lists the ledger newest first, by sender and arrival.
+CREATE INDEX IF NOT EXISTS file_ledger_first_seen ON {SCHEMA}.file_ledger (first_seen DESC);
+CREATE INDEX IF NOT EXISTS file_ledger_from ON {SCHEMA}.file_ledger (from_participant);
+CREATE INDEX IF NOT EXISTS finding_rule ON {SCHEMA}.finding (rule);
+
+-- Which DAG runs touched which files, and in which task.
+CREATE TABLE IF NOT EXISTS {SCHEMA}.file_run (
+    file_id   bigint NOT NULL REFERENCES {SCHEMA}.file_ledger ON DELETE CASCADE,
+    dag_id    text NOT NULL,
+    run_id    text NOT NULL,
+    task_id   text NOT NULL,
+    at        timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (file_id, dag_id, run_id, task_id)
+);
+CREATE INDEX IF NOT EXISTS file_run_run ON {SCHEMA}.file_run (run_id);
 -- Each registration looks up content already taken, each sensing unfinished rows.
 CREATE INDEX IF NOT EXISTS file_ledger_sha256 ON {SCHEMA}.file_ledger (sha256);
 CREATE INDEX IF NOT EXISTS file_ledger_unfinished ON {SCHEMA}.file_ledger (bucket)
@@ -348,6 +365,18 @@ def record_table_change(
     )
 
 
+def record_runs(
+    conn: psycopg.Connection, file_ids: list[int], dag_id: str, run_id: str, task_id: str
+) -> None:
+    """That a DAG run's task touched these files (for the review view)."""
+    conn.execute(
+        f"INSERT INTO {SCHEMA}.file_run (file_id, dag_id, run_id, task_id) "
+        "SELECT f, %s, %s, %s FROM unnest(%s::bigint[]) AS f "
+        f"WHERE f IN (SELECT file_id FROM {SCHEMA}.file_ledger) ON CONFLICT DO NOTHING",
+        (dag_id, run_id, task_id, file_ids),
+    )
+
+
 def set_moved_to(conn: psycopg.Connection, file_id: int, key: str) -> None:
     conn.execute(
         f"UPDATE {SCHEMA}.file_ledger SET moved_to = %s WHERE file_id = %s", (key, file_id)
@@ -511,13 +540,15 @@ def record_parse(
     header DateTime stands for the object in version ordering.
     """
     header = next((r.header.datetime for r in reports if r.header.datetime), None)
+    sender = next((r.header.from_participant for r in reports if r.header.from_participant), None)
+    recipient = next((r.header.to_participant for r in reports if r.header.to_participant), None)
     findings = [f for r in reports for f in r.findings]
     with conn.transaction():
         conn.execute(
             f"""
             UPDATE {SCHEMA}.file_ledger
             SET header_datetime = %s, quality = %s, status = %s, readings = %s,
-                updated_at = now()
+                from_participant = %s, to_participant = %s, updated_at = now()
             WHERE file_id = %s
             """,
             (
@@ -525,6 +556,8 @@ def record_parse(
                 quality,
                 "rejected" if quality == "rejected" else "validated",
                 sum(r.readings for r in reports),
+                _text(sender),
+                _text(recipient),
                 file_id,
             ),
         )

@@ -1,0 +1,154 @@
+"""The review queries: the one module that knows the SQL behind the review view.
+
+Reviewers look for what was wrong with which file, and where, to send it back
+to the meter data provider: the ledger (filtered, paged), one file with its
+findings grouped by rule, the files of one DAG run, and how often each rule
+fired by sender.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from nem12.database import FILE_STATUSES, SCHEMA
+from nem12.rules import RULES
+
+#: Ledger columns a Files page row shows.
+_FILE_COLUMNS = (
+    "file_id, key, first_seen, from_participant, to_participant, status, quality, readings, "
+    "inserted, updated, unchanged, superseded, moved_to, report_location"
+)
+
+
+@dataclass(frozen=True)
+class FileFilter:
+    """What the Files page asks for; every field optional."""
+
+    status: str | None = None
+    sender: str | None = None
+    arrived_from: date | None = None
+    arrived_to: date | None = None
+    search: str | None = None  # part of a key, or an NMI
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[dict[str, Any]]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+def _where(chosen: FileFilter) -> tuple[str, dict[str, Any]]:
+    clauses, params = [], {}
+    if chosen.status:
+        if chosen.status not in FILE_STATUSES:
+            raise ValueError(f"unknown status {chosen.status!r}")
+        clauses.append("l.status = %(status)s")
+        params["status"] = chosen.status
+    if chosen.sender:
+        clauses.append("l.from_participant = %(sender)s")
+        params["sender"] = chosen.sender
+    if chosen.arrived_from:
+        clauses.append("l.first_seen >= %(arrived_from)s")
+        params["arrived_from"] = chosen.arrived_from
+    if chosen.arrived_to:
+        clauses.append("l.first_seen < %(arrived_to)s")
+        params["arrived_to"] = chosen.arrived_to + timedelta(days=1)
+    if chosen.search:
+        clauses.append(
+            "(l.key ILIKE %(like)s OR EXISTS (SELECT 1 FROM "
+            f"{SCHEMA}.finding f WHERE f.file_id = l.file_id AND f.nmi = %(search)s))"
+        )
+        params["like"] = f"%{chosen.search}%"
+        params["search"] = chosen.search
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def files(conn: psycopg.Connection, chosen: FileFilter, page: int = 1, per_page: int = 50) -> Page:
+    """The ledger, newest first, as the Files page shows it."""
+    where, params = _where(chosen)
+    with conn.cursor(row_factory=dict_row) as cursor:
+        total = cursor.execute(
+            f"SELECT count(*) AS n FROM {SCHEMA}.file_ledger l{where}", params
+        ).fetchone()
+        rows = cursor.execute(
+            f"SELECT {_FILE_COLUMNS} FROM {SCHEMA}.file_ledger l{where} "
+            "ORDER BY l.first_seen DESC, l.file_id DESC LIMIT %(limit)s OFFSET %(offset)s",
+            {**params, "limit": per_page, "offset": (max(page, 1) - 1) * per_page},
+        ).fetchall()
+    return Page(rows, int(total["n"]) if total else 0, max(page, 1), per_page)
+
+
+def senders(conn: psycopg.Connection) -> list[str]:
+    rows = conn.execute(
+        f"SELECT DISTINCT from_participant FROM {SCHEMA}.file_ledger "
+        "WHERE from_participant IS NOT NULL ORDER BY 1"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def file(conn: psycopg.Connection, file_id: int) -> dict[str, Any] | None:
+    """One ledger row with everything the File page shows."""
+    with conn.cursor(row_factory=dict_row) as cursor:
+        return cursor.execute(
+            f"SELECT {_FILE_COLUMNS}, bucket, etag, version_id, sha256, size_bytes, "
+            f"header_datetime FROM {SCHEMA}.file_ledger l WHERE file_id = %s",
+            (file_id,),
+        ).fetchone()
+
+
+def findings(conn: psycopg.Connection, file_id: int) -> list[dict[str, Any]]:
+    """A file's findings, by rule (errors first) and line."""
+    with conn.cursor(row_factory=dict_row) as cursor:
+        return cursor.execute(
+            f"SELECT file, rule, severity, line, record_type, nmi, message "
+            f"FROM {SCHEMA}.finding WHERE file_id = %s "
+            "ORDER BY severity = 'error' DESC, rule, line NULLS FIRST",
+            (file_id,),
+        ).fetchall()
+
+
+def runs_of_file(conn: psycopg.Connection, file_id: int) -> list[dict[str, Any]]:
+    """The DAG runs that touched a file, and their tasks."""
+    with conn.cursor(row_factory=dict_row) as cursor:
+        return cursor.execute(
+            f"SELECT dag_id, run_id, array_agg(task_id ORDER BY at) AS tasks, min(at) AS at "
+            f"FROM {SCHEMA}.file_run WHERE file_id = %s GROUP BY dag_id, run_id ORDER BY 4",
+            (file_id,),
+        ).fetchall()
+
+
+def files_of_run(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
+    """The files one DAG run touched and how each ended."""
+    with conn.cursor(row_factory=dict_row) as cursor:
+        return cursor.execute(
+            f"SELECT {_FILE_COLUMNS} FROM {SCHEMA}.file_ledger l WHERE l.file_id IN "
+            f"(SELECT file_id FROM {SCHEMA}.file_run WHERE run_id = %s) ORDER BY l.file_id",
+            (run_id,),
+        ).fetchall()
+
+
+def rule_counts(
+    conn: psycopg.Connection, since: datetime, until: datetime
+) -> dict[str, dict[str, int]]:
+    """How often each rule fired per sender over a period (by the files' arrival)."""
+    rows = conn.execute(
+        f"SELECT f.rule, coalesce(l.from_participant, '?'), count(*) "
+        f"FROM {SCHEMA}.finding f JOIN {SCHEMA}.file_ledger l USING (file_id) "
+        "WHERE l.first_seen >= %s AND l.first_seen < %s GROUP BY 1, 2",
+        (since, until),
+    ).fetchall()
+    counts: dict[str, dict[str, int]] = {rule: {} for rule in RULES}
+    for rule, sender, n in rows:
+        counts.setdefault(rule, {})[sender] = int(n)
+    return counts
