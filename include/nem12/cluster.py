@@ -126,16 +126,19 @@ class Cluster:
 
     def request(self, method: str, path: str, body: Any = None, auth: bool = True) -> Any:
         """A JSON request to the api-server; HTTPError for a status of 400 or more."""
+        text = self.fetch(method, path, None if body is None else json.dumps(body).encode(), auth)
+        return json.loads(text) if text else None
+
+    def fetch(self, method: str, path: str, data: bytes | None = None, auth: bool = True) -> bytes:
+        """The body of a request to the api-server (a page, say)."""
         headers = {"Content-Type": "application/json"}
         if auth:
             headers["Authorization"] = f"Bearer {self.token()}"
-        data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(
             self.api_url + path, data=data, headers=headers, method=method
         )
         with urllib.request.urlopen(request, timeout=30) as response:
-            text = response.read()
-        return json.loads(text) if text else None
+            return response.read()
 
     def wait_for(self, what: str, check, timeout: float = 180, every: float = 0.5) -> Any:
         """Poll ``check()`` until it returns something truthy; AssertionError naming ``what``."""

@@ -7,6 +7,8 @@ the Asset event; each asserts the exact ledger and table afterwards.
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -198,3 +200,24 @@ def test_the_meter_table_asset_event_starts_the_downstream_dag(live):
     assert recorded == [("nem12_backfill", 1, len(keys_of(GOOD)))]
     runs = live.cluster.request("GET", "/api/v2/dags/nem12_changes/dagRuns")["dag_runs"]
     assert {r["run_type"] for r in runs} == {"asset_triggered"}
+
+
+def test_the_review_plugin_is_loaded_by_the_api_server_and_needs_a_login(live):
+    plugins = live.cluster.request("GET", "/api/v2/plugins")["plugins"]
+    ours = next(p for p in plugins if p["name"] == "nem12_review")
+    assert {(v["destination"], v["url_route"]) for v in ours["external_views"]} == {
+        ("nav", "nem12"),
+        ("dag_run", "nem12-run"),
+    }
+    assert [a["url_prefix"] for a in ours["fastapi_apps"]] == ["/nem12"]
+    assert live.cluster.request("GET", "/api/v2/plugins/importErrors")["import_errors"] == []
+    live.deliver({"landing/bad.csv": BROKEN})
+    run = live.trigger("nem12_backfill", {"prefix": "landing/"})
+    assert live.finished("nem12_backfill", run) == "success"
+    files = live.cluster.fetch("GET", "/nem12/?status=rejected").decode()
+    assert "landing/bad.csv" in files and "1 files" in files
+    tab = live.cluster.fetch("GET", f"/nem12/runs/{urllib.parse.quote(run, safe='')}").decode()
+    assert "landing/bad.csv" in tab
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        live.cluster.fetch("GET", "/nem12/", auth=False)
+    assert refused.value.code in (401, 403)
