@@ -174,6 +174,8 @@ ALTER TABLE {SCHEMA}.file_ledger
 CREATE INDEX IF NOT EXISTS file_ledger_first_seen ON {SCHEMA}.file_ledger (first_seen DESC);
 CREATE INDEX IF NOT EXISTS file_ledger_from ON {SCHEMA}.file_ledger (from_participant);
 CREATE INDEX IF NOT EXISTS finding_rule ON {SCHEMA}.finding (rule);
+-- The text of the offending record, bounded (findings.RAW_TEXT_CHARS).
+ALTER TABLE {SCHEMA}.finding ADD COLUMN IF NOT EXISTS raw text;
 
 -- Which DAG runs touched which files, and in which task.
 CREATE TABLE IF NOT EXISTS {SCHEMA}.file_run (
@@ -532,9 +534,14 @@ def _text(value: str | None) -> str | None:
 
 
 def record_parse(
-    conn: psycopg.Connection, file_id: int, reports: list[FileReport], quality: str
+    conn: psycopg.Connection,
+    file_id: int,
+    reports: list[FileReport],
+    quality: str,
+    texts: dict[tuple[str, int], str] | None = None,
 ) -> None:
-    """Keep what parsing found: header DateTime (NEM time), quality and findings.
+    """Keep what parsing found: header DateTime (NEM time), quality and findings, each
+    with the text of its record from ``texts`` ((member, line) -> text).
 
     An object may hold several MDFF files (zip members); the first member's
     header DateTime stands for the object in version ordering.
@@ -542,7 +549,8 @@ def record_parse(
     header = next((r.header.datetime for r in reports if r.header.datetime), None)
     sender = next((r.header.from_participant for r in reports if r.header.from_participant), None)
     recipient = next((r.header.to_participant for r in reports if r.header.to_participant), None)
-    findings = [f for r in reports for f in r.findings]
+    texts = texts or {}
+    findings = [(f, texts.get((f.file, f.line or 0))) for r in reports for f in r.findings]
     with conn.transaction():
         conn.execute(
             f"""
@@ -566,8 +574,8 @@ def record_parse(
             cursor.executemany(
                 f"""
                 INSERT INTO {SCHEMA}.finding
-                    (file_id, file, rule, severity, line, record_type, nmi, message)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                    (file_id, file, rule, severity, line, record_type, nmi, message, raw)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
                 """,
                 [
                     (
@@ -579,7 +587,8 @@ def record_parse(
                         _text(f.record_type),
                         _text(f.nmi),
                         _text(f.message),
+                        _text(raw),
                     )
-                    for f in findings
+                    for f, raw in findings
                 ],
             )

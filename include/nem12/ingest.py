@@ -24,7 +24,7 @@ import psycopg
 from nem12 import database, storage
 from nem12.merge import OUTCOMES, MergeCounts, merge_files
 from nem12.parsing import FileReport, ParseConfig, parse_source
-from nem12.reading import ReadLimits
+from nem12.reading import ReadLimits, record_texts
 
 log = logging.getLogger(__name__)
 
@@ -253,8 +253,11 @@ class Validation:
 
 def _parse_for_findings(
     s3: storage.S3Client, settings: Settings, file: Registered, dry_run: bool
-) -> list[FileReport]:
-    """Every member's report; a dry run reads the delivered version (it holds no copy)."""
+) -> tuple[list[FileReport], dict[tuple[str, int], str]]:
+    """Every member's report and the text of the records its findings name.
+
+    A dry run reads the delivered version (it holds no copy).
+    """
     if dry_run:
         source = {"key": file.key, "etag": file.etag, "sha256": file.sha256}
     else:
@@ -266,7 +269,13 @@ def _parse_for_findings(
                 pass
             assert parser.report is not None
             reports.append(parser.report)
-        return reports
+        wanted: dict[str, set[int]] = {}
+        for finding in (f for r in reports for f in r.findings if f.line is not None):
+            wanted.setdefault(finding.file, set()).add(finding.line)
+        got.file.seek(0)
+        limits = settings.parse_config().limits
+        texts = record_texts(got.file, wanted, name=file.key, limits=limits) if wanted else {}
+        return reports, texts
 
 
 def _moved_by_another_run(conn: psycopg.Connection, file: Registered) -> bool:
@@ -313,7 +322,7 @@ def validate(
             log.info("%s: finished by another run (file %d), not validated", file.key, file.file_id)
             continue
         try:
-            reports = _parse_for_findings(s3, settings, file, dry_run)
+            reports, texts = _parse_for_findings(s3, settings, file, dry_run)
         except (storage.ObjectGone, storage.VersionReplaced):
             if dry_run:
                 log.info("%s: replaced or removed since it was listed; not validated", file.key)
@@ -323,7 +332,7 @@ def validate(
             continue
         quality = _combined_status(reports)
         if not dry_run:
-            database.record_parse(conn, file.file_id, reports, quality)
+            database.record_parse(conn, file.file_id, reports, quality, texts)
         errors = sum(len(r.errors) for r in reports)
         warnings = sum(len(r.findings) for r in reports) - errors
         rejected_blocks = sum(r.rejected_blocks for r in reports)

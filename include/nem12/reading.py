@@ -197,6 +197,43 @@ def iter_members(
     yield from _members_of(source, name or "<stream>", limits, depth=0, size=None)
 
 
+def record_texts(
+    source: str | os.PathLike[str] | bytes | BinaryIO,
+    wanted: dict[str, set[int]],
+    name: str | None = None,
+    limits: ReadLimits | None = None,
+    chars: int = 500,
+) -> dict[tuple[str, int], str]:
+    """The text of the lines ``wanted`` names per member (by its label), cut to ``chars``.
+
+    What a reviewer sends back to the data provider beside a finding; reading
+    stops at each member's last wanted line, and a long line is never held whole.
+    """
+    found: dict[tuple[str, int], str] = {}
+    for member in iter_members(source, name=name, limits=limits):
+        lines = wanted.get(member.name)
+        if not lines or member.error is not None:
+            continue
+        last, number, continued = max(lines), 0, False
+        with member.open() as stream:
+            while number < last or continued:
+                piece = stream.readline(chars * 4)
+                if not piece:
+                    break
+                if not continued:
+                    number += 1
+                    if number in lines:
+                        text = piece.removeprefix(b"\xef\xbb\xbf") if number == 1 else piece
+                        text = text.rstrip(b"\r\n")
+                        try:
+                            decoded = text.decode("utf-8")
+                        except UnicodeDecodeError:
+                            decoded = text.decode("latin-1")
+                        found[(member.name, number)] = decoded[:chars]
+                continued = not piece.endswith(b"\n")
+    return found
+
+
 def _members_of(
     stream: BinaryIO, label: str, limits: ReadLimits, depth: int, size: int | None
 ) -> Iterator[Member]:

@@ -111,7 +111,7 @@ def findings(conn: psycopg.Connection, file_id: int) -> list[dict[str, Any]]:
     """A file's findings, by rule (errors first) and line."""
     with conn.cursor(row_factory=dict_row) as cursor:
         return cursor.execute(
-            f"SELECT file, rule, severity, line, record_type, nmi, message "
+            f"SELECT file, rule, severity, line, record_type, nmi, message, raw "
             f"FROM {SCHEMA}.finding WHERE file_id = %s "
             "ORDER BY severity = 'error' DESC, rule, line NULLS FIRST",
             (file_id,),

@@ -205,11 +205,12 @@ def create_app(
             f"<h3 class='{escape(items[0]['severity'])}'>{escape(rule)} "
             f"({escape(items[0]['severity'])}, {len(items)})</h3>"
             f"<p>{escape(RULES[rule].message if rule in RULES else '')}</p><table>"
-            "<tr><th>member</th><th>line</th><th>record</th><th>NMI</th><th>message</th></tr>"
+            "<tr><th>member</th><th>line</th><th>record</th><th>NMI</th><th>message</th>"
+            "<th>record as sent</th></tr>"
             + "".join(
                 f"<tr><td>{_cell(i['file'])}</td><td>{_cell(i['line'])}</td>"
                 f"<td>{_cell(i['record_type'])}</td><td>{_cell(i['nmi'])}</td>"
-                f"<td>{_cell(i['message'])}</td></tr>"
+                f"<td>{_cell(i['message'])}</td><td><code>{_cell(i['raw'])}</code></td></tr>"
                 for i in items
             )
             + "</table>"
@@ -245,7 +246,7 @@ def create_app(
             row = _file_or_404(conn, file_id)
             found = review.findings(conn, file_id)
         out = io.StringIO()
-        columns = ["file", "rule", "severity", "line", "record_type", "nmi", "message"]
+        columns = ["file", "rule", "severity", "line", "record_type", "nmi", "message", "raw"]
         writer = csv.DictWriter(out, columns)
         writer.writeheader()
         writer.writerows(found)

@@ -78,9 +78,18 @@ def test_file_page_groups_findings_by_rule_and_offers_them_as_csv_and_json(revie
     ids = file_ids(dsn)
     page = client.get(f"/files/{ids['landing/partial.csv']}").text
     assert "value_negative" in page and RULES["value_negative"].message in page
+    negative = next(
+        f
+        for f in client.get(f"/files/{ids['landing/partial.csv']}/findings.json").json()
+        if f["rule"] == "value_negative"
+    )
+    line = PARTIAL.decode().splitlines()[negative["line"] - 1]
+    assert negative["raw"] == line and ",-1.5," in line  # the record as the provider sent it
+    assert f"<code>{line}</code>" in page
     assert "nem12_ingest" in page and "run+1:00" in page
     found = client.get(f"/files/{ids['landing/bad.csv']}/findings.json").json()
     assert [(f["rule"], f["severity"]) for f in found] == [("header_missing", "error")]
+    assert found[0]["raw"] == BAD.decode().splitlines()[found[0]["line"] - 1]
     rows = list(
         csv.DictReader(
             io.StringIO(client.get(f"/files/{ids['landing/bad.csv']}/findings.csv").text)

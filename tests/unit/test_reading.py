@@ -8,7 +8,7 @@ import pytest
 
 from nem12.generate import GeneratorSpec, generate_bytes, zip_bytes
 from nem12.parsing import ParseConfig
-from nem12.reading import ReadLimits, iter_members
+from nem12.reading import ReadLimits, iter_members, record_texts
 from tests.conftest import parse_all
 
 VALID = generate_bytes(GeneratorSpec(nmis=1, days=2, channels=("E1",)))
@@ -144,3 +144,18 @@ def test_gzip_bomb_is_stopped_while_streaming():
     parsed = parse_all(bomb, name="bomb.csv.gz")
     assert "archive_limit" in parsed.rules()
     assert parsed.report.status == "rejected"
+
+
+def test_record_texts_are_the_lines_findings_name_per_member_bounded():
+    plain = b"\xef\xbb\xbf100,NEM12\r\n200,A\r\n" + b"300," + b"9" * 5000 + b"\r\n900\r\n"
+    latin = b"100,NEM12\n250,caf\xe9\n900\n"
+    data = zip_bytes({"a.csv": plain, "b.csv": latin})
+    texts = record_texts(
+        data, {"x.zip!a.csv": {1, 3, 4}, "x.zip!b.csv": {2}}, name="x.zip", chars=20
+    )
+    assert texts == {
+        ("x.zip!a.csv", 1): "100,NEM12",
+        ("x.zip!a.csv", 3): "300," + "9" * 16,
+        ("x.zip!a.csv", 4): "900",  # the long line before it counts once
+        ("x.zip!b.csv", 2): "250,café",
+    }
