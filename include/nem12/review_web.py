@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import mimetypes
 import posixpath
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -26,6 +28,21 @@ from nem12.database import FILE_STATUSES, apply_schema
 from nem12.rules import RULES
 
 Connect = Callable[[], psycopg.Connection]
+
+#: The vendored copies of what Data Docs load from CDNs.
+ASSETS = Path(__file__).parent / "review_assets"
+#: Each CDN link of Data Docs and the copy that stands for it (``review_assets/cdn.json``).
+CDN_ASSETS: dict[str, str] = json.loads((ASSETS / "cdn.json").read_text())
+#: Any other link to another host in a report (GX's logo, newsletter) goes nowhere.
+_ELSEWHERE = re.compile(r"""(src|href)=(["'])https?://[^"']*\2""")
+
+
+def offline(html: str, base: str) -> str:
+    """A Data Docs page that loads only from this server: CDN links to the vendored copies."""
+    for url, asset in CDN_ASSETS.items():
+        html = html.replace(url, f"{base}/assets/{asset}")
+    return _ELSEWHERE.sub(lambda m: f"{m.group(1)}={m.group(2)}#{m.group(2)}", html)
+
 
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1rem 1.5rem;color:#1d2733}
@@ -293,7 +310,16 @@ def create_app(
         if data is None:
             raise HTTPException(404, "no such report file")
         media = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        if media == "text/html":
+            data = offline(data.decode("utf-8"), base).encode("utf-8")
         return Response(data, media_type=media)
+
+    @app.get("/assets/{path:path}")
+    def asset_file(path: str) -> Response:
+        data = read_report(str(ASSETS), path)
+        if data is None:
+            raise HTTPException(404, "no such asset")
+        return Response(data, media_type=mimetypes.guess_type(path)[0] or "font/woff2")
 
     return app
 

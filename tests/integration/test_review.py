@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from nem12 import database, ingest
 from nem12.generate import GeneratorSpec, generate_bytes
-from nem12.review_web import create_app, safe_report_path
+from nem12.review_web import create_app, offline, safe_report_path
 from nem12.rules import RULES
 from nem12.services import local_services
 
@@ -120,7 +121,7 @@ def test_reports_are_served_and_nothing_outside_their_root(reviewed):
     index = next(reports.glob("run_1/**/index.html"))
     relative = index.relative_to(reports).as_posix()
     served = client.get(f"/reports/{relative}")
-    assert served.status_code == 200 and served.content == index.read_bytes()
+    assert served.status_code == 200 and served.text == offline(index.read_text(), "")
     (reports.parent / "secret.txt").write_text("no")
     for attempt in (
         "../secret.txt",
@@ -131,6 +132,26 @@ def test_reports_are_served_and_nothing_outside_their_root(reviewed):
         assert client.get(f"/reports/{attempt}").status_code == 404, attempt
     assert safe_report_path("../x") is None and safe_report_path("a/../../x") is None
     assert safe_report_path("a/b.html") == "a/b.html"
+
+
+def test_served_reports_load_nothing_from_another_host(reviewed):
+    """Every CDN link of Data Docs points at a vendored copy this app serves."""
+    client, _, reports = reviewed
+    pages = sorted(reports.glob("run_1/**/*.html"))
+    assert pages
+    for page in pages:
+        served = client.get(f"/reports/{page.relative_to(reports).as_posix()}").text
+        links = re.findall(r"""(?:src|href)=["']([^"']+)["']""", served)
+        assert not [link for link in links if re.match(r"(https?:)?//", link)], page
+        for asset in {link for link in links if link.startswith("/assets/")}:
+            fetched = client.get(asset)
+            assert fetched.status_code == 200 and fetched.content, asset
+        for font in re.findall(
+            r"url\(\.\./webfonts/([^)]+\.woff2)\)",
+            client.get("/assets/fontawesome/css/all.min.css").text,
+        ):
+            assert client.get(f"/assets/fontawesome/webfonts/{font}").status_code == 200
+    assert client.get("/assets/../../review.py").status_code == 404
 
 
 def test_without_a_login_every_route_is_refused(reviewed, tmp_path):
