@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast lint faults bench demo airflow cluster freeze clean
+.PHONY: setup test test-fast chromium lint faults bench demo airflow cluster freeze clean
 
 setup: $(STAMP)
 
@@ -18,8 +18,16 @@ $(STAMP): requirements.txt pyproject.toml
 lint: setup
 	$(BIN)/ruff check .
 
-test: setup lint
+test: setup lint chromium
 	$(BIN)/python -m pytest
+
+# The browser test drives Debian's Chromium (Playwright cannot fetch its own here).
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -q chromium >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; \
+	  else echo "the browser test needs Debian's chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
 
 test-fast: setup lint
 	$(BIN)/python -m pytest --ignore=tests/live

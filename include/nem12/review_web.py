@@ -49,7 +49,7 @@ body{font:14px/1.4 system-ui,sans-serif;margin:1rem 1.5rem;color:#1d2733}
 a{color:#0b5cad}table{border-collapse:collapse;width:100%}
 th,td{border-bottom:1px solid #dde3ea;padding:.3rem .5rem;text-align:left;vertical-align:top}
 th{background:#f3f6f9}.error{color:#b00020;font-weight:600}.warning{color:#8a5a00}
-.rejected{background:#fde8ea}.partial{background:#fff6dc}code{font-size:12px}
+.rejected{background:#fde8ea}.partial{background:#fff6dc}code{font-size:12px;word-break:break-all}
 nav a{margin-right:1rem}form *{margin-right:.4rem}
 """
 
