@@ -47,6 +47,7 @@ cluster: setup
 bench: setup
 	$(BIN)/python bench/parse_bench.py
 	$(BIN)/python bench/pipeline_bench.py
+	$(BIN)/python bench/review_bench.py
 
 freeze: setup
 	$(BIN)/python -m pip freeze --exclude-editable > requirements.lock.tmp && \

@@ -174,6 +174,7 @@ ALTER TABLE {SCHEMA}.file_ledger
 CREATE INDEX IF NOT EXISTS file_ledger_first_seen ON {SCHEMA}.file_ledger (first_seen DESC);
 CREATE INDEX IF NOT EXISTS file_ledger_from ON {SCHEMA}.file_ledger (from_participant);
 CREATE INDEX IF NOT EXISTS finding_rule ON {SCHEMA}.finding (rule);
+CREATE INDEX IF NOT EXISTS finding_nmi ON {SCHEMA}.finding (nmi);
 -- The text of the offending record, bounded (findings.RAW_TEXT_CHARS).
 ALTER TABLE {SCHEMA}.finding ADD COLUMN IF NOT EXISTS raw text;
 
