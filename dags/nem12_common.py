@@ -13,8 +13,8 @@ from typing import Any
 
 from airflow.sdk import Asset, get_current_context, task
 
-POSTGRES_CONN_ID = "nem12_postgres"
-S3_CONN_ID = "nem12_s3"
+POSTGRES_CONN_ID = "nem12_postgres"  # as nem12.connections names them (not imported
+S3_CONN_ID = "nem12_s3"  # here: parsing a DAG file must not import the library)
 LOAD_POOL = "nem12_load"
 MERGE_POOL = "nem12_merge"
 METER_READING = Asset(name="nem12_meter_reading", uri="nem12://meter_reading")
@@ -43,25 +43,18 @@ DEFAULT_ARGS: dict[str, Any] = {
 
 def postgres():
     """A psycopg connection from the Airflow connection ``nem12_postgres``."""
-    import psycopg
     from airflow.sdk import Connection
 
-    conn = Connection.get(POSTGRES_CONN_ID)
-    params = {
-        "host": conn.host,
-        "port": conn.port,
-        "dbname": conn.schema,
-        "user": conn.login,
-        "password": conn.password,
-    }
-    return psycopg.connect(**{k: v for k, v in params.items() if v}, autocommit=True)
+    from nem12 import connections
+
+    return connections.postgres(Connection.get(POSTGRES_CONN_ID))
 
 
 def s3():
-    """A boto3 S3 client from the Airflow connection ``nem12_s3`` (endpoint_url for MinIO)."""
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    """A boto3 S3 client from the Airflow connection ``nem12_s3``."""
+    from nem12 import connections
 
-    return S3Hook(aws_conn_id=S3_CONN_ID).get_conn()
+    return connections.s3()
 
 
 def settings():

@@ -12,35 +12,22 @@ from typing import ClassVar
 
 from airflow.plugins_manager import AirflowPlugin
 
-POSTGRES_CONN_ID = "nem12_postgres"
-S3_CONN_ID = "nem12_s3"
-
 
 def _connect():
-    import psycopg
     from airflow.models.connection import Connection
 
-    conn = Connection.get_connection_from_secrets(POSTGRES_CONN_ID)
-    params = {
-        "host": conn.host,
-        "port": conn.port,
-        "dbname": conn.schema,
-        "user": conn.login,
-        "password": conn.password,
-    }
-    return psycopg.connect(**{k: v for k, v in params.items() if v}, autocommit=True)
+    from nem12 import connections
 
-
-def _s3():
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-    return S3Hook(aws_conn_id=S3_CONN_ID).get_conn()
+    return connections.postgres(
+        Connection.get_connection_from_secrets(connections.POSTGRES_CONN_ID)
+    )
 
 
 def _app():
+    from nem12 import connections
     from nem12.review_web import create_app
 
-    return create_app(_connect, os.environ.get("NEM12_REPORTS_DIR", "reports"), s3=_s3)
+    return create_app(_connect, os.environ.get("NEM12_REPORTS_DIR", "reports"), s3=connections.s3)
 
 
 class Nem12ReviewPlugin(AirflowPlugin):

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-POSTGRES_CONN_ID = "nem12_postgres"
-S3_CONN_ID = "nem12_s3"
+from nem12.connections import POSTGRES_CONN_ID, S3_CONN_ID
+
 #: moto accepts any credentials; these only exist on loopback.
 LOCAL_S3_KEY, LOCAL_S3_SECRET = "nem12-local", "nem12-local-secret"
 #: The pipeline's database and login role (as in docker-compose).
