@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import polars as pl
 import psycopg
+from psycopg.types.json import Jsonb
 
 from nem12.output import prefetched, value_as_text
 from nem12.parsing import FileParser, FileReport
@@ -169,7 +170,8 @@ ALTER TABLE {SCHEMA}.file_ledger
     ADD COLUMN IF NOT EXISTS version_id text,
     ADD COLUMN IF NOT EXISTS moved_to text,
     ADD COLUMN IF NOT EXISTS from_participant text,
-    ADD COLUMN IF NOT EXISTS to_participant text;
+    ADD COLUMN IF NOT EXISTS to_participant text,
+    ADD COLUMN IF NOT EXISTS members jsonb;
 -- The review view lists the ledger newest first, by sender and arrival.
 CREATE INDEX IF NOT EXISTS file_ledger_first_seen ON {SCHEMA}.file_ledger (first_seen DESC);
 CREATE INDEX IF NOT EXISTS file_ledger_from ON {SCHEMA}.file_ledger (from_participant);
@@ -534,6 +536,23 @@ def _text(value: str | None) -> str | None:
     return value.replace("\x00", "\\x00") if value else value
 
 
+def _member(report: FileReport) -> dict[str, object]:
+    """What the ledger keeps of one MDFF file of an object: its header and outcome."""
+    header = report.header
+    return {
+        "name": _text(report.file),
+        "status": report.status,
+        "version": _text(header.version),
+        "datetime": header.datetime.isoformat() if header.datetime else None,
+        "from": _text(header.from_participant),
+        "to": _text(header.to_participant),
+        "blocks": report.blocks,
+        "rejected_blocks": report.rejected_blocks,
+        "readings": report.readings,
+        "findings": len(report.findings),
+    }
+
+
 def record_parse(
     conn: psycopg.Connection,
     file_id: int,
@@ -557,7 +576,7 @@ def record_parse(
             f"""
             UPDATE {SCHEMA}.file_ledger
             SET header_datetime = %s, quality = %s, status = %s, readings = %s,
-                from_participant = %s, to_participant = %s, updated_at = now()
+                from_participant = %s, to_participant = %s, members = %s, updated_at = now()
             WHERE file_id = %s
             """,
             (
@@ -567,6 +586,7 @@ def record_parse(
                 sum(r.readings for r in reports),
                 _text(sender),
                 _text(recipient),
+                Jsonb([_member(r) for r in reports]),
                 file_id,
             ),
         )

@@ -102,7 +102,8 @@ def file(conn: psycopg.Connection, file_id: int) -> dict[str, Any] | None:
     with conn.cursor(row_factory=dict_row) as cursor:
         return cursor.execute(
             f"SELECT {_FILE_COLUMNS}, bucket, etag, version_id, sha256, size_bytes, "
-            f"header_datetime FROM {SCHEMA}.file_ledger l WHERE file_id = %s",
+            f"header_datetime, coalesce(members, '[]') AS members "
+            f"FROM {SCHEMA}.file_ledger l WHERE file_id = %s",
             (file_id,),
         ).fetchone()
 

@@ -211,6 +211,32 @@ def create_app(
                 "moved_to",
             )
         )
+        member_rows = "".join(
+            "<tr>"
+            + "".join(
+                f"<td>{_cell(m.get(k))}</td>"
+                for k in (
+                    "name",
+                    "version",
+                    "datetime",
+                    "from",
+                    "to",
+                    "status",
+                    "blocks",
+                    "rejected_blocks",
+                    "readings",
+                    "findings",
+                )
+            )
+            + "</tr>"
+            for m in row["members"]
+        )
+        members = (
+            "<h2>MDFF files in it</h2><table><tr><th>member</th><th>version</th>"
+            "<th>header DateTime</th><th>from</th><th>to</th><th>status</th><th>blocks</th>"
+            "<th>blocks rejected</th><th>readings</th><th>findings</th></tr>"
+            f"{member_rows}</table>"
+        )
         report = ""
         if row["report_location"]:
             link = _report_link(reports_root, row["report_location"])
@@ -240,7 +266,7 @@ def create_app(
             for r in runs
         )
         body = (
-            f"<table>{facts}</table>{report}"
+            f"<table>{facts}</table>{members}{report}"
             f"<p>Findings: <a href='{base}/files/{file_id}/findings.csv'>CSV</a> "
             f"<a href='{base}/files/{file_id}/findings.json'>JSON</a></p>{groups or '<p>none</p>'}"
             f"<h2>Runs</h2><table><tr><th>DAG</th><th>run</th><th>tasks</th></tr>{run_rows}</table>"

@@ -88,6 +88,10 @@ def test_file_page_groups_findings_by_rule_and_offers_them_as_csv_and_json(revie
     assert negative["raw"] == line and ",-1.5," in line  # the record as the provider sent it
     assert f"<code>{line}</code>" in page
     assert "nem12_ingest" in page and "run+1:00" in page
+    assert (
+        "<td>landing/partial.csv</td><td>NEM12</td><td>2024-02-01T09:30:00</td><td>MDPGEN</td>"
+        "<td>RETAILER</td><td>partial</td><td>4</td><td>1</td><td>288</td><td>1</td>" in page
+    )
     found = client.get(f"/files/{ids['landing/bad.csv']}/findings.json").json()
     assert [(f["rule"], f["severity"]) for f in found] == [("header_missing", "error")]
     assert found[0]["raw"] == BAD.decode().splitlines()[found[0]["line"] - 1]
