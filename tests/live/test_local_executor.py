@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from nem12.generate import GeneratorSpec, generate_bytes
+from nem12.services import LOCAL_S3_SECRET
 from tests.faults.scenarios import keys_of
 from tests.live.conftest import (
     FAST,
@@ -218,6 +219,21 @@ def test_the_review_plugin_is_loaded_by_the_api_server_and_needs_a_login(live):
     assert "landing/bad.csv" in files and "1 files" in files
     tab = live.cluster.fetch("GET", f"/nem12/runs/{urllib.parse.quote(run, safe='')}").decode()
     assert "landing/bad.csv" in tab
+    file_id = live.sql("SELECT file_id FROM nem12.file_ledger")[0][0]
+    pages = (
+        files
+        + tab
+        + "".join(
+            live.cluster.fetch("GET", path).decode()
+            for path in (
+                f"/nem12/files/{file_id}",
+                f"/nem12/files/{file_id}/findings.csv",
+                "/nem12/rules",
+            )
+        )
+    )
+    for secret in (live.services.postgres_password, LOCAL_S3_SECRET, live.cluster.password):
+        assert secret not in pages
     with pytest.raises(urllib.error.HTTPError) as refused:
         live.cluster.fetch("GET", "/nem12/", auth=False)
     assert refused.value.code in (401, 403)
