@@ -210,28 +210,39 @@ def record_texts(
     stops at each member's last wanted line, and a long line is never held whole.
     """
     found: dict[tuple[str, int], str] = {}
-    for member in iter_members(source, name=name, limits=limits):
-        lines = wanted.get(member.name)
-        if not lines or member.error is not None:
-            continue
-        last, number, continued = max(lines), 0, False
-        with member.open() as stream:
-            while number < last or continued:
-                piece = stream.readline(chars * 4)
-                if not piece:
-                    break
-                if not continued:
-                    number += 1
-                    if number in lines:
-                        text = piece.removeprefix(b"\xef\xbb\xbf") if number == 1 else piece
-                        text = text.rstrip(b"\r\n")
-                        try:
-                            decoded = text.decode("utf-8")
-                        except UnicodeDecodeError:
-                            decoded = text.decode("latin-1")
-                        found[(member.name, number)] = decoded[:chars]
-                continued = not piece.endswith(b"\n")
+    try:
+        for member in iter_members(source, name=name, limits=limits):
+            lines = wanted.get(member.name)
+            if lines and member.error is None:
+                try:
+                    _read_lines(member, lines, chars, found)
+                except ReadError:
+                    continue  # a limit the parse reported already (a bomb, say)
+    except ReadError:
+        pass  # the archive stopped being readable: a finding says so; the lines found stay
     return found
+
+
+def _read_lines(
+    member: Member, lines: set[int], chars: int, found: dict[tuple[str, int], str]
+) -> None:
+    last, number, continued = max(lines), 0, False
+    with member.open() as stream:
+        while number < last or continued:
+            piece = stream.readline(chars * 4)
+            if not piece:
+                break
+            if not continued:
+                number += 1
+                if number in lines:
+                    text = piece.removeprefix(b"\xef\xbb\xbf") if number == 1 else piece
+                    text = text.rstrip(b"\r\n")
+                    try:
+                        decoded = text.decode("utf-8")
+                    except UnicodeDecodeError:
+                        decoded = text.decode("latin-1")
+                    found[(member.name, number)] = decoded[:chars]
+            continued = not piece.endswith(b"\n")
 
 
 def _members_of(

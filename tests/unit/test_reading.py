@@ -159,3 +159,12 @@ def test_record_texts_are_the_lines_findings_name_per_member_bounded():
         ("x.zip!a.csv", 4): "900",  # the long line before it counts once
         ("x.zip!b.csv", 2): "250,café",
     }
+
+
+def test_record_texts_stop_at_a_read_limit_the_parse_reported():
+    """A member that trips a bomb limit while its lines are read gives what came before."""
+    from tests.conftest import FIXTURES
+
+    bomb = FIXTURES / "hostile" / "one_100mb_line.csv.gz"
+    texts = record_texts(bomb, {"bomb.csv": {1, 2}}, name="bomb.csv.gz", chars=20)
+    assert texts == {("bomb.csv", 1): "300,1,1,1,1,1,1,1,1,"}  # its 100 MB line trips the ratio
