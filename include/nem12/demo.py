@@ -87,7 +87,7 @@ def airflow_env(home: Path, services_env: dict[str, str], reports: Path) -> dict
             "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
             "NEM12_REPORTS_DIR": str(reports),
             "NO_PROXY": "*",
-            # airflow standalone starts its components as `airflow ...` from PATH
+            # Airflow's components start their helpers as `airflow ...` from PATH
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         }
     )
