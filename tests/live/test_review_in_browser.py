@@ -9,6 +9,7 @@ the Airflow server only. The screenshots are the README's (docs/review/).
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
@@ -83,10 +84,14 @@ def test_a_reviewer_finds_each_defect_and_the_styled_report_with_no_other_host(l
 
         view.get_by_role("link", name="validation report").click()
         view.locator("link[href$='/assets/bootstrap/bootstrap.min.css']").wait_for(state="attached")
-        page.wait_for_load_state("networkidle")
-        # styled: bootstrap's stylesheet (served by the view) applied to the report
-        font = view.locator("body").evaluate("b => getComputedStyle(b).fontFamily")
-        assert "apple-system" in font or "Segoe UI" in font, font
+        # styled: bootstrap's stylesheet (served by the view) applied to the report. Not
+        # "networkidle": the UI around the frame polls the API all the time.
+        deadline = time.monotonic() + 60
+        font = ""
+        while "Segoe UI" not in font and time.monotonic() < deadline:
+            font = view.locator("body").evaluate("b => getComputedStyle(b).fontFamily")
+            page.wait_for_timeout(250)
+        assert "Segoe UI" in font, font
         page.screenshot(path=SCREENSHOTS / "report.png")
         browser.close()
     elsewhere = [
