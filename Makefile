@@ -36,13 +36,13 @@ faults: setup
 	$(BIN)/python -m pytest tests/faults
 
 demo: setup
-	$(BIN)/python -m nem12.demo $(if $(FILES),--files $(FILES))
+	$(BIN)/python -m nem12.devtools.demo $(if $(FILES),--files $(FILES))
 
 airflow: setup
-	$(BIN)/python -m nem12.demo --serve local
+	$(BIN)/python -m nem12.devtools.demo --serve local
 
 cluster: setup
-	$(BIN)/python -m nem12.demo --serve celery --workdir .cluster
+	$(BIN)/python -m nem12.devtools.demo --serve celery --workdir .cluster
 
 bench: setup
 	$(BIN)/python bench/parse_bench.py

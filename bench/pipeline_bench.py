@@ -47,8 +47,8 @@ from parse_bench import (
     run_measured,
 )
 
-from nem12.demo import airflow_env, prepare_airflow
-from nem12.generate import GeneratorSpec, generate_bytes
+from nem12.devtools.demo import airflow_env, prepare_airflow
+from nem12.devtools.generate import GeneratorSpec, generate_bytes
 
 BIG = InputSpec("five_minute_25m", nmis=120, days=365)  # 25,228,800 readings, ~175 MB
 CORRECTED_DAYS = 37  # 10% of the big file's 365 days, same NMIs, newer UpdateDateTime
@@ -302,7 +302,7 @@ def markdown(
 
 
 def run(args: argparse.Namespace) -> int:
-    from nem12.services import local_services
+    from nem12.devtools.services import local_services
 
     out_dir: Path = args.out_dir
     (out_dir / "logs").mkdir(parents=True, exist_ok=True)
@@ -326,11 +326,11 @@ def run(args: argparse.Namespace) -> int:
         prepare_airflow(env, log)
         import psycopg
 
-        from nem12 import database
+        from nem12.warehouse import schema
 
         role_dsn = services.role_dsn()
         with psycopg.connect(role_dsn, autocommit=True) as conn:
-            database.apply_schema(conn)  # as the pipeline's role, which owns its schema
+            schema.apply_schema(conn)  # as the pipeline's role, which owns its schema
         print("baseline: COPY + MERGE ...", file=sys.stderr)
         baseline = run_baseline(role_dsn, services.postgres_dsn, readings_csv)
 

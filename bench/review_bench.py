@@ -1,7 +1,7 @@
 """Review view benchmark behind ``make bench``: the Files page on a big ledger.
 
 Fills a fresh database with 100,000 ledger rows (20 senders, every status)
-and 1,000,000 findings, then times the Files page's query (``nem12.review.files``)
+and 1,000,000 findings, then times the Files page's query (``nem12.warehouse.review.files``)
 as the view runs it: the first page, a status filter, a sender filter, a date
 range, a key search, an NMI search and a deep page. Server time only (the
 query, not the HTML). Target: under 300 ms each. Writes ``review_bench.md``.
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import psycopg
 
-from nem12 import database, review
-from nem12.services import local_services
+from nem12.devtools.services import local_services
+from nem12.warehouse import review, schema
 
 FILES, FINDINGS = 100_000, 1_000_000
 OUT = Path(__file__).parent / "out"
@@ -71,7 +71,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="nem12-review-bench-") as work:
         with local_services(Path(work) / "services") as services:
             with psycopg.connect(services.postgres_dsn, autocommit=True) as conn:
-                database.apply_schema(conn)
+                schema.apply_schema(conn)
                 started = time.monotonic()
                 fill(conn)
                 print(

@@ -6,7 +6,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 
 from airflow.sdk import Param, dag, get_current_context, task
-from nem12_common import DEFAULT_ARGS, pipeline, postgres, s3, settings
+from nem12_common import DEFAULT_ARGS, our_process, pipeline, postgres, s3, settings
 
 
 @dag(
@@ -40,12 +40,13 @@ def nem12_backfill() -> None:
     @task
     def select() -> list[dict]:
         """The objects matching the form, finished ones too when reprocessing."""
-        from nem12 import database, ingest
+        our_process()
+        from nem12.pipeline import steps
 
         params = get_current_context()["params"]
         with postgres() as conn:
-            database.apply_schema(conn)  # a backfill may be a deployment's first run
-            chosen = ingest.select_objects(
+            steps.prepare(conn)  # a backfill may be a deployment's first run
+            chosen = steps.select_objects(
                 s3(),
                 conn,
                 settings(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from airflow.sdk import dag, get_current_context, task
-from nem12_common import DEFAULT_ARGS, METER_READING, postgres
+from nem12_common import DEFAULT_ARGS, METER_READING, our_process, postgres
 
 
 @dag(
@@ -20,17 +20,18 @@ def nem12_changes() -> None:
     @task
     def record() -> int:
         """One ``nem12.table_change`` row per Asset event (a repeated event is kept once)."""
+        our_process()
         import logging
 
-        from nem12 import database
+        from nem12.pipeline import steps
 
         events = get_current_context()["triggering_asset_events"][METER_READING]
         recorded = 0
         with postgres() as conn:
-            database.apply_schema(conn)
+            steps.prepare(conn)
             for event in events:
                 run_id = event.source_run_id or event.timestamp.isoformat()
-                if database.record_table_change(
+                if steps.record_change(
                     conn, event.source_dag_id or "", run_id, event.timestamp, event.extra or {}
                 ):
                     recorded += 1

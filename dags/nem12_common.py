@@ -1,36 +1,31 @@
 """What the nem12 DAGs share: connections, pools, the asset, and the task chain.
 
-Task bodies are calls into ``nem12.ingest`` and ``nem12.metrics``; heavy imports
-stay inside them so that parsing this file costs milliseconds.
+Task bodies are calls into the pipeline layer (``nem12.pipeline``); heavy imports stay
+inside them so that parsing this file costs milliseconds.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import Asset, get_current_context, task
 
-POSTGRES_CONN_ID = "nem12_postgres"  # as nem12.connections names them (not imported
-S3_CONN_ID = "nem12_s3"  # here: parsing a DAG file must not import the library)
+from nem12.pipeline.settings import Settings
+
+POSTGRES_CONN_ID = "nem12_postgres"  # as nem12.pipeline.connections names them (not
+S3_CONN_ID = "nem12_s3"  # imported here: it would import psycopg at parse time)
 LOAD_POOL = "nem12_load"
 MERGE_POOL = "nem12_merge"
 METER_READING = Asset(name="nem12_meter_reading", uri="nem12://meter_reading")
 
 
-def _seconds(variable: str, default: int) -> int:
-    """A whole number of seconds from the environment; one line naming it if it is not."""
-    raw = os.environ.get(variable, str(default))
-    if not raw.strip().isdigit():
-        raise ValueError(f"{variable} must be a whole number of seconds, not {raw!r}")
-    return int(raw)
-
-
-#: How often the hourly sensor looks for new objects, and when it gives the hour up.
-SENSE_POKE_SECONDS = _seconds("NEM12_SENSE_POKE_SECONDS", 300)
-SENSE_TIMEOUT_SECONDS = _seconds("NEM12_SENSE_TIMEOUT_SECONDS", 50 * 60)
+#: How often the hourly sensor looks for new objects, and when it gives the hour up
+#: (``nem12.pipeline.settings`` reads only the environment: cheap at parse time).
+_SETTINGS = Settings.from_env()
+SENSE_POKE_SECONDS = _SETTINGS.sense_poke_seconds
+SENSE_TIMEOUT_SECONDS = _SETTINGS.sense_timeout_seconds
 
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "meter-data",
@@ -41,25 +36,31 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 
 
+def our_process() -> None:
+    """A task body's first call: this process is ours, so the allocator settings apply
+    (before anything imports Polars)."""
+    from nem12.pipeline import allocator
+
+    allocator.use_in_task()
+
+
 def postgres():
     """A psycopg connection from the Airflow connection ``nem12_postgres``."""
     from airflow.sdk import Connection
 
-    from nem12 import connections
+    from nem12.pipeline import connections
 
     return connections.postgres(Connection.get(POSTGRES_CONN_ID))
 
 
 def s3():
     """A boto3 S3 client from the Airflow connection ``nem12_s3``."""
-    from nem12 import connections
+    from nem12.pipeline import connections
 
     return connections.s3()
 
 
-def settings():
-    from nem12.ingest import Settings
-
+def settings() -> Settings:
     return Settings.from_env()
 
 
@@ -70,10 +71,10 @@ def _param(name: str) -> bool:
 
 def _touched(conn, file_ids: list[int]) -> None:
     """Note in the ledger that this run's task worked on these files (review view)."""
-    from nem12 import database
+    from nem12.pipeline import steps
 
     context = get_current_context()
-    database.record_runs(
+    steps.record_runs(
         conn, file_ids, context["dag"].dag_id, context["run_id"], context["task"].task_id
     )
 
@@ -81,14 +82,15 @@ def _touched(conn, file_ids: list[int]) -> None:
 @task
 def register(objects: list[dict]) -> list[dict]:
     """Ledger rows and held copies; on a dry run only what they would be (nothing written)."""
-    from nem12 import database, ingest, metrics, storage
+    our_process()
+    from nem12.pipeline import metrics, steps, storage
 
     stored = [storage.StoredObject(**o) for o in objects]
     with postgres() as conn:
-        database.apply_schema(conn)
+        steps.prepare(conn)
         if _param("dry_run"):
-            return [asdict(f) for f in ingest.preview(s3(), conn, settings(), stored)]
-        files = ingest.register(s3(), conn, settings(), stored, reprocess=_param("reprocess"))
+            return [asdict(f) for f in steps.preview(s3(), conn, settings(), stored)]
+        files = steps.register(s3(), conn, settings(), stored, reprocess=_param("reprocess"))
         _touched(conn, [f.file_id for f in files])
     metrics.files_registered(files)
     return [asdict(f) for f in files]
@@ -96,15 +98,16 @@ def register(objects: list[dict]) -> list[dict]:
 
 @task
 def validate(files: list[dict]) -> dict:
-    from nem12 import ingest, metrics
+    our_process()
+    from nem12.pipeline import metrics, steps
 
     run_name = get_current_context()["run_id"].replace(":", "_").replace("+", "_")
     with postgres() as conn:
-        outcome = ingest.validate(
+        outcome = steps.validate(
             s3(),
             conn,
             settings(),
-            [ingest.Registered(**f) for f in files],
+            [steps.Registered(**f) for f in files],
             run_name,
             dry_run=_param("dry_run"),
         )
@@ -121,12 +124,13 @@ def validate(files: list[dict]) -> dict:
 @task
 def plan_loads(validation: dict) -> list[list[dict]]:
     """Groups of accepted files, one per mapped load task (none on a dry run)."""
-    from nem12 import ingest
+    our_process()
+    from nem12.pipeline import steps
 
     if _param("dry_run"):
         return []
-    accepted = [ingest.Registered(**f) for f in validation["accepted"]]
-    return [[asdict(f) for f in group] for group in ingest.loading_groups(accepted, settings())]
+    accepted = [steps.Registered(**f) for f in validation["accepted"]]
+    return [[asdict(f) for f in group] for group in steps.loading_groups(accepted, settings())]
 
 
 #: A mapped load's label in the grid: its group's first key and how many files it holds.
@@ -140,10 +144,11 @@ GROUP_LABEL = (
 
 @task(pool=LOAD_POOL, map_index_template=GROUP_LABEL)
 def parse_and_load(group: list[dict]) -> dict[str, int]:
-    from nem12 import ingest, metrics
+    our_process()
+    from nem12.pipeline import metrics, steps
 
     with postgres() as conn:
-        staged = ingest.load_group(s3(), conn, settings(), [ingest.Registered(**f) for f in group])
+        staged = steps.load_group(s3(), conn, settings(), [steps.Registered(**f) for f in group])
         _touched(conn, list(staged))
     metrics.readings_staged(staged)
     return {str(k): v for k, v in staged.items()}
@@ -152,7 +157,8 @@ def parse_and_load(group: list[dict]) -> dict[str, int]:
 @task(pool=MERGE_POOL, trigger_rule="none_failed_min_one_success")
 def merge(validation: dict, loaded: list[dict[str, int]] | None = None) -> dict:
     """One merge at a time (single-slot pool and an advisory lock); a dry run moves nothing."""
-    from nem12 import ingest, metrics
+    our_process()
+    from nem12.pipeline import metrics, steps
 
     if _param("dry_run"):
         return {
@@ -163,9 +169,9 @@ def merge(validation: dict, loaded: list[dict[str, int]] | None = None) -> dict:
             "report_location": validation["report_location"],
         }
     file_ids = sorted({int(k) for part in (loaded or []) for k in part})
-    duplicates = [ingest.Registered(**f) for f in validation["duplicates"]]
+    duplicates = [steps.Registered(**f) for f in validation["duplicates"]]
     with postgres() as conn, metrics.merge_timer():
-        counts = ingest.merge(s3(), conn, settings(), file_ids, also_archive=duplicates)
+        counts = steps.merge(s3(), conn, settings(), file_ids, also_archive=duplicates)
         _touched(conn, file_ids + [f.file_id for f in duplicates])
     metrics.readings_merged(counts)
     return {
@@ -183,6 +189,7 @@ def merge(validation: dict, loaded: list[dict[str, int]] | None = None) -> dict:
 @task(outlets=[METER_READING], trigger_rule="none_failed_min_one_success")
 def publish(counts: dict) -> dict:
     """Tell downstream DAGs the meter-reading table changed, and by how much."""
+    our_process()
     if counts.get("dry_run"):
         from airflow.sdk.exceptions import AirflowSkipException
 

@@ -10,6 +10,7 @@ from nem12_common import (
     DEFAULT_ARGS,
     SENSE_POKE_SECONDS,
     SENSE_TIMEOUT_SECONDS,
+    our_process,
     pipeline,
     postgres,
     s3,
@@ -35,11 +36,12 @@ def nem12_ingest() -> None:
     )
     def sense() -> PokeReturnValue:
         """Objects the ledger has not finished with; an hour without any ends as skipped."""
-        from nem12 import database, ingest
+        our_process()
+        from nem12.pipeline import steps
 
         with postgres() as conn:
-            database.apply_schema(conn)
-            found = ingest.new_objects(s3(), conn, settings())
+            steps.prepare(conn)
+            found = steps.new_objects(s3(), conn, settings())
         return PokeReturnValue(is_done=bool(found), xcom_value=[asdict(o) for o in found])
 
     pipeline(sense())

@@ -1,13 +1,12 @@
 """The NEM12 review view in Airflow's UI: a FastAPI app on the api-server, and its views.
 
-Pages and queries live in ``nem12.review_web`` and ``nem12.review``; this file
+Pages and queries live in ``nem12.pipeline.review_web`` and ``nem12.warehouse.review``; this file
 only wires them to Airflow: the connections, the reports setting, the menu
 entry and the DAG-run tab (rendered inside the UI through ``url_route``).
 """
 
 from __future__ import annotations
 
-import os
 from typing import ClassVar
 
 from airflow.plugins_manager import AirflowPlugin
@@ -16,7 +15,7 @@ from airflow.plugins_manager import AirflowPlugin
 def _connect():
     from airflow.models.connection import Connection
 
-    from nem12 import connections
+    from nem12.pipeline import connections
 
     return connections.postgres(
         Connection.get_connection_from_secrets(connections.POSTGRES_CONN_ID)
@@ -24,10 +23,11 @@ def _connect():
 
 
 def _app():
-    from nem12 import connections
-    from nem12.review_web import create_app
+    from nem12.pipeline import connections
+    from nem12.pipeline.review_web import create_app
+    from nem12.pipeline.settings import Settings
 
-    return create_app(_connect, os.environ.get("NEM12_REPORTS_DIR", "reports"), s3=connections.s3)
+    return create_app(_connect, Settings.from_env().reports_dir, s3=connections.s3)
 
 
 class Nem12ReviewPlugin(AirflowPlugin):

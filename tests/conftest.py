@@ -9,8 +9,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from nem12.mdff import READING_SCHEMA
-from nem12.parsing import FileReport, ParseConfig, parse_source
+from nem12.format.parsing import FileReport, ParseConfig, parse_source
+from nem12.format.spec import READING_SCHEMA
 
 FIXTURES = Path(__file__).parent / "fixtures"
 AEMO = FIXTURES / "aemo"

@@ -20,9 +20,10 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import NoReturn, TextIO
 
-from nem12.parsing import FileParser, FileReport, ParseConfig
-from nem12.reading import ReadLimits, iter_members
-from nem12.rules import RULES, Finding
+from nem12.format.parsing import FileParser, FileReport, ParseConfig
+from nem12.format.reading import iter_members
+from nem12.format.rules import RULES, Finding
+from nem12.pipeline.settings import Settings, SettingsError
 
 EXIT_OK, EXIT_ERRORS, EXIT_UNUSABLE = 0, 1, 2
 
@@ -72,7 +73,7 @@ def _config(args: argparse.Namespace) -> ParseConfig:
             raise UsageError(f"--severity takes RULE=error|warning with a known rule, not {item!r}")
         severity[rule] = level
     return ParseConfig(
-        limits=ReadLimits.from_env(),
+        limits=Settings.from_env().read_limits(),
         severity=severity,
         reject_file_on_block_error=args.reject_file_on_block_error,
     )
@@ -127,7 +128,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
-    from nem12.output import ReadingsOutput
+    from nem12.format.output import ReadingsOutput
 
     config = _config(args)
     files = list(_input_files([args.path]))
@@ -166,7 +167,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from nem12.generate import DEFECTS, GeneratorSpec, write_file
+    from nem12.devtools.generate import DEFECTS, GeneratorSpec, write_file
 
     if args.list_defects:
         for defect in [*sorted(DEFECTS), "file_empty"]:
@@ -206,21 +207,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Print what the file ledger says: files by status, oldest unprocessed, last merge."""
-    from nem12.ledger import (
-        AIRFLOW_CONN_VARIABLE,
-        DSN_VARIABLE,
-        LedgerUnavailable,
-        dsn_from_env,
-        fetch_status,
-        format_status,
-    )
+    from nem12.warehouse.status import LedgerUnavailable, fetch_status, format_status
 
-    try:
-        dsn = args.dsn or dsn_from_env()
-    except ValueError as exc:  # an AIRFLOW_CONN_* that is neither a URI nor JSON
-        raise UsageError(f"cannot read {AIRFLOW_CONN_VARIABLE}: {exc}") from exc
+    dsn = args.dsn or Settings.from_env().dsn
     if not dsn:
-        raise UsageError(f"status needs --dsn or {DSN_VARIABLE} (a PostgreSQL connection string)")
+        raise UsageError("status needs --dsn or NEM12_DSN (a PostgreSQL connection string)")
     try:
         status = fetch_status(dsn)
     except LedgerUnavailable as exc:
@@ -315,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_UNUSABLE if exc.code not in (0, None) else EXIT_OK
     try:
         return int(args.run(args))
-    except UsageError as exc:
+    except (UsageError, SettingsError) as exc:
         print(f"nem12: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
     except KeyboardInterrupt:

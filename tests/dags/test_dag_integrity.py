@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 DAGS = Path(__file__).parents[2] / "dags"
-HEAVY = ("polars", "great_expectations", "psycopg", "pgserver", "moto", "nem12.parsing")
+HEAVY = ("polars", "great_expectations", "psycopg", "pgserver", "moto", "nem12.format.parsing")
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import psycopg
 
-from nem12.generate import GeneratorSpec, generate_bytes
-from nem12.merge import merge_files
+from nem12.devtools.generate import GeneratorSpec, generate_bytes
+from nem12.warehouse.merge import merge_files
 from tests.integration.test_load_and_merge import BASE, load, table
 
 #: A child that stages a file's readings and pauses, saying so, after the first batch.
@@ -20,9 +20,10 @@ SLOW_LOAD = textwrap.dedent(
     """
     import sys, time
     import psycopg
-    from nem12.database import register_file, stage_readings
-    from nem12.parsing import ParseConfig, parse_source
-    from nem12.reading import ReadLimits
+    from nem12.warehouse.ledger import register_file
+    from nem12.warehouse.staging import stage_readings
+    from nem12.format.parsing import ParseConfig, parse_source
+    from nem12.format.reading import ReadLimits
 
     dsn, path = sys.argv[1], sys.argv[2]
     data = open(path, "rb").read()
@@ -49,7 +50,7 @@ SLOW_LOAD = textwrap.dedent(
 
 MERGE = (
     "import sys, psycopg\n"
-    "from nem12.merge import merge_files\n"
+    "from nem12.warehouse.merge import merge_files\n"
     "with psycopg.connect(sys.argv[1], autocommit=True) as c:\n"
     "    merge_files(c, [int(sys.argv[2])])\n"
 )
@@ -75,7 +76,7 @@ def slow_load(dsn: str, path: Path) -> subprocess.Popen:
 
 def keys_of(data: bytes) -> set[tuple]:
     """The (nmi, nmi_suffix, interval_start) of every reading ``data`` holds."""
-    from nem12.parsing import parse_source
+    from nem12.format.parsing import parse_source
 
     return {
         (r["nmi"], r["nmi_suffix"], r["interval_start"])

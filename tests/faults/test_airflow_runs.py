@@ -20,9 +20,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from nem12.demo import airflow_env, prepare_airflow
-from nem12.generate import GeneratorSpec, generate_bytes
-from nem12.services import LocalServices, local_services
+from nem12.devtools.demo import airflow_env, prepare_airflow
+from nem12.devtools.generate import GeneratorSpec, generate_bytes
+from nem12.devtools.services import LocalServices, local_services
 from tests.faults.scenarios import keys_of
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")

@@ -14,9 +14,9 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nem12.generate import GeneratorSpec, generate_bytes
-from nem12.merge import merge_files
-from nem12.parsing import parse_source
+from nem12.devtools.generate import GeneratorSpec, generate_bytes
+from nem12.format.parsing import parse_source
+from nem12.warehouse.merge import merge_files
 from tests.integration.test_load_and_merge import load, table
 
 SHAPE = GeneratorSpec(nmis=1, days=2, channels=("E1", "B1"), variable_day_share=0.0)

@@ -7,10 +7,10 @@ import time
 import psycopg
 from pgserver._commands import pg_ctl
 
-from nem12.database import stage_readings
-from nem12.generate import generate_bytes
-from nem12.merge import merge_files
-from nem12.parsing import parse_source
+from nem12.devtools.generate import generate_bytes
+from nem12.format.parsing import parse_source
+from nem12.warehouse.merge import merge_files
+from nem12.warehouse.staging import stage_readings
 from tests.faults.scenarios import blocked_merge, keys_of, slow_load
 from tests.integration.test_load_and_merge import BASE, READINGS, table
 

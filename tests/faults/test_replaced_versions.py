@@ -18,9 +18,11 @@ from datetime import date, datetime
 import psycopg
 import pytest
 
-from nem12 import database, ingest, storage
-from nem12.generate import GeneratorSpec, generate_bytes
-from nem12.services import LocalServices, local_services
+from nem12.devtools.generate import GeneratorSpec, generate_bytes
+from nem12.devtools.services import LocalServices, local_services
+from nem12.pipeline import steps, storage
+from nem12.pipeline.settings import Settings
+from nem12.warehouse import schema
 from tests.faults.scenarios import keys_of
 
 KEY = "landing/NEM12#REUSED#MDPGEN#RETAILER.csv"
@@ -57,7 +59,7 @@ class Bucket:
 
     services: LocalServices
     conn: psycopg.Connection
-    settings: ingest.Settings
+    settings: Settings
     s3: object
     injected: list[str] = field(default_factory=list)
 
@@ -82,19 +84,19 @@ class Bucket:
 
         found = self.new_objects()
         step("sense")
-        files = ingest.register(self.s3, self.conn, self.settings, found)
+        files = steps.register(self.s3, self.conn, self.settings, found)
         step("register")
-        outcome = ingest.validate(
+        outcome = steps.validate(
             self.s3, self.conn, self.settings, files, f"run-{uuid.uuid4().hex[:6]}"
         )
         step("validate")
-        staged = ingest.load_group(self.s3, self.conn, self.settings, outcome.accepted)
+        staged = steps.load_group(self.s3, self.conn, self.settings, outcome.accepted)
         step("load")
         duplicates = [f for f in files if f.status == "duplicate"]
-        ingest.merge(self.s3, self.conn, self.settings, list(staged), also_archive=duplicates)
+        steps.merge(self.s3, self.conn, self.settings, list(staged), also_archive=duplicates)
 
     def new_objects(self) -> list:
-        return ingest.new_objects(self.s3, self.conn, self.settings)
+        return steps.new_objects(self.s3, self.conn, self.settings)
 
     def ledger(self) -> list[tuple]:
         return self.conn.execute(
@@ -116,13 +118,13 @@ def bucket(request, services, tmp_path) -> Iterator[Bucket]:
     if request.param:
         s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
     with psycopg.connect(services.postgres_dsn, autocommit=True) as conn:
-        database.apply_schema(conn)
+        schema.apply_schema(conn)
         conn.execute(
             "TRUNCATE nem12.meter_reading, nem12.reading_staging, nem12.staged_stream, "
             "nem12.finding, nem12.file_ledger RESTART IDENTITY CASCADE"
         )
         yield Bucket(
-            services, conn, ingest.Settings(bucket=name, reports_dir=str(tmp_path / "reports")), s3
+            services, conn, Settings(bucket=name, reports_dir=str(tmp_path / "reports")), s3
         )
 
 
@@ -228,7 +230,7 @@ def test_a_run_killed_after_register_is_finished_though_its_key_now_holds_anothe
 ):
     """The killed run's version is no longer listed under landing/: the ledger brings it."""
     first = bucket.put(V1)
-    ingest.register(
+    steps.register(
         bucket.s3, bucket.conn, bucket.settings, bucket.new_objects()
     )  # ... and the run dies
     second = bucket.put(V2)
@@ -241,15 +243,15 @@ def test_a_run_killed_after_register_is_finished_though_its_key_now_holds_anothe
 
 def test_a_held_copy_that_changed_is_an_error_never_parsed_in_its_place(bucket):
     bucket.put(V1)
-    files = ingest.register(
+    files = steps.register(
         bucket.s3,
         bucket.conn,
         bucket.settings,
-        ingest.new_objects(bucket.s3, bucket.conn, bucket.settings),
+        steps.new_objects(bucket.s3, bucket.conn, bucket.settings),
     )
     held = files[0].held(bucket.settings)
     bucket.s3.put_object(Bucket=bucket.settings.bucket, Key=held.held_key, Body=V2)
     with pytest.raises(storage.ContentMismatch, match="registered"):
-        ingest.load_group(bucket.s3, bucket.conn, bucket.settings, files)
+        steps.load_group(bucket.s3, bucket.conn, bucket.settings, files)
     assert bucket.conn.execute("SELECT count(*) FROM nem12.reading_staging").fetchone() == (0,)
     assert bucket.ledger()[0][2] == "registered"

@@ -11,8 +11,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import EndpointConnectionError
 
-from nem12 import ingest
-from nem12.services import free_port
+from nem12.devtools.services import free_port
+from nem12.pipeline import steps
+from nem12.pipeline.settings import Settings
 
 
 def dead_s3():
@@ -32,17 +33,17 @@ def ledger(conn) -> list[tuple]:
 
 def test_sensing_with_s3_down_raises_and_changes_nothing(conn):
     with pytest.raises(EndpointConnectionError):
-        ingest.new_objects(dead_s3(), conn, ingest.Settings())
+        steps.new_objects(dead_s3(), conn, Settings())
     assert ledger(conn) == []
 
 
 def test_reading_with_s3_down_raises_and_stages_nothing(conn):
-    file = ingest.Registered(file_id=1, key="landing/a.csv", size=10, status="registered")
+    file = steps.Registered(file_id=1, key="landing/a.csv", size=10, status="registered")
     conn.execute(
         "INSERT INTO nem12.file_ledger (file_id, bucket, key, etag) "
         "VALUES (1, 'nem12', 'landing/a.csv', 'e')"
     )
     with pytest.raises(EndpointConnectionError):
-        ingest.load_group(dead_s3(), conn, ingest.Settings(), [file])
+        steps.load_group(dead_s3(), conn, Settings(), [file])
     assert conn.execute("SELECT count(*) FROM nem12.reading_staging").fetchone() == (0,)
     assert ledger(conn) == [("landing/a.csv", "registered")]

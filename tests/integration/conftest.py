@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from pgserver._commands import pg_ctl
 
-from nem12.database import apply_schema
+from nem12.warehouse.schema import apply_schema
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,11 @@ import json
 import psycopg
 import pytest
 
-from nem12 import database, ingest
-from nem12.generate import GeneratorSpec, generate_bytes
-from nem12.services import local_services
+from nem12.devtools.generate import GeneratorSpec, generate_bytes
+from nem12.devtools.services import local_services
+from nem12.pipeline import steps
+from nem12.pipeline.settings import Settings
+from nem12.warehouse import schema
 from tests.conftest import FIXTURES, parse_all
 
 CORPUS = FIXTURES / "hostile"
@@ -30,20 +32,20 @@ def landed(tmp_path):
             s3.upload_file(str(CORPUS / name), services.bucket, f"landing/hostile/{name}")
         s3.put_object(Bucket=services.bucket, Key="landing/good.csv", Body=GOOD)
         with psycopg.connect(services.role_dsn(), autocommit=True) as conn:
-            database.apply_schema(conn)
+            schema.apply_schema(conn)
             yield services, conn, s3
 
 
 @pytest.mark.slow
 def test_every_hostile_file_is_quarantined_or_trimmed_and_the_good_ones_load(landed, tmp_path):
     services, conn, s3 = landed
-    settings = ingest.Settings(bucket=services.bucket, reports_dir=str(tmp_path / "reports"))
-    files = ingest.register(s3, conn, settings, ingest.new_objects(s3, conn, settings))
-    checked = ingest.validate(s3, conn, settings, files, "hostile")
+    settings = Settings(bucket=services.bucket, reports_dir=str(tmp_path / "reports"))
+    files = steps.register(s3, conn, settings, steps.new_objects(s3, conn, settings))
+    checked = steps.validate(s3, conn, settings, files, "hostile")
     staged: dict[int, int] = {}
-    for group in ingest.loading_groups(checked.accepted, settings):
-        staged.update(ingest.load_group(s3, conn, settings, group))
-    ingest.merge(s3, conn, settings, list(staged))
+    for group in steps.loading_groups(checked.accepted, settings):
+        staged.update(steps.load_group(s3, conn, settings, group))
+    steps.merge(s3, conn, settings, list(staged))
 
     ledger = dict(conn.execute("SELECT key, status FROM nem12.file_ledger").fetchall())
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=services.bucket)["Contents"]}

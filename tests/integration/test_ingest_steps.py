@@ -6,9 +6,11 @@ from dataclasses import replace
 
 import pytest
 
-from nem12 import database, ingest
-from nem12.generate import GeneratorSpec, generate_bytes
-from nem12.services import local_services
+from nem12.devtools.generate import GeneratorSpec, generate_bytes
+from nem12.devtools.services import local_services
+from nem12.pipeline import steps
+from nem12.pipeline.settings import Settings
+from nem12.warehouse import schema
 
 GOOD = generate_bytes(GeneratorSpec(nmis=1, days=2, seed=1))
 BAD = generate_bytes(GeneratorSpec(nmis=1, days=2, seed=2, defects=("header_missing",)))
@@ -20,7 +22,7 @@ def env(tmp_path):
         import psycopg
 
         with psycopg.connect(services.postgres_dsn, autocommit=True) as conn:
-            database.apply_schema(conn)
+            schema.apply_schema(conn)
             yield services, conn, services.s3_client()
 
 
@@ -32,18 +34,18 @@ def put(s3, services, objects: dict[str, bytes]) -> None:
 def test_new_objects_register_duplicates_and_validate_with_report_in_s3(env):
     services, conn, s3 = env
     settings = replace(
-        ingest.Settings(bucket=services.bucket), reports_dir=f"s3://{services.bucket}/reports"
+        Settings(bucket=services.bucket), reports_dir=f"s3://{services.bucket}/reports"
     )
     put(s3, services, {"landing/a.csv": GOOD, "landing/b.csv": GOOD, "landing/c.csv": BAD})
-    found = ingest.new_objects(s3, conn, settings)
+    found = steps.new_objects(s3, conn, settings)
     assert [o.key for o in found] == ["landing/a.csv", "landing/b.csv", "landing/c.csv"]
-    files = ingest.register(s3, conn, settings, found)
+    files = steps.register(s3, conn, settings, found)
     assert [(f.key, f.status) for f in files] == [
         ("landing/a.csv", "registered"),
         ("landing/b.csv", "duplicate"),
         ("landing/c.csv", "registered"),
     ]
-    outcome = ingest.validate(s3, conn, settings, files, "run1")
+    outcome = steps.validate(s3, conn, settings, files, "run1")
     assert [f.key for f in outcome.accepted] == ["landing/a.csv"]
     assert [f.key for f in outcome.rejected] == ["landing/c.csv"]
     assert outcome.report_location is not None
@@ -56,51 +58,51 @@ def test_new_objects_register_duplicates_and_validate_with_report_in_s3(env):
     assert {"rejected/c.csv", "rejected/c.csv.findings.json"} <= keys
     assert "landing/c.csv" not in keys
     # the finished objects are no longer new; the unfinished ones still are
-    assert [o.key for o in ingest.new_objects(s3, conn, settings)] == ["landing/a.csv"]
+    assert [o.key for o in steps.new_objects(s3, conn, settings)] == ["landing/a.csv"]
 
 
 def test_backfill_selection_by_glob_and_date_and_reprocessing(env):
     services, conn, s3 = env
-    settings = ingest.Settings(bucket=services.bucket)
+    settings = Settings(bucket=services.bucket)
     put(s3, services, {"landing/x/NEM12#1#A#B.csv": GOOD, "landing/x/other.txt": b"hello"})
-    chosen = ingest.select_objects(s3, conn, settings, prefix="landing/x/", pattern="NEM12#*")
+    chosen = steps.select_objects(s3, conn, settings, prefix="landing/x/", pattern="NEM12#*")
     assert [o.key for o in chosen] == ["landing/x/NEM12#1#A#B.csv"]
     assert (
-        ingest.select_objects(s3, conn, settings, prefix="landing/", arrived_to="2000-01-01") == []
+        steps.select_objects(s3, conn, settings, prefix="landing/", arrived_to="2000-01-01") == []
     )
-    files = ingest.register(s3, conn, settings, chosen)
-    staged = ingest.load_group(s3, conn, settings, files)
-    ingest.merge(s3, conn, settings, list(staged))
-    again = ingest.select_objects(s3, conn, settings, prefix="landing/", pattern="NEM12#*")
+    files = steps.register(s3, conn, settings, chosen)
+    staged = steps.load_group(s3, conn, settings, files)
+    steps.merge(s3, conn, settings, list(staged))
+    again = steps.select_objects(s3, conn, settings, prefix="landing/", pattern="NEM12#*")
     assert again == []
-    every = ingest.select_objects(s3, conn, settings, prefix="archive/", include_finished=True)
+    every = steps.select_objects(s3, conn, settings, prefix="archive/", include_finished=True)
     assert [o.key for o in every] == ["archive/x/NEM12#1#A#B.csv"]
-    redone = ingest.register(s3, conn, settings, every, reprocess=True)
+    redone = steps.register(s3, conn, settings, every, reprocess=True)
     assert [f.status for f in redone] == ["registered"]
 
 
 def test_groups_put_small_files_together_and_big_ones_alone():
-    settings = ingest.Settings(group_bytes=100, group_files=3)
+    settings = Settings(group_bytes=100, group_files=3)
     files = [
-        ingest.Registered(i, f"k{i}", size, "registered")
+        steps.Registered(i, f"k{i}", size, "registered")
         for i, size in enumerate([500, 10, 10, 10, 10, 60])
     ]
-    groups = ingest.loading_groups(files, settings)
+    groups = steps.loading_groups(files, settings)
     assert [[f.size for f in g] for g in groups] == [[500], [60, 10, 10], [10, 10]]
 
 
 def test_every_step_logs_each_file_by_key_with_its_counts(env, caplog, tmp_path):
     services, conn, s3 = env
-    settings = ingest.Settings(bucket=services.bucket, reports_dir=str(tmp_path / "reports"))
+    settings = Settings(bucket=services.bucket, reports_dir=str(tmp_path / "reports"))
     put(s3, services, {"landing/a.csv": GOOD, "landing/b.csv": GOOD, "landing/c.csv": BAD})
-    caplog.set_level("INFO", logger="nem12.ingest")
-    files = ingest.register(s3, conn, settings, ingest.new_objects(s3, conn, settings))
-    outcome = ingest.validate(s3, conn, settings, files, "run1")
-    staged = ingest.load_group(s3, conn, settings, outcome.accepted)
-    counts = ingest.merge(s3, conn, settings, list(staged), also_archive=files[1:2])
+    caplog.set_level("INFO", logger="nem12.pipeline.steps")
+    files = steps.register(s3, conn, settings, steps.new_objects(s3, conn, settings))
+    outcome = steps.validate(s3, conn, settings, files, "run1")
+    staged = steps.load_group(s3, conn, settings, outcome.accepted)
+    counts = steps.merge(s3, conn, settings, list(staged), also_archive=files[1:2])
     assert counts.status == {1: "loaded"}
     assert (outcome.errors, outcome.warnings, outcome.rejected_blocks) == (1, 0, 0)
-    lines = [r.getMessage() for r in caplog.records if r.name == "nem12.ingest"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "nem12.pipeline.steps"]
     report = outcome.report_location
     assert lines == [
         f"landing/a.csv: registered as file 1, {len(GOOD)} bytes",
@@ -124,20 +126,20 @@ def test_every_step_logs_each_file_by_key_with_its_counts(env, caplog, tmp_path)
 def test_an_overlapping_run_leaves_files_another_run_finished(env):
     """Run B took the same new file as run A; A merged and archived it first."""
     services, conn, s3 = env
-    settings = ingest.Settings(bucket=services.bucket)
+    settings = Settings(bucket=services.bucket)
     put(s3, services, {"landing/a.csv": GOOD})
-    found = ingest.new_objects(s3, conn, settings)
-    run_a = ingest.register(s3, conn, settings, found)
-    run_b = ingest.register(s3, conn, settings, found)  # the same ledger row
+    found = steps.new_objects(s3, conn, settings)
+    run_a = steps.register(s3, conn, settings, found)
+    run_b = steps.register(s3, conn, settings, found)  # the same ledger row
     assert [f.file_id for f in run_a] == [f.file_id for f in run_b]
-    staged_b = ingest.load_group(s3, conn, settings, run_b)  # B staged it, then stalled
-    staged_a = ingest.load_group(s3, conn, settings, run_a)
-    first = ingest.merge(s3, conn, settings, list(staged_a))
+    staged_b = steps.load_group(s3, conn, settings, run_b)  # B staged it, then stalled
+    staged_a = steps.load_group(s3, conn, settings, run_a)
+    first = steps.merge(s3, conn, settings, list(staged_a))
     assert first.inserted == 192 and list(staged_b) == list(staged_a)
     # B wakes up: every later step sees the file finished and leaves it alone
-    assert ingest.validate(s3, conn, settings, run_b, "run-b").accepted == []
-    assert ingest.load_group(s3, conn, settings, run_b) == {}
-    late = ingest.merge(s3, conn, settings, list(staged_b))
+    assert steps.validate(s3, conn, settings, run_b, "run-b").accepted == []
+    assert steps.load_group(s3, conn, settings, run_b) == {}
+    late = steps.merge(s3, conn, settings, list(staged_b))
     assert (late.inserted, late.updated, late.unchanged, late.superseded) == (0, 0, 0, 0)
     ledger = conn.execute(
         "SELECT status, readings, inserted FROM nem12.file_ledger WHERE key = 'landing/a.csv'"

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import psycopg
 
 from nem12.cli import main
-from nem12.ledger import dsn_from_env
+from nem12.pipeline.settings import Settings
 
 LAST_MERGE = datetime(2024, 5, 2, 3, 0, 0, tzinfo=UTC)
 EARLIER_MERGE = datetime(2024, 5, 1, 3, 0, 0, tzinfo=UTC)
@@ -171,17 +171,19 @@ def test_no_dsn_exits_2(monkeypatch, capsys):
     )
 
 
+def _dsn(environ: dict[str, str]) -> str | None:
+    return Settings.from_env(environ).dsn
+
+
 def test_dsn_falls_back_to_the_airflow_connection():
     conn = json.dumps(
         {"conn_type": "postgres", "host": "db", "port": 5432, "login": "nem12",
          "password": "s3cret", "schema": "meters"}
     )  # fmt: skip
-    assert dsn_from_env({"AIRFLOW_CONN_NEM12_POSTGRES": conn}) == (
+    assert _dsn({"AIRFLOW_CONN_NEM12_POSTGRES": conn}) == (
         "host=db port=5432 dbname=meters user=nem12 password=s3cret"
     )
     uri = "postgres://nem12:s3cret@db:5432/meters"
-    assert dsn_from_env({"AIRFLOW_CONN_NEM12_POSTGRES": uri}) == uri
-    assert dsn_from_env({"NEM12_DSN": "dbname=x", "AIRFLOW_CONN_NEM12_POSTGRES": uri}) == (
-        "dbname=x"
-    )
-    assert dsn_from_env({}) is None
+    assert _dsn({"AIRFLOW_CONN_NEM12_POSTGRES": uri}) == uri
+    assert _dsn({"NEM12_DSN": "dbname=x", "AIRFLOW_CONN_NEM12_POSTGRES": uri}) == ("dbname=x")
+    assert _dsn({}) is None

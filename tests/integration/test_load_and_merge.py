@@ -8,18 +8,12 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from nem12.database import (
-    SCHEMA_VERSION,
-    TASK_ROLE_SQL,
-    apply_schema,
-    record_parse,
-    register_file,
-    schema_version,
-    stage_readings,
-)
-from nem12.generate import GeneratorSpec, generate_bytes
-from nem12.merge import merge_files
-from nem12.parsing import parse_source
+from nem12.devtools.generate import GeneratorSpec, generate_bytes
+from nem12.format.parsing import parse_source
+from nem12.warehouse.ledger import record_parse, register_file
+from nem12.warehouse.merge import merge_files
+from nem12.warehouse.schema import SCHEMA_VERSION, TASK_ROLE_SQL, apply_schema, schema_version
+from nem12.warehouse.staging import stage_readings
 
 BASE = GeneratorSpec(nmis=2, days=2, channels=("E1", "B1"), seed=1, variable_day_share=0.5)
 READINGS = 2 * 2 * 2 * 48
@@ -210,7 +204,7 @@ def test_merging_one_file_leaves_the_other_staged_files_rows(conn):
 
 
 def test_one_object_whose_members_repeat_a_day_counts_it_once(conn):
-    from nem12.generate import zip_bytes
+    from nem12.devtools.generate import zip_bytes
 
     newer = GeneratorSpec(
         **{**BASE.__dict__, "seed": 11, "update_datetime": datetime(2024, 3, 1, 9, 0)}

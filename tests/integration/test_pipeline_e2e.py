@@ -20,10 +20,10 @@ import polars as pl
 import psycopg
 import pytest
 
-from nem12 import demo
-from nem12.mdff import NEM_TIME_ZONE
-from nem12.parsing import parse_source
-from nem12.services import LOCAL_ROLE, LOCAL_S3_SECRET, LocalServices
+from nem12.devtools import demo
+from nem12.devtools.services import LOCAL_ROLE, LOCAL_S3_SECRET, LocalServices
+from nem12.format.parsing import parse_source
+from nem12.format.spec import NEM_TIME_ZONE
 
 
 def expected_table(deliveries: list[dict[str, bytes]]) -> pl.DataFrame:

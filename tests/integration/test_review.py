@@ -12,11 +12,13 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from nem12 import database, ingest
-from nem12.generate import GeneratorSpec, generate_bytes
-from nem12.review_web import create_app, offline, safe_report_path
-from nem12.rules import RULES
-from nem12.services import local_services
+from nem12.devtools.generate import GeneratorSpec, generate_bytes
+from nem12.devtools.services import local_services
+from nem12.format.rules import RULES
+from nem12.pipeline import steps
+from nem12.pipeline.review_web import create_app, offline, safe_report_path
+from nem12.pipeline.settings import Settings
+from nem12.warehouse import ledger, schema
 
 GOOD = generate_bytes(GeneratorSpec(nmis=1, days=2, seed=1))
 PARTIAL = generate_bytes(GeneratorSpec(nmis=2, days=2, seed=2, defects=("value_negative",)))
@@ -35,14 +37,14 @@ def reviewed(tmp_path_factory) -> Iterator[tuple[TestClient, str, Path]]:
             "landing/bad.csv": BAD,
         }.items():
             s3.put_object(Bucket=services.bucket, Key=key, Body=data)
-        settings = ingest.Settings(bucket=services.bucket, reports_dir=str(reports))
+        settings = Settings(bucket=services.bucket, reports_dir=str(reports))
         with psycopg.connect(services.postgres_dsn, autocommit=True) as conn:
-            database.apply_schema(conn)
-            files = ingest.register(s3, conn, settings, ingest.new_objects(s3, conn, settings))
-            outcome = ingest.validate(s3, conn, settings, files, "run_1")
-            staged = ingest.load_group(s3, conn, settings, outcome.accepted)
-            ingest.merge(s3, conn, settings, list(staged))
-            database.record_runs(
+            schema.apply_schema(conn)
+            files = steps.register(s3, conn, settings, steps.new_objects(s3, conn, settings))
+            outcome = steps.validate(s3, conn, settings, files, "run_1")
+            staged = steps.load_group(s3, conn, settings, outcome.accepted)
+            steps.merge(s3, conn, settings, list(staged))
+            ledger.record_runs(
                 conn, [f.file_id for f in files], "nem12_ingest", "run+1:00", "validate"
             )
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from nem12.cluster import Cluster, airflow_cluster
-from nem12.demo import airflow_env
-from nem12.services import LocalServices, local_services
+from nem12.devtools.cluster import Cluster, airflow_cluster
+from nem12.devtools.demo import airflow_env
+from nem12.devtools.services import LocalServices, local_services
 
 #: Settings that make an hour of the pipeline fit in a test: a sensor that
 #: looks every 3 s and gives up after 40 s, one file per load (more groups),

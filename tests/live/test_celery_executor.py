@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from nem12.generate import GeneratorSpec, generate_bytes
+from nem12.devtools.generate import GeneratorSpec, generate_bytes
 from tests.faults.conftest import fault_tally
 from tests.faults.scenarios import keys_of
 from tests.live.conftest import FAST, Live, record_timeline, start_live

@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from nem12.generate import GeneratorSpec, generate_bytes
-from nem12.services import LOCAL_S3_SECRET
+from nem12.devtools.generate import GeneratorSpec, generate_bytes
+from nem12.devtools.services import LOCAL_S3_SECRET
 from tests.faults.scenarios import keys_of
 from tests.live.conftest import (
     FAST,

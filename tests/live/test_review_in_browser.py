@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from nem12.generate import GeneratorSpec, generate_bytes
+from nem12.devtools.generate import GeneratorSpec, generate_bytes
 from tests.live.conftest import FAST, Live, start_live
 
 CHROMIUM = "/usr/bin/chromium"

@@ -1,6 +1,6 @@
 """``make airflow`` and ``make cluster`` stop cleanly: nothing of theirs is left running.
 
-Each is started as ``make`` starts it (``python -m nem12.demo --serve ...``) in a
+Each is started as ``make`` starts it (``python -m nem12.devtools.demo --serve ...``) in a
 process group of its own; the signal goes to that group, as Ctrl-C or a
 service manager's SIGTERM would send it. Every process it started, the
 PostgreSQL server (which detaches) and Redis included, must be gone.
@@ -17,7 +17,7 @@ import time
 import psutil
 import pytest
 
-from nem12.services import free_port
+from nem12.devtools.services import free_port
 
 
 def processes_of(root: psutil.Process, workdir: str) -> dict[int, str]:
@@ -53,7 +53,7 @@ def test_a_stop_leaves_no_process_behind(tmp_path, serve, sig):
         [
             sys.executable,
             "-m",
-            "nem12.demo",
+            "nem12.devtools.demo",
             "--serve",
             serve,
             "--workdir",

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nem12.cli import main
-from nem12.generate import GeneratorSpec, generate_bytes
+from nem12.devtools.generate import GeneratorSpec, generate_bytes
 from tests.conftest import AEMO
 
 FINDING_KEYS = {"file", "rule", "severity", "line", "record_type", "nmi", "message"}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from nem12.services import LocalServices
+from nem12.devtools.services import LocalServices
 
 COMPOSE = yaml.safe_load((Path(__file__).parents[2] / "docker-compose.yaml").read_text())
 
@@ -63,7 +63,7 @@ def test_the_minio_bucket_is_versioned_so_deletes_go_by_version_id():
 
 
 def test_the_celery_cluster_is_the_one_make_cluster_runs():
-    from nem12.cluster import COMPONENTS, WORKER_COMMAND
+    from nem12.devtools.cluster import COMPONENTS, WORKER_COMMAND
 
     env = COMPOSE["x-airflow-common"]["environment"]
     assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from nem12 import metrics
-from nem12.ingest import Registered, Validation
-from nem12.merge import MergeCounts
+from nem12.pipeline import metrics
+from nem12.pipeline.steps import Registered, Validation
+from nem12.warehouse.merge import MergeCounts
 
 
 @pytest.fixture

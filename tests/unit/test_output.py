@@ -8,10 +8,10 @@ from pathlib import Path
 import polars as pl
 
 from nem12.cli import main
-from nem12.generate import GeneratorSpec, generate_bytes
-from nem12.mdff import READING_SCHEMA
-from nem12.output import stream_enums
-from nem12.reading import iter_members
+from nem12.devtools.generate import GeneratorSpec, generate_bytes
+from nem12.format.output import stream_enums
+from nem12.format.reading import iter_members
+from nem12.format.spec import READING_SCHEMA
 from tests.conftest import parse_all
 
 
@@ -84,7 +84,7 @@ def test_files_with_different_enums_publish_one_table(tmp_path):
 
 
 def test_read_ahead_of_a_file_on_disk_across_read_blocks(tmp_path, monkeypatch):
-    monkeypatch.setattr("nem12.output._READ_AHEAD_BYTES", 97)  # 200 records cut mid-line
+    monkeypatch.setattr("nem12.format.output._READ_AHEAD_BYTES", 97)  # 200 records cut mid-line
     path = tmp_path / "f.csv"
     path.write_bytes(two_nmis())
     for member in iter_members(path):
@@ -95,7 +95,7 @@ def test_read_ahead_of_a_file_on_disk_across_read_blocks(tmp_path, monkeypatch):
 def test_a_consumer_that_stops_early_lets_the_producer_thread_end():
     import threading
 
-    from nem12.output import prefetched
+    from nem12.format.output import prefetched
 
     produced = []
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nem12.parsing import ParseConfig, _DaysSeen
-from nem12.reading import ReadLimits
+from nem12.format.parsing import ParseConfig, _DaysSeen
+from nem12.format.reading import ReadLimits
 from tests.conftest import parse_all
 
 NEM = timezone(timedelta(hours=10))
@@ -297,8 +297,8 @@ def test_days_seen_by_chunk_agrees_with_date_by_date(rows, cuts):
 )
 def test_an_unforeseen_failure_rejects_that_file_only(monkeypatch, failure, said):
     """A defect no rule foresaw becomes a finding naming the file; the next file is parsed."""
-    from nem12 import parsing
-    from nem12.generate import zip_bytes
+    from nem12.devtools.generate import zip_bytes
+    from nem12.format import parsing
 
     real = parsing.FileParser._check_events
     calls = iter([True, False])

@@ -15,17 +15,17 @@ from urllib.parse import quote
 import polars as pl
 import pytest
 
-from nem12 import mdff
-from nem12.generate import DEFECTS, GeneratorSpec, generate_bytes
-from nem12.parsing import ParseConfig, parse_source
-from nem12.quality import (
+from nem12.devtools.generate import DEFECTS, GeneratorSpec, generate_bytes
+from nem12.format import spec as mdff
+from nem12.format.parsing import ParseConfig, parse_source
+from nem12.format.rules import RULES
+from nem12.pipeline.quality import (
     SUITES_DIR,
     RecordValidation,
     load_suite_files,
     records_expectation_rules,
     validate_records,
 )
-from nem12.rules import RULES
 from tests.conftest import AEMO, parse_all
 
 KEEP = ParseConfig(keep_records=True)
@@ -270,7 +270,7 @@ def test_a_suite_naming_a_missing_column_raises(tmp_path: Path):
 
 def test_with_findings_the_report_lists_every_error_of_the_parser(tmp_path):
     """Rules the suite cannot express (a missing 900, a negative value) still appear."""
-    from nem12.quality import with_findings
+    from nem12.pipeline.quality import with_findings
 
     frames = []
     for defect in ("end_missing", "value_negative"):

@@ -6,9 +6,9 @@ import gzip
 
 import pytest
 
-from nem12.generate import GeneratorSpec, generate_bytes, zip_bytes
-from nem12.parsing import ParseConfig
-from nem12.reading import ReadLimits, iter_members, record_texts
+from nem12.devtools.generate import GeneratorSpec, generate_bytes, zip_bytes
+from nem12.format.parsing import ParseConfig
+from nem12.format.reading import ReadLimits, iter_members, record_texts
 from tests.conftest import parse_all
 
 VALID = generate_bytes(GeneratorSpec(nmis=1, days=2, channels=("E1",)))

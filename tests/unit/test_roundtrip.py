@@ -8,9 +8,9 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nem12.generate import GeneratorSpec, _records_with_defects, generate_bytes
-from nem12.parsing import ParseConfig
-from nem12.reading import ReadLimits
+from nem12.devtools.generate import GeneratorSpec, _records_with_defects, generate_bytes
+from nem12.format.parsing import ParseConfig
+from nem12.format.reading import ReadLimits
 from tests.conftest import parse_all
 
 

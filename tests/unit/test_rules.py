@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from nem12.generate import DEFECTS, GeneratorSpec, generate_bytes
-from nem12.rules import RULES, RuleBook
+from nem12.devtools.generate import DEFECTS, GeneratorSpec, generate_bytes
+from nem12.format.rules import RULES, RuleBook
 from tests.conftest import AEMO, NEM_READER_EXTRA, parse_all
 
 ALL_DEFECTS = [*sorted(DEFECTS), "file_empty"]

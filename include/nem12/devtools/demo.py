@@ -22,10 +22,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nem12.generate import GeneratorSpec, generate_bytes, zip_bytes
+from nem12.devtools.generate import GeneratorSpec, generate_bytes, zip_bytes
 
 if TYPE_CHECKING:
-    from nem12.services import LocalServices
+    from nem12.devtools.services import LocalServices
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -147,7 +147,7 @@ def run(
     """Run the demo; ``check`` (tests) looks at the services before they stop."""
     import psycopg
 
-    from nem12.services import local_services
+    from nem12.devtools.services import local_services
 
     started = time.monotonic()
     shutil.rmtree(workdir, ignore_errors=True)  # every demo starts from empty services
@@ -199,8 +199,8 @@ EXECUTORS = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
 def serve(workdir: Path, executor: str, port: int) -> int:
     """``make airflow`` (LocalExecutor) and ``make cluster`` (Celery, two workers): the
     services and Airflow's components until Ctrl-C or SIGTERM, which stop them all."""
-    from nem12.cluster import airflow_cluster
-    from nem12.services import local_services
+    from nem12.devtools.cluster import airflow_cluster
+    from nem12.devtools.services import local_services
 
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)

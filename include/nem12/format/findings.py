@@ -6,7 +6,7 @@ from collections import Counter
 
 import polars as pl
 
-from nem12.rules import Finding, RuleBook
+from nem12.format.rules import Finding, RuleBook
 
 #: Polars engine for the small queries each chunk runs (checks, and the parser's
 #: frames): on the streaming engine their setup and threads competed with the

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-from nem12.connections import POSTGRES_CONN_ID, S3_CONN_ID
+from nem12.pipeline.connections import POSTGRES_CONN_ID, S3_CONN_ID
 
 #: moto accepts any credentials; these only exist on loopback.
 LOCAL_S3_KEY, LOCAL_S3_SECRET = "nem12-local", "nem12-local-secret"

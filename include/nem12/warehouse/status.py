@@ -8,20 +8,13 @@ add up to the merge's.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 
-from nem12.database import FILE_STATUSES, SCHEMA, UNFINISHED
-
-#: Where ``nem12 status`` finds the database when ``--dsn`` is not given.
-DSN_VARIABLE = "NEM12_DSN"
-#: The pipeline's own Airflow connection, used when ``NEM12_DSN`` is not set.
-AIRFLOW_CONN_VARIABLE = "AIRFLOW_CONN_NEM12_POSTGRES"
+from nem12.warehouse.schema import FILE_STATUSES, SCHEMA, UNFINISHED
 
 
 class LedgerUnavailable(Exception):
@@ -67,27 +60,6 @@ class LedgerStatus:
 
 def _utc(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat()
-
-
-def dsn_from_env(environ: dict[str, str] | None = None) -> str | None:
-    """``NEM12_DSN``, else the Airflow connection ``nem12_postgres`` (JSON or URI form)."""
-    env = os.environ if environ is None else environ
-    if env.get(DSN_VARIABLE):
-        return env[DSN_VARIABLE]
-    airflow_conn = env.get(AIRFLOW_CONN_VARIABLE, "").strip()
-    if not airflow_conn:
-        return None
-    if not airflow_conn.startswith("{"):
-        return airflow_conn  # postgres://user:password@host:port/database, libpq reads it
-    fields = json.loads(airflow_conn)
-    params = {
-        "host": fields.get("host"),
-        "port": fields.get("port"),
-        "dbname": fields.get("schema"),
-        "user": fields.get("login"),
-        "password": fields.get("password"),
-    }
-    return psycopg.conninfo.make_conninfo(**{k: v for k, v in params.items() if v})
 
 
 def read_status(conn: psycopg.Connection) -> LedgerStatus:

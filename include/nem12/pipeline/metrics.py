@@ -12,8 +12,8 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from nem12.ingest import Registered, Validation
-    from nem12.merge import MergeCounts
+    from nem12.pipeline.steps import Registered, Validation
+    from nem12.warehouse.merge import MergeCounts
 
 PREFIX = "nem12"
 

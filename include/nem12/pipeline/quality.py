@@ -2,7 +2,7 @@
 
 The expectation suites are JSON files in ``great_expectations/expectations/``
 (versioned in git, the source of truth); each expectation's ``meta.rule`` names
-the rule of ``nem12.rules.RULES`` it expresses. A run validates all its files
+the rule of ``nem12.format.rules.RULES`` it expresses. A run validates all its files
 as one pandas batch on an ephemeral GX context (no shared, file-backed GX
 config that parallel tasks could collide on) and writes the Data Docs HTML to
 a folder the caller chooses. Great Expectations is imported inside functions
@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from nem12.rules import RULES, Finding
+from nem12.format.rules import RULES, Finding
+from nem12.pipeline.settings import CHECKOUT_SUITES_DIR
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationValidationResult
@@ -30,14 +30,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: The GX project's expectation suites, one JSON file per suite (the checkout's
-#: great_expectations/ unless NEM12_SUITES_DIR says where an install keeps them).
-SUITES_DIR = Path(
-    os.environ.get(
-        "NEM12_SUITES_DIR",
-        Path(__file__).resolve().parents[2] / "great_expectations" / "expectations",
-    )
-)
+#: The checkout's GX expectation suites, one JSON file per suite; the pipeline
+#: passes ``Settings.suites_dir`` (``NEM12_SUITES_DIR``) where an install keeps them.
+SUITES_DIR = CHECKOUT_SUITES_DIR
 
 #: The Data Docs site every validation writes to (on the ephemeral context).
 DOCS_SITE = "nem12"

@@ -23,10 +23,10 @@ from typing import Literal
 
 import polars as pl
 
-from nem12 import mdff
-from nem12.findings import CHUNK_ENGINE, FindingCollector
-from nem12.reading import Chunk, Member, ReadError, ReadLimits, iter_chunks
-from nem12.rules import Finding, RuleBook
+from nem12.format import spec as mdff
+from nem12.format.findings import CHUNK_ENGINE, FindingCollector
+from nem12.format.reading import Chunk, Member, ReadError, ReadLimits, iter_chunks
+from nem12.format.rules import Finding, RuleBook
 
 Status = Literal["accepted", "partial", "rejected"]
 F = pl.col("fields")
@@ -1185,7 +1185,7 @@ def parse_source(
     source, name: str | None = None, config: ParseConfig | None = None
 ) -> Iterator[FileParser]:
     """One FileParser per MDFF file in ``source`` (path, bytes or stream)."""
-    from nem12.reading import iter_members
+    from nem12.format.reading import iter_members
 
     config = config or ParseConfig()
     for member in iter_members(source, name=name, limits=config.limits):

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from nem12.services import LocalServices, free_port
+from nem12.devtools.services import LocalServices, free_port
+from nem12.pipeline.settings import Settings
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 USERNAME = "admin"
@@ -40,7 +41,7 @@ WORKER_COMMAND = ("celery", "worker")
 def worker_hostname() -> str:
     """Airflow's ``hostname_callable``: a worker's own name (``NEM12_WORKER_NAME``), so task
     instances say which of several workers on one machine ran them."""
-    return os.environ.get("NEM12_WORKER_NAME") or socket.getfqdn()
+    return Settings.from_env().worker_name or socket.getfqdn()
 
 
 def cores() -> int:
@@ -62,10 +63,7 @@ def concurrency(executor: str, env: dict[str, str]) -> dict[str, str]:
 
 def load_slots(env: dict[str, str]) -> int:
     """The ``nem12_load`` pool's slots: ``NEM12_LOAD_SLOTS``, else one per core."""
-    raw = env.get("NEM12_LOAD_SLOTS", str(cores()))
-    if not raw.isdigit() or int(raw) < 1:
-        raise SystemExit(f"NEM12_LOAD_SLOTS must be a whole number of slots, not {raw!r}")
-    return int(raw)
+    return Settings.from_env(env).load_slots or cores()
 
 
 @dataclass
@@ -197,7 +195,7 @@ def airflow_cluster(
 
     ``airflow_env`` is the demo's wiring (connections, dags and plugins folders).
     """
-    from nem12.demo import prepare_airflow
+    from nem12.devtools.demo import prepare_airflow
 
     root.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
@@ -222,7 +220,7 @@ def airflow_cluster(
         "AIRFLOW__CORE__FERNET_KEY": "",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "nem12.cluster.worker_hostname",
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "nem12.devtools.cluster.worker_hostname",
         **concurrency(executor, airflow_env),
     }
     redis = None

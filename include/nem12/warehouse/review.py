@@ -15,8 +15,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from nem12.database import FILE_STATUSES, SCHEMA
-from nem12.rules import RULES
+from nem12.format.rules import RULES
+from nem12.warehouse.schema import FILE_STATUSES, SCHEMA
 
 #: Ledger columns a Files page row shows.
 _FILE_COLUMNS = (

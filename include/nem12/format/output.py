@@ -27,8 +27,8 @@ from pathlib import Path
 import polars as pl
 from polars.io.plugins import register_io_source
 
-from nem12.mdff import READING_SCHEMA, STREAM_TEXT_FIELDS
-from nem12.reading import Member, ReadError
+from nem12.format.reading import Member, ReadError
+from nem12.format.spec import READING_SCHEMA, STREAM_TEXT_FIELDS
 
 FORMATS = (".parquet", ".csv")
 #: Beyond this many distinct values of a field the read-ahead gives up (memory).

@@ -1,4 +1,10 @@
-"""Allocator settings for Polars (jemalloc) and glibc, made before Polars loads."""
+"""Allocator settings for Polars (jemalloc) and glibc, made before Polars loads.
+
+Applied only where the process is ours: the ``nem12`` command (``use_in_command``)
+and the pipeline's tasks (``use_in_task``, the first call of every task body).
+Importing the package changes nothing in the host process (an api-server, a
+notebook).
+"""
 
 import ctypes
 import os
@@ -53,3 +59,15 @@ def keep_freed_c_heap() -> None:
     mallopt(m_mmap_threshold, 32 << 20)  # glibc's largest; chunks are a few MB
     # Hand back only a large free top: a higher threshold let RSS creep with file size.
     mallopt(m_trim_threshold, 128 << 20)
+
+
+def use_in_task() -> None:
+    """A pipeline task's process: freed pages handed back, the C heap kept."""
+    use_malloc_conf(LIBRARY_MALLOC_CONF)
+    keep_freed_c_heap()
+
+
+def use_in_command() -> None:
+    """The ``nem12`` command's process: freed pages and the C heap kept."""
+    use_malloc_conf(COMMAND_MALLOC_CONF)
+    keep_freed_c_heap()

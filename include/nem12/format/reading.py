@@ -28,7 +28,7 @@ _SPOOL_IN_MEMORY = 32 << 20
 
 @dataclass(frozen=True)
 class ReadLimits:
-    """Limits on what reading may cost; all configurable (``NEM12_*`` settings)."""
+    """Limits on what reading may cost (the pipeline sets them from ``NEM12_*`` settings)."""
 
     max_member_bytes: int = 8 << 30
     max_ratio: float = 500.0
@@ -36,20 +36,6 @@ class ReadLimits:
     max_members: int = 10_000
     max_line_bytes: int = 1 << 20
     chunk_bytes: int = 6 << 20
-
-    @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> ReadLimits:
-        env = os.environ if environ is None else environ
-        names = {
-            "max_member_bytes": ("NEM12_MAX_MEMBER_BYTES", int),
-            "max_ratio": ("NEM12_MAX_RATIO", float),
-            "max_depth": ("NEM12_MAX_DEPTH", int),
-            "max_members": ("NEM12_MAX_MEMBERS", int),
-            "max_line_bytes": ("NEM12_MAX_LINE_BYTES", int),
-            "chunk_bytes": ("NEM12_CHUNK_BYTES", int),
-        }
-        values = {key: kind(env[var]) for key, (var, kind) in names.items() if var in env}
-        return cls(**values)
 
 
 class ReadError(Exception):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
-import os
 import posixpath
 import tempfile
 from collections.abc import Iterable
@@ -21,56 +20,14 @@ from pathlib import Path
 import polars as pl
 import psycopg
 
-from nem12 import database, storage
-from nem12.merge import OUTCOMES, MergeCounts, merge_files
-from nem12.parsing import FileReport, ParseConfig, parse_source
-from nem12.reading import ReadLimits, record_texts
+from nem12.format.parsing import FileReport, parse_source
+from nem12.format.reading import record_texts
+from nem12.pipeline import storage
+from nem12.pipeline.settings import Settings
+from nem12.warehouse import ledger, schema, staging
+from nem12.warehouse.merge import OUTCOMES, MergeCounts, merge_files
 
 log = logging.getLogger(__name__)
-
-#: Tasks parse in smaller chunks than the CLI: a third of the memory (~250 MB
-#: at peak) for a parse that is a small part of a load. NEM12_CHUNK_BYTES wins.
-TASK_CHUNK_BYTES = 2 << 20
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Where files come from and go to; every field has a ``NEM12_*`` variable."""
-
-    bucket: str = "nem12"
-    landing_prefix: str = "landing/"
-    rejected_prefix: str = "rejected/"
-    archive_prefix: str = "archive/"
-    held_prefix: str = "held/"
-    reports_dir: str = "reports"
-    group_bytes: int = 64 << 20
-    group_files: int = 50
-    reject_file_on_block_error: bool = False
-
-    @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        return cls(
-            bucket=env.get("NEM12_BUCKET", cls.bucket),
-            landing_prefix=env.get("NEM12_LANDING_PREFIX", cls.landing_prefix),
-            rejected_prefix=env.get("NEM12_REJECTED_PREFIX", cls.rejected_prefix),
-            archive_prefix=env.get("NEM12_ARCHIVE_PREFIX", cls.archive_prefix),
-            held_prefix=env.get("NEM12_HELD_PREFIX", cls.held_prefix),
-            reports_dir=env.get("NEM12_REPORTS_DIR", cls.reports_dir),
-            group_bytes=int(env.get("NEM12_GROUP_BYTES", cls.group_bytes)),
-            group_files=int(env.get("NEM12_GROUP_FILES", cls.group_files)),
-            reject_file_on_block_error=env.get("NEM12_REJECT_FILE_ON_BLOCK_ERROR", "") == "true",
-        )
-
-    def parse_config(self, keep_records: bool = False) -> ParseConfig:
-        limits = ReadLimits.from_env()
-        if "NEM12_CHUNK_BYTES" not in os.environ:
-            limits = replace(limits, chunk_bytes=TASK_CHUNK_BYTES)
-        return ParseConfig(
-            limits=limits,
-            reject_file_on_block_error=self.reject_file_on_block_error,
-            keep_records=keep_records,
-        )
 
 
 @dataclass
@@ -93,6 +50,25 @@ class Registered:
         )
 
 
+def prepare(conn: psycopg.Connection) -> None:
+    """Every task's first step: the warehouse schema, applied if it is missing or older."""
+    schema.apply_schema(conn)
+
+
+def record_runs(
+    conn: psycopg.Connection, file_ids: list[int], dag_id: str, run_id: str, task_id: str
+) -> None:
+    """That a DAG run's task worked on these files (the review view's run tab)."""
+    ledger.record_runs(conn, file_ids, dag_id, run_id, task_id)
+
+
+def record_change(
+    conn: psycopg.Connection, dag_id: str, run_id: str, announced_at: object, counts: dict
+) -> bool:
+    """One announced change of the meter table; False if this event was recorded before."""
+    return ledger.record_table_change(conn, dag_id, run_id, announced_at, counts)
+
+
 def new_objects(
     s3: storage.S3Client, conn: psycopg.Connection, settings: Settings
 ) -> list[storage.StoredObject]:
@@ -105,7 +81,7 @@ def new_objects(
     seen = {(o.key, o.etag) for o in listed}
     left = [
         storage.StoredObject(settings.bucket, key, etag, size, first_seen.isoformat())
-        for key, etag, size, first_seen in database.unfinished_versions(conn, settings.bucket)
+        for key, etag, size, first_seen in ledger.unfinished_versions(conn, settings.bucket)
         if (key, etag) not in seen
     ]
     return listed + left
@@ -137,13 +113,7 @@ def _unfinished(
 ) -> list[storage.StoredObject]:
     if not listed:
         return []
-    finished = set(
-        conn.execute(
-            f"SELECT key, etag FROM {database.SCHEMA}.file_ledger "
-            "WHERE bucket = %s AND key = ANY(%s) AND status = ANY(%s)",
-            (settings.bucket, sorted({o.key for o in listed}), list(database.FINISHED_FOR_GOOD)),
-        ).fetchall()
-    )
+    finished = ledger.finished_versions(conn, settings.bucket, sorted({o.key for o in listed}))
     return [o for o in listed if (o.key, o.etag) not in finished]
 
 
@@ -163,18 +133,18 @@ def register(
     """
     registered: list[Registered] = []
     for obj in sorted(objects, key=lambda o: o.key):
-        row = database.register_file(conn, obj.bucket, obj.key, obj.etag, obj.size)
+        row = ledger.register_file(conn, obj.bucket, obj.key, obj.etag, obj.size)
         file = Registered(
             row.file_id, obj.key, obj.size, row.status, obj.etag, row.sha256 or "", row.version_id
         )
-        if row.status in database.FINISHED_FOR_GOOD and not reprocess:
+        if row.status in schema.FINISHED_FOR_GOOD and not reprocess:
             log.info("%s: already finished (file %d, %s)", obj.key, file.file_id, row.status)
             continue
-        if row.sha256 is None or row.status in database.FINISHED:
+        if row.sha256 is None or row.status in schema.FINISHED:
             try:
                 file = _hold(s3, conn, settings, file, reprocess)
             except (storage.VersionReplaced, storage.ObjectGone) as exc:
-                if database.mark_replaced(conn, file.file_id):
+                if ledger.mark_replaced(conn, file.file_id):
                     log.warning(
                         "%s: version %s was replaced or removed before it could be read "
                         "(file %d, replaced): %s",
@@ -205,7 +175,7 @@ def preview(
     for obj in sorted(objects, key=lambda o: o.key):
         try:
             with storage.fetched(s3, obj.bucket, obj.key, etag=obj.etag) as got:
-                original = database.taken_content(conn, got.sha256)
+                original = ledger.taken_content(conn, got.sha256)
         except (storage.VersionReplaced, storage.ObjectGone):
             log.info("%s: replaced or removed since it was listed; not previewed", obj.key)
             continue
@@ -225,10 +195,10 @@ def _hold(
     """Read the registered version, hold its bytes, and record its SHA-256 and status."""
     held = file.held(settings)
     with storage.fetched(s3, settings.bucket, file.key, etag=file.etag) as got:
-        original = database.taken_content(conn, got.sha256, file.file_id)
+        original = ledger.taken_content(conn, got.sha256, file.file_id)
         storage.hold(s3, settings.bucket, got, held.held_key, file.file_id)
     status = "duplicate" if original is not None and not reprocess else "registered"
-    database.record_version(conn, file.file_id, got.sha256, got.version_id, status)
+    ledger.record_version(conn, file.file_id, got.sha256, got.version_id, status)
     if status == "duplicate":
         assert original is not None
         log.info(
@@ -273,14 +243,14 @@ def _parse_for_findings(
         for finding in (f for r in reports for f in r.findings if f.line is not None):
             wanted.setdefault(finding.file, set()).add(finding.line)
         got.file.seek(0)
-        limits = settings.parse_config().limits
+        limits = settings.read_limits()
         texts = record_texts(got.file, wanted, name=file.key, limits=limits) if wanted else {}
         return reports, texts
 
 
 def _moved_by_another_run(conn: psycopg.Connection, file: Registered) -> bool:
     """Whether a vanished object is one an overlapping run finished (and archived)."""
-    if not database.finished_files(conn, [file.file_id]):
+    if not ledger.finished_files(conn, [file.file_id]):
         return False
     log.info("%s: finished and moved by another run (file %d)", file.key, file.file_id)
     return True
@@ -309,12 +279,12 @@ def validate(
     A dry run (files from ``preview``) writes the report and nothing else: no
     ledger row, finding or object changes.
     """
-    from nem12.quality import with_findings
+    from nem12.pipeline.quality import with_findings
 
     outcome = Validation()
     record_frames: list[pl.DataFrame] = []
     files = list(files)
-    finished = database.finished_files(conn, [f.file_id for f in files])
+    finished = ledger.finished_files(conn, [f.file_id for f in files])
     for file in files:
         if file.status == "duplicate":
             continue
@@ -332,7 +302,7 @@ def validate(
             continue
         quality = _combined_status(reports)
         if not dry_run:
-            database.record_parse(conn, file.file_id, reports, quality, texts)
+            ledger.record_parse(conn, file.file_id, reports, quality, texts)
         errors = sum(len(r.errors) for r in reports)
         warnings = sum(len(r.findings) for r in reports) - errors
         rejected_blocks = sum(r.rejected_blocks for r in reports)
@@ -365,7 +335,7 @@ def validate(
         outcome.report_location = _write_report(s3, settings, records, run_name)
         if not dry_run:
             ids = [f.file_id for f in (*outcome.accepted, *outcome.rejected)]
-            database.set_report_location(conn, ids, outcome.report_location)
+            ledger.set_report_location(conn, ids, outcome.report_location)
         log.info("validation report: %s", outcome.report_location)
     return outcome
 
@@ -374,15 +344,17 @@ def _write_report(
     s3: storage.S3Client, settings: Settings, records: pl.DataFrame, run_name: str
 ) -> str:
     """Data Docs for the run: in a local folder, or under an ``s3://bucket/prefix``."""
-    from nem12.quality import validate_records
+    from nem12.pipeline.quality import validate_records
 
     if not settings.reports_dir.startswith("s3://"):
-        result = validate_records(records, run_name, Path(settings.reports_dir) / run_name)
+        result = validate_records(
+            records, run_name, Path(settings.reports_dir) / run_name, settings.suites_dir
+        )
         return str(result.report_path)
     bucket, _, prefix = settings.reports_dir[len("s3://") :].partition("/")
     prefix = f"{prefix.rstrip('/')}/{run_name}" if prefix else run_name
     with tempfile.TemporaryDirectory(prefix="nem12-report-") as local:
-        result = validate_records(records, run_name, Path(local))
+        result = validate_records(records, run_name, Path(local), settings.suites_dir)
         storage.upload_folder(s3, Path(local), bucket, prefix)
         page = result.report_path.relative_to(local).as_posix()
     return f"s3://{bucket}/{prefix}/{page}"
@@ -423,7 +395,7 @@ def _retire(
     """Done with a version: its bytes to ``placed`` (a free key), the delivered version
     removed. The ledger names where the bytes lie before they are moved (repeatable)."""
     if placed is not None:
-        database.set_moved_to(conn, file.file_id, placed)
+        ledger.set_moved_to(conn, file.file_id, placed)
     newer_left = storage.retire(s3, file.held(settings), placed)
     if newer_left:
         log.warning(
@@ -457,19 +429,19 @@ def load_group(
     """Parse each file and COPY its accepted readings into staging; readings per file."""
     staged: dict[int, int] = {}
     for file in group:
-        if database.finished_files(conn, [file.file_id]):
+        if ledger.finished_files(conn, [file.file_id]):
             log.info("%s: finished by another run (file %d), not loaded", file.key, file.file_id)
             continue
         try:
             held = file.held(settings)
             with storage.fetched(s3, settings.bucket, held.held_key, sha256=file.sha256) as got:
                 parsers = parse_source(got.file, name=file.key, config=settings.parse_config())
-                rows = database.stage_readings(conn, file.file_id, parsers)
+                rows = staging.stage_readings(conn, file.file_id, parsers)
         except storage.ObjectGone:
             if not _moved_by_another_run(conn, file):
                 raise
             continue
-        if not database.mark_staged(conn, file.file_id):
+        if not ledger.mark_staged(conn, file.file_id):
             log.info("%s: finished by another run (file %d) while loading", file.key, file.file_id)
             continue
         staged[file.file_id] = rows
@@ -493,12 +465,7 @@ def merge(
 ) -> MergeCounts:
     """Merge staged files, then archive their objects and the duplicates (after the commit)."""
     counts = merge_files(conn, file_ids) if file_ids else MergeCounts()
-    rows = conn.execute(
-        f"SELECT file_id, key FROM {database.SCHEMA}.file_ledger "
-        "WHERE file_id = ANY(%s) ORDER BY file_id",
-        (file_ids,),
-    ).fetchall()
-    for file_id, key in rows:
+    for file_id, key in ledger.keys_of(conn, file_ids):
         got = counts.per_file.get(file_id, {})
         log.info(
             "%s: merged (file %d) as %s: %d inserted, %d updated, %d unchanged, %d superseded",
@@ -528,4 +495,4 @@ def merge(
 
 def registered_files(conn: psycopg.Connection, file_ids: list[int]) -> list[Registered]:
     """The ledger's rows of ``file_ids`` as steps hand them on."""
-    return [Registered(*row) for row in database.registered_versions(conn, file_ids)]
+    return [Registered(*row) for row in ledger.registered_versions(conn, file_ids)]

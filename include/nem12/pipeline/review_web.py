@@ -2,7 +2,7 @@
 
 Pages are plain HTML with their style inline (nothing is fetched from another
 host); every route needs a logged-in Airflow user unless built with
-``auth=False`` (tests). Data comes from ``nem12.review`` only.
+``auth=False`` (tests). Data comes from ``nem12.warehouse.review`` only.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from urllib.parse import quote, urlencode
 
 import psycopg
 
-from nem12 import review
-from nem12.database import FILE_STATUSES, apply_schema
-from nem12.rules import RULES
+from nem12.format.rules import RULES
+from nem12.warehouse import review
+from nem12.warehouse.schema import FILE_STATUSES, apply_schema
 
 Connect = Callable[[], psycopg.Connection]
 

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from nem12.database import SCHEMA, finished_files
+from nem12.warehouse import ledger
+from nem12.warehouse.schema import SCHEMA
 
 OUTCOMES = ("inserted", "updated", "unchanged", "superseded")
 
@@ -199,7 +200,7 @@ def merge_files(conn: psycopg.Connection, file_ids: list[int]) -> MergeCounts:
     counts = MergeCounts()
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('nem12 merge'))")
-        finished = finished_files(conn, file_ids)  # by an overlapping run's merge
+        finished = ledger.finished_files(conn, file_ids)  # by an overlapping run's merge
         file_ids = [f for f in file_ids if f not in finished]
         collisions = conn.execute(_COLLISIONS, {"file_ids": file_ids}).fetchall()
         fresh = [f for f, within, stored in collisions if not within and not stored]
@@ -226,20 +227,9 @@ def merge_files(conn: psycopg.Connection, file_ids: list[int]) -> MergeCounts:
             setattr(counts, outcome, getattr(counts, outcome) + n)
         for file_id in file_ids:
             got = counts.per_file.setdefault(file_id, dict.fromkeys(OUTCOMES, 0))
-            ended = conn.execute(
-                f"""
-                UPDATE {SCHEMA}.file_ledger
-                SET status = CASE WHEN quality = 'partial' THEN 'partial' ELSE 'loaded' END,
-                    readings = %(readings)s, inserted = %(inserted)s,
-                    updated = %(updated)s, unchanged = %(unchanged)s,
-                    superseded = %(superseded)s, updated_at = now()
-                WHERE file_id = %(file_id)s
-                RETURNING status
-                """,
-                {"file_id": file_id, "readings": sum(got.values()), **got},
-            ).fetchone()
+            ended = ledger.record_merged(conn, file_id, got)
             if ended is not None:
-                counts.status[file_id] = ended[0]
+                counts.status[file_id] = ended
         _clear_staging(conn, file_ids)
     return counts
 

@@ -1,0 +1,1 @@
+"""The warehouse in PostgreSQL: schema, file ledger, staging, merge, status, review queries."""

@@ -1,0 +1,307 @@
+"""The file ledger: every write and read of ``file_ledger``, ``finding`` and ``file_run``.
+
+A ledger row is one object version; its status moves as ``FILE_STATUSES``
+lists. Steps hand on ledger ids, never data.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta, timezone
+from typing import NamedTuple
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from nem12.format.parsing import FileReport
+from nem12.warehouse.schema import FINISHED, FINISHED_FOR_GOOD, SCHEMA, UNFINISHED
+
+NEM_TZ = timezone(timedelta(hours=10))
+
+
+class LedgerRow(NamedTuple):
+    """What the ledger holds of an object version when it is registered."""
+
+    file_id: int
+    status: str
+    sha256: str | None
+    version_id: str | None
+
+
+def register_file(
+    conn: psycopg.Connection,
+    bucket: str,
+    key: str,
+    etag: str | None,
+    size_bytes: int | None,
+    sha256: str | None = None,
+) -> LedgerRow:
+    """The ledger row of an object version, added on first sight."""
+    row = conn.execute(
+        f"""
+        INSERT INTO {SCHEMA}.file_ledger (bucket, key, etag, size_bytes, sha256)
+        VALUES (%s, %s, %s, %s, %s)
+        ON CONFLICT (bucket, key, etag) DO UPDATE SET updated_at = now()
+        RETURNING file_id, status, sha256, version_id
+        """,
+        (bucket, key, etag, size_bytes, sha256),
+    ).fetchone()
+    assert row is not None
+    return LedgerRow(int(row[0]), row[1], row[2], row[3])
+
+
+def taken_content(
+    conn: psycopg.Connection, sha256: str, file_id: int | None = None
+) -> tuple[int, str] | None:
+    """The earlier file (id, key) whose content this is, unless it was rejected or
+    replaced; earlier than ``file_id``, or than any (None: a file not registered)."""
+    row = conn.execute(
+        f"SELECT file_id, key FROM {SCHEMA}.file_ledger "
+        "WHERE sha256 = %s AND (%s::bigint IS NULL OR file_id < %s) "
+        "AND status NOT IN ('rejected', 'duplicate', 'replaced') ORDER BY file_id LIMIT 1",
+        (sha256, file_id, file_id),
+    ).fetchone()
+    return (int(row[0]), row[1]) if row else None
+
+
+def record_version(
+    conn: psycopg.Connection, file_id: int, sha256: str, version_id: str | None, status: str
+) -> None:
+    """The registered version's SHA-256 and VersionId, once its bytes are held."""
+    conn.execute(
+        f"UPDATE {SCHEMA}.file_ledger SET sha256 = %s, version_id = %s, status = %s, "
+        "moved_to = NULL, updated_at = now() WHERE file_id = %s",
+        (sha256, version_id, status, file_id),
+    )
+
+
+def mark_replaced(conn: psycopg.Connection, file_id: int) -> bool:
+    """Status replaced, unless an overlapping run finished the version meanwhile."""
+    return (
+        conn.execute(
+            f"UPDATE {SCHEMA}.file_ledger SET status = 'replaced', updated_at = now() "
+            "WHERE file_id = %s AND status <> ALL(%s)",
+            (file_id, list(FINISHED_FOR_GOOD)),
+        ).rowcount
+        == 1
+    )
+
+
+def unfinished_versions(conn: psycopg.Connection, bucket: str) -> list[tuple]:
+    """(key, etag, size, first_seen) of every version registered in ``bucket`` and not
+    finished: the next run takes them up from their held copies."""
+    return conn.execute(
+        f"SELECT key, etag, size_bytes, first_seen FROM {SCHEMA}.file_ledger "
+        "WHERE bucket = %s AND status = ANY(%s) ORDER BY file_id",
+        (bucket, list(UNFINISHED)),
+    ).fetchall()
+
+
+def record_table_change(
+    conn: psycopg.Connection, dag_id: str, run_id: str, announced_at: object, counts: dict
+) -> bool:
+    """One announced change of the meter table; False if this event was recorded before."""
+    return (
+        conn.execute(
+            f"""
+            INSERT INTO {SCHEMA}.table_change (source_dag_id, source_run_id, announced_at,
+                files, inserted, updated, unchanged, superseded)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT DO NOTHING
+            """,
+            (
+                dag_id,
+                run_id,
+                announced_at,
+                *(
+                    counts.get(k)
+                    for k in ("files", "inserted", "updated", "unchanged", "superseded")
+                ),
+            ),
+        ).rowcount
+        == 1
+    )
+
+
+def record_runs(
+    conn: psycopg.Connection, file_ids: list[int], dag_id: str, run_id: str, task_id: str
+) -> None:
+    """That a DAG run's task touched these files (for the review view)."""
+    conn.execute(
+        f"INSERT INTO {SCHEMA}.file_run (file_id, dag_id, run_id, task_id) "
+        "SELECT f, %s, %s, %s FROM unnest(%s::bigint[]) AS f "
+        f"WHERE f IN (SELECT file_id FROM {SCHEMA}.file_ledger) ON CONFLICT DO NOTHING",
+        (dag_id, run_id, task_id, file_ids),
+    )
+
+
+def set_moved_to(conn: psycopg.Connection, file_id: int, key: str) -> None:
+    conn.execute(
+        f"UPDATE {SCHEMA}.file_ledger SET moved_to = %s WHERE file_id = %s", (key, file_id)
+    )
+
+
+def registered_versions(conn: psycopg.Connection, file_ids: list[int]) -> list[tuple]:
+    """(file_id, key, size, status, etag, sha256, version_id) of ``file_ids``, by id."""
+    return conn.execute(
+        f"SELECT file_id, key, size_bytes, status, etag, sha256, version_id "
+        f"FROM {SCHEMA}.file_ledger WHERE file_id = ANY(%s) ORDER BY file_id",
+        (file_ids,),
+    ).fetchall()
+
+
+def set_status(conn: psycopg.Connection, file_id: int, status: str) -> None:
+    conn.execute(
+        f"UPDATE {SCHEMA}.file_ledger SET status = %s, updated_at = now() WHERE file_id = %s",
+        (status, file_id),
+    )
+
+
+def finished_files(conn: psycopg.Connection, file_ids: list[int]) -> set[int]:
+    """Those of ``file_ids`` another run has finished with (overlapping runs)."""
+    rows = conn.execute(
+        f"SELECT file_id FROM {SCHEMA}.file_ledger WHERE file_id = ANY(%s) AND status = ANY(%s)",
+        (file_ids, list(FINISHED)),
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def mark_staged(conn: psycopg.Connection, file_id: int) -> bool:
+    """Status staged, unless a concurrent run's merge finished the file meanwhile."""
+    return (
+        conn.execute(
+            f"UPDATE {SCHEMA}.file_ledger SET status = 'staged', updated_at = now() "
+            "WHERE file_id = %s AND status <> ALL(%s)",
+            (file_id, list(FINISHED)),
+        ).rowcount
+        == 1
+    )
+
+
+def set_report_location(conn: psycopg.Connection, file_ids: list[int], location: str) -> None:
+    conn.execute(
+        f"UPDATE {SCHEMA}.file_ledger SET report_location = %s WHERE file_id = ANY(%s)",
+        (location, file_ids),
+    )
+
+
+def _text(value: str | None) -> str | None:
+    """Text PostgreSQL can store: a finding may quote a NUL byte of a binary file."""
+    return value.replace("\x00", "\\x00") if value else value
+
+
+def _member(report: FileReport) -> dict[str, object]:
+    """What the ledger keeps of one MDFF file of an object: its header and outcome."""
+    header = report.header
+    return {
+        "name": _text(report.file),
+        "status": report.status,
+        "version": _text(header.version),
+        "datetime": header.datetime.isoformat() if header.datetime else None,
+        "from": _text(header.from_participant),
+        "to": _text(header.to_participant),
+        "blocks": report.blocks,
+        "rejected_blocks": report.rejected_blocks,
+        "readings": report.readings,
+        "findings": len(report.findings),
+    }
+
+
+def record_parse(
+    conn: psycopg.Connection,
+    file_id: int,
+    reports: list[FileReport],
+    quality: str,
+    texts: dict[tuple[str, int], str] | None = None,
+) -> None:
+    """Keep what parsing found: header DateTime (NEM time), quality and findings, each
+    with the text of its record from ``texts`` ((member, line) -> text).
+
+    An object may hold several MDFF files (zip members); the first member's
+    header DateTime stands for the object in version ordering.
+    """
+    header = next((r.header.datetime for r in reports if r.header.datetime), None)
+    sender = next((r.header.from_participant for r in reports if r.header.from_participant), None)
+    recipient = next((r.header.to_participant for r in reports if r.header.to_participant), None)
+    texts = texts or {}
+    findings = [(f, texts.get((f.file, f.line or 0))) for r in reports for f in r.findings]
+    with conn.transaction():
+        conn.execute(
+            f"""
+            UPDATE {SCHEMA}.file_ledger
+            SET header_datetime = %s, quality = %s, status = %s, readings = %s,
+                from_participant = %s, to_participant = %s, members = %s, updated_at = now()
+            WHERE file_id = %s
+            """,
+            (
+                header.replace(tzinfo=NEM_TZ) if header else None,
+                quality,
+                "rejected" if quality == "rejected" else "validated",
+                sum(r.readings for r in reports),
+                _text(sender),
+                _text(recipient),
+                Jsonb([_member(r) for r in reports]),
+                file_id,
+            ),
+        )
+        conn.execute(f"DELETE FROM {SCHEMA}.finding WHERE file_id = %s", (file_id,))
+        with conn.cursor() as cursor:
+            cursor.executemany(
+                f"""
+                INSERT INTO {SCHEMA}.finding
+                    (file_id, file, rule, severity, line, record_type, nmi, message, raw)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+                """,
+                [
+                    (
+                        file_id,
+                        _text(f.file),
+                        f.rule,
+                        f.severity,
+                        f.line,
+                        _text(f.record_type),
+                        _text(f.nmi),
+                        _text(f.message),
+                        _text(raw),
+                    )
+                    for f, raw in findings
+                ],
+            )
+
+
+def finished_versions(conn: psycopg.Connection, bucket: str, keys: list[str]) -> set[tuple]:
+    """(key, etag) of the versions under ``keys`` the pipeline finished with for good."""
+    return set(
+        conn.execute(
+            f"SELECT key, etag FROM {SCHEMA}.file_ledger "
+            "WHERE bucket = %s AND key = ANY(%s) AND status = ANY(%s)",
+            (bucket, keys, list(FINISHED_FOR_GOOD)),
+        ).fetchall()
+    )
+
+
+def keys_of(conn: psycopg.Connection, file_ids: list[int]) -> list[tuple[int, str]]:
+    """(file_id, key) of ``file_ids``, by id."""
+    return conn.execute(
+        f"SELECT file_id, key FROM {SCHEMA}.file_ledger WHERE file_id = ANY(%s) ORDER BY file_id",
+        (file_ids,),
+    ).fetchall()
+
+
+def record_merged(conn: psycopg.Connection, file_id: int, counts: dict[str, int]) -> str | None:
+    """A merged file's outcome counts; status loaded, or partial if blocks were rejected.
+
+    Runs inside the merge's transaction; None if the row is gone.
+    """
+    ended = conn.execute(
+        f"""
+        UPDATE {SCHEMA}.file_ledger
+        SET status = CASE WHEN quality = 'partial' THEN 'partial' ELSE 'loaded' END,
+            readings = %(readings)s, inserted = %(inserted)s,
+            updated = %(updated)s, unchanged = %(unchanged)s,
+            superseded = %(superseded)s, updated_at = now()
+        WHERE file_id = %(file_id)s
+        RETURNING status
+        """,
+        {"file_id": file_id, "readings": sum(counts.values()), **counts},
+    ).fetchone()
+    return None if ended is None else ended[0]
