@@ -5,6 +5,8 @@ No GX import: the suites are checked as JSON (``test_quality.py`` runs them).
 
 from __future__ import annotations
 
+import importlib
+import json
 import re
 from pathlib import Path
 
@@ -144,3 +146,16 @@ def test_spoken_lists_values_as_a_sentence():
 
 def test_non_capturing_keeps_escaped_parentheses_and_other_groups():
     assert non_capturing(r"^\(a(b)(?:c)(?P<d>d)\)$") == r"^\(a(?:b)(?:c)(?P<d>d)\)$"
+
+
+@pytest.mark.parametrize("suite", SUITES, ids=lambda s: s["name"])
+def test_the_code_a_suite_names_exists(suite: dict):
+    """The suite's notes name modules and functions; they must outlive refactoring."""
+    names = set(re.findall(r"\bnem12(?:\.\w+)+", json.dumps(suite["meta"])))
+    assert names
+    for name in names:
+        module, _, attribute = name.rpartition(".")
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError:
+            assert hasattr(importlib.import_module(module), attribute), name

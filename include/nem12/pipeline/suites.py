@@ -230,13 +230,14 @@ def records_suite() -> Suite:
     return _suite(
         "nem12_records",
         expectations,
-        description="NEM12 structure rules over the per-record frame of nem12.parsing (one row"
-        " per record); meta.rule names the rule of include/nem12/rules.py.",
+        description="NEM12 structure rules over the per-record frame of nem12.format.parsing"
+        " (one row per record); meta.rule names the rule of nem12.format.rules.RULES.",
         derived_columns={
-            "value_count_mismatch": "computed by nem12.quality before validation: value_count"
-            " and expected_value_count are both known and differ (then the QualityMethod"
-            " field is not where the spec puts it, and value_count reports the record)",
-            "error_rules": "added by nem12.quality.with_findings: the ids of the error"
+            "value_count_mismatch": "computed by nem12.pipeline.quality.with_derived_columns"
+            " before validation: value_count and expected_value_count are both known and"
+            " differ (then the QualityMethod field is not where the spec puts it, and"
+            " value_count reports the record)",
+            "error_rules": "added by nem12.pipeline.quality.with_findings: the ids of the error"
             " findings the parser reported on the record's line (line 0: findings about the"
             " whole file), comma-separated; null when there are none",
         },
