@@ -76,7 +76,7 @@ def non_capturing(pattern: str) -> str:
 
 def _expect(rule: str, expectation_type: str, says: str, **kwargs: Any) -> Expectation:
     """One expectation of ``rule``; its description is the rule id, then what it checks."""
-    severity = "error" if rule == EVERY_RULE else RULES[rule].severity
+    severity = "error" if rule == EVERY_RULE else RULES[rule].severity  # *: error findings
     return {
         "type": expectation_type,
         "kwargs": copy.deepcopy(kwargs),  # expectations share no dicts: GX may change them
