@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast chromium lint faults bench demo airflow cluster freeze clean
+.PHONY: setup test test-fast chromium lint faults bench demo airflow cluster suites freeze clean
 
 setup: $(STAMP)
 
@@ -48,6 +48,10 @@ bench: setup
 	$(BIN)/python bench/parse_bench.py
 	$(BIN)/python bench/pipeline_bench.py
 	$(BIN)/python bench/review_bench.py
+
+# The GX suites are written from the rule catalogue and the MDFF facts; commit the JSON.
+suites: setup
+	$(BIN)/python -m nem12.pipeline.suites
 
 freeze: setup
 	$(BIN)/python -m pip freeze --exclude-editable > requirements.lock.tmp && \

@@ -23,6 +23,11 @@ FLAGS_NEEDING_REASON = ("F", "S")
 NMI_PATTERN = r"^[A-HJ-NP-Z0-9]{10}$"
 
 RECORD_TYPES = ("100", "200", "300", "400", "500", "900")
+#: Records that belong to the 200 (NMI data details) record before them.
+BLOCK_RECORD_TYPES = ("300", "400", "500")
+#: A 200 record's fields up to IntervalLength, the "200" included; NextScheduledReadDate
+#: (the tenth) may be left out.
+NMI_DETAILS_MIN_FIELDS = 9
 NEM13_RECORD_TYPES = ("250", "550")
 
 #: Appendix B units, keyed by their upper-case spelling (files use any case).

@@ -1,8 +1,9 @@
 """Great Expectations validation of a run's per-record frames, with a Data Docs report.
 
-The expectation suites are JSON files in ``great_expectations/expectations/``
-(versioned in git, the source of truth); each expectation's ``meta.rule`` names
-the rule of ``nem12.format.rules.RULES`` it expresses. A run validates all its files
+The expectation suites are JSON files in ``great_expectations/expectations/``,
+versioned in git and written by ``nem12.pipeline.suites`` from the rule catalogue
+and the MDFF facts (``make suites``); each expectation's ``meta.rule`` names the
+rule of ``nem12.format.rules.RULES`` it expresses. A run validates all its files
 as one pandas batch on an ephemeral GX context (no shared, file-backed GX
 config that parallel tasks could collide on) and writes the Data Docs HTML to
 a folder the caller chooses. Great Expectations is imported inside functions
@@ -23,6 +24,7 @@ import polars as pl
 
 from nem12.format.rules import RULES, Finding
 from nem12.pipeline.settings import CHECKOUT_SUITES_DIR
+from nem12.pipeline.suites import EVERY_RULE
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationValidationResult
@@ -71,13 +73,13 @@ def load_suite_files(suites_dir: Path = SUITES_DIR) -> list[dict[str, Any]]:
 def records_expectation_rules(suites_dir: Path = SUITES_DIR) -> set[str]:
     """Rule ids the record suites express (from each expectation's ``meta.rule``).
 
-    ``*`` (every rule, through the parser's findings) is not listed.
+    ``EVERY_RULE`` (``*``: every rule, through the parser's findings) is not listed.
     """
     return {
         expectation["meta"]["rule"]
         for suite in load_suite_files(suites_dir)
         for expectation in suite["expectations"]
-        if expectation["meta"]["rule"] != "*"
+        if expectation["meta"]["rule"] != EVERY_RULE
     }
 
 
@@ -262,7 +264,7 @@ def _failures(result: ExpectationValidationResult) -> list[dict[str, Any]]:
     """One failure per failing record of an unmet expectation."""
     config = result.expectation_config
     rule = (config.meta or {}).get("rule", "unknown")
-    if rule == "*":  # the parser's findings: the failing value is the rule list itself
+    if rule == EVERY_RULE:  # the parser's findings: the failing value is the rule list itself
         return [
             {
                 "file": row.get("file"),
