@@ -20,7 +20,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import NoReturn, TextIO
 
-from nem12.format.parsing import FileParser, FileReport, ParseConfig
+from nem12.format.parsing import Parse, ParseConfig, ParseResult, parse_member
 from nem12.format.reading import iter_members
 from nem12.format.rules import RULES, Finding
 from nem12.pipeline.settings import Settings, SettingsError
@@ -79,28 +79,27 @@ def _config(args: argparse.Namespace) -> ParseConfig:
     )
 
 
-def _parsers(path: Path, config: ParseConfig) -> Iterator[FileParser]:
+def _parses(path: Path, config: ParseConfig) -> Iterator[Parse]:
     for member in iter_members(path, name=str(path), limits=config.limits):
-        yield FileParser(member, config)
+        yield parse_member(member, config)
 
 
-def _progress_batches(parser: FileParser) -> Iterator:
-    """The parser's batches, with a progress bar on a terminal for big inputs."""
-    progress = Progress(sys.stderr, parser.member.name, parser.member.size)
-    for batch in parser.batches():
-        progress.update(parser.bytes_read)
+def _progress_batches(parse: Parse) -> Iterator:
+    """The parse's batches, with a progress bar on a terminal for big inputs."""
+    progress = Progress(sys.stderr, parse.member.name, parse.member.size)
+    for batch in parse.batches():
+        progress.update(parse.bytes_read)
         yield batch
     progress.close()
 
 
-def _run_parser(parser: FileParser) -> FileReport:
-    for _ in _progress_batches(parser):
+def _run_parse(parse: Parse) -> ParseResult:
+    for _ in _progress_batches(parse):
         pass
-    assert parser.report is not None
-    return parser.report
+    return parse.result
 
 
-def _summary(report: FileReport) -> str:
+def _summary(report: ParseResult) -> str:
     errors = sum(1 for f in report.findings if f.severity == "error")
     warnings = len(report.findings) - errors
     return (
@@ -114,8 +113,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     config = _config(args)
     findings: list[Finding] = []
     for path in _input_files(args.paths):
-        for parser in _parsers(path, config):
-            report = _run_parser(parser)
+        for parse in _parses(path, config):
+            report = _run_parse(parse)
             findings.extend(report.findings)
             if not args.json:
                 for finding in report.findings:
@@ -142,10 +141,9 @@ def cmd_parse(args: argparse.Namespace) -> int:
         for path in files:
             for member in iter_members(path, name=str(path), limits=config.limits):
                 enums = output.enums_for(member)
-                parser = FileParser(member, replace(config, stream_enums=enums))
-                rows = output.write(_progress_batches(parser), enums)
-                report = parser.report
-                assert report is not None
+                parse = parse_member(member, replace(config, stream_enums=enums))
+                rows = output.write(_progress_batches(parse), enums)
+                report = parse.result
                 findings.extend(report.findings)
                 if report.status == "rejected":
                     output.discard()

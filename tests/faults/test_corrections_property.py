@@ -71,8 +71,8 @@ def test_table_equals_the_newest_version_model(conn, versions, data, fault_tally
     )[0]
     expected = pl.concat(
         batch
-        for parser in parse_source(generate_bytes(specs[newest]))
-        for batch in parser.batches()
+        for parse in parse_source(generate_bytes(specs[newest]))
+        for batch in parse.batches()
     )
     want = {
         (r["nmi"], r["nmi_suffix"], r["interval_start"]): r["value"]
