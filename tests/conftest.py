@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from nem12.format.parsing import ParseResult, ParseConfig, parse_source
+from nem12.format.parsing import ParseConfig, ParseResult, parse_source
 from nem12.format.spec import READING_SCHEMA
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -2,8 +2,9 @@
 
 Exit codes: 0 no errors (warnings allowed), 1 errors found, 2 unusable
 arguments or unreadable input (or, for ``status``, a database that cannot be
-read). Every problem is one line naming file, line and rule; no input
-produces a traceback.
+read), or a bug of ours met while reading a file. Every problem is one line
+naming file, line and rule; a bug is one line naming the file, and its
+traceback only with ``--traceback``.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ import json
 import os
 import sys
 import time
+import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import NoReturn, TextIO
+
+import polars as pl
 
 from nem12.format.parsing import Parse, ParseConfig, ParseResult, parse_member
 from nem12.format.reading import iter_members
@@ -30,6 +34,14 @@ EXIT_OK, EXIT_ERRORS, EXIT_UNUSABLE = 0, 1, 2
 
 class UsageError(Exception):
     """Arguments the command cannot work with (exit 2)."""
+
+
+class InternalError(Exception):
+    """A bug of ours met while parsing ``file``; the cause is chained (exit 2)."""
+
+    def __init__(self, file: str) -> None:
+        super().__init__(file)
+        self.file = file
 
 
 class Progress:
@@ -87,9 +99,14 @@ def _parses(path: Path, config: ParseConfig) -> Iterator[Parse]:
 def _progress_batches(parse: Parse) -> Iterator:
     """The parse's batches, with a progress bar on a terminal for big inputs."""
     progress = Progress(sys.stderr, parse.member.name, parse.member.size)
-    for batch in parse.batches():
-        progress.update(parse.bytes_read)
-        yield batch
+    try:
+        for batch in parse.batches():
+            progress.update(parse.bytes_read)
+            yield batch
+    except OSError:
+        raise
+    except (Exception, pl.exceptions.PanicException) as exc:  # Polars panics are BaseExceptions
+        raise InternalError(parse.member.name) from exc
     progress.close()
 
 
@@ -239,10 +256,16 @@ def build_parser() -> argparse.ArgumentParser:
             help="a block-scope error rejects the whole file",
         )
 
+    def debugging(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--traceback", action="store_true", help="on a bug of nem12, print where it happened"
+        )
+
     validate = commands.add_parser("validate", help="check files against the structure rules")
     validate.add_argument("paths", nargs="+", metavar="PATH")
     validate.add_argument("--json", action="store_true", help="print findings as a JSON list")
     strictness(validate)
+    debugging(validate)
     validate.set_defaults(run=cmd_validate)
 
     parse = commands.add_parser("parse", help="write accepted readings, one row per interval")
@@ -250,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     parse.add_argument("--out", required=True, help="OUT.parquet or OUT.csv")
     parse.add_argument("--findings", help="write findings as JSON here instead of stderr")
     strictness(parse)
+    debugging(parse)
     parse.set_defaults(run=cmd_parse)
 
     generate = commands.add_parser("generate", help="write a synthetic NEM12 file")
@@ -306,6 +330,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args))
     except (UsageError, SettingsError) as exc:
         print(f"nem12: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    except InternalError as exc:
+        cause = exc.__cause__
+        if getattr(args, "traceback", False) and cause is not None:
+            traceback.print_exception(cause, file=sys.stderr)
+        detail = " ".join(str(cause).split())[:300]  # Polars' messages span lines
+        print(
+            f"nem12: internal error while reading {exc.file}: {type(cause).__name__}: {detail} "
+            "(a bug in nem12, not in the file; --traceback shows where)",
+            file=sys.stderr,
+        )
         return EXIT_UNUSABLE
     except KeyboardInterrupt:
         return 130

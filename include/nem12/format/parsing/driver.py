@@ -22,7 +22,7 @@ from nem12.format.parsing.config import ParseConfig
 from nem12.format.parsing.explode import concat_readings, explode, text_dtypes
 from nem12.format.parsing.result import ParseNotFinished, ParseResult, Status
 from nem12.format.parsing.state import ParseState
-from nem12.format.reading import Chunk, Member, ReadError, iter_chunks
+from nem12.format.reading import Chunk, Member, ReadError, iter_chunks, iter_members
 from nem12.format.rules import RuleBook
 
 Exploded = tuple[pl.DataFrame | None, pl.DataFrame | None]
@@ -174,7 +174,9 @@ class Parse:
             found = run(rows)
             if isinstance(found, list):
                 for row in found:
-                    self.collector.add(rule, row.message, line=row.line, record_type=row.record_type)
+                    self.collector.add(
+                        rule, row.message, line=row.line, record_type=row.record_type
+                    )
             else:
                 self.collector.add_frame(rule, found)
 
@@ -251,10 +253,10 @@ def parse_member(member: Member, config: ParseConfig | None = None) -> Parse:
     return Parse(member, config)
 
 
-def parse_source(source, name: str | None = None, config: ParseConfig | None = None) -> Iterator[Parse]:
+def parse_source(
+    source, name: str | None = None, config: ParseConfig | None = None
+) -> Iterator[Parse]:
     """One Parse per MDFF file in ``source`` (path, bytes or stream)."""
-    from nem12.format.reading import iter_members
-
     config = config or ParseConfig()
     for member in iter_members(source, name=name, limits=config.limits):
         yield parse_member(member, config)

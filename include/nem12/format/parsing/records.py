@@ -184,7 +184,9 @@ def days_frame(records: pl.DataFrame, blocks: pl.DataFrame) -> pl.DataFrame:
     n = pl.col("intervals")
     raw = pl.col("raw")
     # Fields up to the last non-empty one: padding is trailing commas (spaces are gone).
-    last_filled = F.list.len() - (raw.str.len_bytes() - raw.str.strip_chars_end(",").str.len_bytes())
+    last_filled = F.list.len() - (
+        raw.str.len_bytes() - raw.str.strip_chars_end(",").str.len_bytes()
+    )
     return (
         records.lazy()
         .filter(pl.col("record_type") == "300", pl.col("block") > 0)
@@ -229,9 +231,7 @@ def events_frame(records: pl.DataFrame, days: pl.DataFrame) -> pl.DataFrame | No
         .then(pl.col("record_type"))
         .forward_fill()
     )
-    rows = split_fields(
-        records.with_columns(anchor=anchor).filter(pl.col("record_type") == "400")
-    )
+    rows = split_fields(records.with_columns(anchor=anchor).filter(pl.col("record_type") == "400"))
     if rows.is_empty() and days.filter(pl.col("quality_method").str.starts_with("V")).is_empty():
         return None
     day_info = days.select("day", "intervals", "nmi", "shape_ok", q300="quality_method")
@@ -262,7 +262,9 @@ def events_frame(records: pl.DataFrame, days: pl.DataFrame) -> pl.DataFrame | No
         .join(day_info, on="day", how="left", maintain_order="left")
         .with_columns(
             expected=(
-                pl.col("q300").str.starts_with("V") & pl.col("shape_ok") & (pl.col("anchor") == "300")
+                pl.col("q300").str.starts_with("V")
+                & pl.col("shape_ok")
+                & (pl.col("anchor") == "300")
             ).fill_null(False),
             range_ok=~bad_range,
             quality_ok=quality.fill_null("").str.contains(mdff.QUALITY_PATTERN)
@@ -351,8 +353,6 @@ def record_frame(
             "interval_date",
             "quality_method",
             "value_count",
-            expected_value_count=(mdff.MINUTES_PER_DAY // pl.col("interval_length")).cast(
-                pl.Int32
-            ),
+            expected_value_count=(mdff.MINUTES_PER_DAY // pl.col("interval_length")).cast(pl.Int32),
         )
     )

@@ -139,9 +139,10 @@ def reason_description_required(rows: pl.LazyFrame) -> pl.LazyFrame:
 
 # --- UpdateDateTime and MSATSLoadDateTime, of readable days -------------------------
 def _valid(text: pl.Expr, digits: int, fmt: str) -> pl.Expr:
-    return text.str.contains(rf"^\d{{{digits}}}$") & text.str.to_datetime(
-        fmt, strict=False
-    ).is_not_null()
+    return (
+        text.str.contains(rf"^\d{{{digits}}}$")
+        & text.str.to_datetime(fmt, strict=False).is_not_null()
+    )
 
 
 UPDATE_14 = _valid(UPDATE, 14, "%Y%m%d%H%M%S")
