@@ -109,20 +109,13 @@ class Parse:
             state.decoded_latin1 = True
             self.collector.add("encoding", "bytes that are not UTF-8 were read as Latin-1")
         records = rec.records_frame(text, chunk.first_line, state.blocks, state.days)
-        self._note_lines(records)
+        first = self._note_lines(records)
+        if first is not None:
+            self._check_header(first)
         if state.stop:
             return None
         self._run("lines", records.lazy().with_columns(self._line_context()))
-        new_blocks = rec.blocks_frame(records)
-        self._run("blocks", new_blocks.lazy())
-        blocks = rec.usable_blocks(new_blocks, state.open_block)
-        if not blocks.is_empty():
-            state.open_block = blocks.tail(1)
-        state.blocks = int(records.get_column("block").max() or state.blocks)
-        state.days = int(records.get_column("day").max() or state.days)
-        b2b = rec.b2b_frame(records, blocks)
-        if not b2b.is_empty():
-            state.keep_b2b(b2b)
+        blocks = self._blocks(records)
         days = rec.days_frame(records, blocks)
         if not days.is_empty():
             days = days.with_columns(seen_before=state.days_seen.seen_before(days))
@@ -140,26 +133,46 @@ class Parse:
         days = days.filter(pl.col("shape_ok"), ~pl.col("block").is_in(list(rejected)))
         return days, events
 
-    def _note_lines(self, records: pl.DataFrame) -> None:
-        """Count the chunk's records; read the header and the first 900 if they are here."""
+    def _note_lines(self, records: pl.DataFrame) -> rec.HeaderRecord | None:
+        """Count the chunk's records and note the first 900; the file's first record if here."""
         state = self.state
         filled = records.filter(pl.col("raw") != "")
         if filled.is_empty():
-            return
+            return None
+        first = None
         if state.records == 0:
-            first = filled.row(0, named=True)
-            state.first_record_line = first["line"]
-            header = rec.HeaderRecord.of(
-                self.member.name, first["line"], first["record_type"], first["raw"]
+            row = filled.row(0, named=True)
+            state.first_record_line = row["line"]
+            first = rec.HeaderRecord.of(
+                self.member.name, row["line"], row["record_type"], row["raw"]
             )
-            self._run("header", header)
-            if header.record_type == "100":
-                state.header = header.header()
-                state.stop = state.header.version != "NEM12"
         state.records += filled.height
         if state.end_line is None:
             ends = filled.filter(pl.col("record_type") == "900").get_column("line")
             state.end_line = ends.first() if len(ends) else None
+        return first
+
+    def _check_header(self, first: rec.HeaderRecord) -> None:
+        """Check the file's first record; a version other than NEM12 ends the reading."""
+        self._run("header", first)
+        if first.record_type == "100":
+            self.state.header = first.header()
+            self.state.stop = self.state.header.version != "NEM12"
+
+    def _blocks(self, records: pl.DataFrame) -> pl.DataFrame:
+        """Check the chunk's 200 records; the blocks its records belong to, B2B details kept."""
+        state = self.state
+        new_blocks = rec.blocks_frame(records)
+        self._run("blocks", new_blocks.lazy())
+        blocks = rec.usable_blocks(new_blocks, state.open_block)
+        if not blocks.is_empty():
+            state.open_block = blocks.tail(1)
+        state.blocks = int(records.get_column("block").max() or state.blocks)
+        state.days = int(records.get_column("day").max() or state.days)
+        b2b = rec.b2b_frame(records, blocks)
+        if not b2b.is_empty():
+            state.keep_b2b(b2b)
+        return blocks
 
     def _line_context(self) -> list[pl.Expr]:
         """What the lines checks need of the file before this chunk."""
@@ -168,7 +181,7 @@ class Parse:
             pl.lit(self.state.end_line, pl.Int64).alias("end_line"),
         ]
 
-    def _run(self, frame: Frame, rows: object) -> None:
+    def _run(self, frame: Frame, rows: pl.LazyFrame | rec.HeaderRecord) -> None:
         """Run the checks of ``frame`` on ``rows``; frame checks wait to run in one batch."""
         for rule, run in checks_on(frame):
             found = run(rows)
