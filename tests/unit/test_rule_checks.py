@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import date
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -20,7 +21,7 @@ from nem12.format.parsing.checks import (
     nmi_details,
     values,
 )
-from nem12.format.parsing.checks.registry import FindingRow
+from nem12.format.parsing.checks.registry import FindingRow, check
 from nem12.format.parsing.records import HeaderRecord
 from nem12.format.rules import RULES
 from tests.unit.test_parsing import nem12_text
@@ -35,12 +36,26 @@ def test_every_rule_is_checked_once_or_raised_by_reading_or_the_driver():
     assert CHECKED | RAISED_BY_READING | RAISED_BY_DRIVER == set(RULES)
 
 
+def test_the_rules_raised_elsewhere_are_named_where_they_are_raised():
+    from nem12.format import reading
+    from nem12.format.parsing import driver
+
+    for module, rules in ((reading, RAISED_BY_READING), (driver, RAISED_BY_DRIVER)):
+        source = Path(module.__file__).read_text()
+        assert {rule for rule in rules if f'"{rule}"' not in source} == set(), module.__name__
+
+
 def test_every_check_names_a_catalogue_rule_and_one_function_checks_a_rule():
     assert CHECKED <= set(RULES)
     functions = {(rule, run) for (_, rule), run in CHECKS.items()}
     by_rule = Counter(rule for rule, _ in functions)
     # record_fields: the 200 and the 300 records have their own field counts
     assert {rule: n for rule, n in by_rule.items() if n > 1} == {"record_fields": 2}
+
+
+def test_a_rule_gets_one_check_per_frame():
+    with pytest.raises(ValueError, match="already has a check"):
+        check("nmi_format", on="blocks")(nmi_details.nmi_format)
 
 
 def rows_of(found: pl.LazyFrame) -> list[tuple]:
