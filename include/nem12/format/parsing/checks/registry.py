@@ -7,8 +7,8 @@ the driver puts into that frame's columns first. The driver runs each frame's
 checks in the order they were registered.
 
 Frames: ``lines`` every line of the chunk (``line``, ``raw``, ``record_type``,
-``block``, ``first_record_line``, ``end_line``); ``header`` the 100 record
-(a ``HeaderRecord``); ``blocks`` the new 200 records (``records.blocks_frame``);
+``block``, ``first_record_line``, ``end_line``); ``header`` the file's first record
+(a ``HeaderRecord``, read as a 100); ``blocks`` the new 200 records (``blocks_frame``);
 ``days`` the 300 records (``records.days_frame`` with ``seen_before``);
 ``events`` the 400 records (``records.events_frame``); ``variable_days`` the V
 days with their 400 coverage (``records.variable_days``); ``values`` the
