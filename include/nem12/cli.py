@@ -37,7 +37,7 @@ class UsageError(Exception):
 
 
 class InternalError(Exception):
-    """A bug of ours met while parsing ``file``; the cause is chained (exit 2)."""
+    """A bug of ours met while reading ``file``; the cause is chained (exit 2)."""
 
     def __init__(self, file: str) -> None:
         super().__init__(file)
@@ -91,6 +91,17 @@ def _config(args: argparse.Namespace) -> ParseConfig:
     )
 
 
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turn a bug of ours met while reading ``path`` into an InternalError naming it."""
+    try:
+        yield
+    except OSError:
+        raise
+    except (Exception, pl.exceptions.PanicException) as exc:  # Polars panics are BaseExceptions
+        raise InternalError(str(path)) from exc
+
+
 def _parses(path: Path, config: ParseConfig) -> Iterator[Parse]:
     for member in iter_members(path, name=str(path), limits=config.limits):
         yield parse_member(member, config)
@@ -99,14 +110,9 @@ def _parses(path: Path, config: ParseConfig) -> Iterator[Parse]:
 def _progress_batches(parse: Parse) -> Iterator:
     """The parse's batches, with a progress bar on a terminal for big inputs."""
     progress = Progress(sys.stderr, parse.member.name, parse.member.size)
-    try:
-        for batch in parse.batches():
-            progress.update(parse.bytes_read)
-            yield batch
-    except OSError:
-        raise
-    except (Exception, pl.exceptions.PanicException) as exc:  # Polars panics are BaseExceptions
-        raise InternalError(parse.member.name) from exc
+    for batch in parse.batches():
+        progress.update(parse.bytes_read)
+        yield batch
     progress.close()
 
 
@@ -130,13 +136,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     config = _config(args)
     findings: list[Finding] = []
     for path in _input_files(args.paths):
-        for parse in _parses(path, config):
-            report = _run_parse(parse)
-            findings.extend(report.findings)
-            if not args.json:
-                for finding in report.findings:
-                    print(finding.as_line())
-                print(_summary(report), file=sys.stderr)
+        with _reading(path):
+            for parse in _parses(path, config):
+                report = _run_parse(parse)
+                findings.extend(report.findings)
+                if not args.json:
+                    for finding in report.findings:
+                        print(finding.as_line())
+                    print(_summary(report), file=sys.stderr)
     if args.json:
         json.dump([f.as_dict() for f in findings], sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -156,18 +163,19 @@ def cmd_parse(args: argparse.Namespace) -> int:
     readings = 0
     try:
         for path in files:
-            for member in iter_members(path, name=str(path), limits=config.limits):
-                enums = output.enums_for(member)
-                parse = parse_member(member, replace(config, stream_enums=enums))
-                rows = output.write(_progress_batches(parse), enums)
-                report = parse.result
-                findings.extend(report.findings)
-                if report.status == "rejected":
-                    output.discard()
-                else:
-                    output.keep()
-                    readings += rows
-                print(_summary(report), file=sys.stderr)
+            with _reading(path):
+                for member in iter_members(path, name=str(path), limits=config.limits):
+                    enums = output.enums_for(member)
+                    parse = parse_member(member, replace(config, stream_enums=enums))
+                    rows = output.write(_progress_batches(parse), enums)
+                    report = parse.result
+                    findings.extend(report.findings)
+                    if report.status == "rejected":
+                        output.discard()
+                    else:
+                        output.keep()
+                        readings += rows
+                    print(_summary(report), file=sys.stderr)
         output.publish()
     except BaseException:
         output.abandon()
