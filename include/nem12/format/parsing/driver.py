@@ -136,19 +136,20 @@ class Parse:
     def _note_lines(self, records: pl.DataFrame) -> rec.HeaderRecord | None:
         """Count the chunk's records and note the first 900; the file's first record if here."""
         state = self.state
-        filled = records.filter(pl.col("raw") != "")
-        if filled.is_empty():
+        filled = records.get_column("raw") != ""
+        count = int(filled.sum())
+        if count == 0:
             return None
         first = None
         if state.records == 0:
-            row = filled.row(0, named=True)
+            row = records.row(int(filled.arg_true()[0]), named=True)
             state.first_record_line = row["line"]
             first = rec.HeaderRecord.of(
                 self.member.name, row["line"], row["record_type"], row["raw"]
             )
-        state.records += filled.height
+        state.records += count
         if state.end_line is None:
-            ends = filled.filter(pl.col("record_type") == "900").get_column("line")
+            ends = records.get_column("line").filter(records.get_column("record_type") == "900")
             state.end_line = ends.first() if len(ends) else None
         return first
 

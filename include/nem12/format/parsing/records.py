@@ -232,7 +232,7 @@ def events_frame(records: pl.DataFrame, days: pl.DataFrame) -> pl.DataFrame | No
         .forward_fill()
     )
     rows = split_fields(records.with_columns(anchor=anchor).filter(pl.col("record_type") == "400"))
-    if rows.is_empty() and days.filter(pl.col("quality_method").str.starts_with("V")).is_empty():
+    if rows.is_empty() and not days.get_column("quality_method").str.starts_with("V").any():
         return None
     day_info = days.select("day", "intervals", "nmi", "shape_ok", q300="quality_method")
     n = pl.col("intervals")
@@ -295,10 +295,12 @@ def variable_days(days: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
     )
     invalid = expected.filter(~pl.col("range_ok")).get_column("day").unique().to_list()
     return (
-        days.filter(pl.col("quality_method").str.starts_with("V"), pl.col("shape_ok"))
+        days.lazy()
+        .filter(pl.col("quality_method").str.starts_with("V"), pl.col("shape_ok"))
         .select("day", "line", "block", "nmi", "intervals")
-        .join(coverage, on="day", how="left", maintain_order="left")
+        .join(coverage.lazy(), on="day", how="left", maintain_order="left")
         .with_columns(range_invalid=pl.col("day").is_in(invalid))
+        .collect(engine=CHUNK_ENGINE)
     )
 
 
