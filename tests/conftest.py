@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from nem12.format.parsing import FileReport, ParseConfig, parse_source
+from nem12.format.parsing import ParseConfig, ParseResult, parse_source
 from nem12.format.spec import READING_SCHEMA
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -26,38 +26,37 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @dataclass
 class Parsed:
-    """Every file's report and the readings of the files not rejected."""
+    """Every file's parse result and the readings of the files not rejected."""
 
-    reports: list[FileReport]
+    results: list[ParseResult]
     readings: pl.DataFrame
 
     @property
-    def report(self) -> FileReport:
-        assert len(self.reports) == 1, [r.file for r in self.reports]
-        return self.reports[0]
+    def result(self) -> ParseResult:
+        assert len(self.results) == 1, [r.file for r in self.results]
+        return self.results[0]
 
     def rules(self, severity: str | None = None) -> set[str]:
         return {
             f.rule
-            for r in self.reports
+            for r in self.results
             for f in r.findings
             if severity is None or f.severity == severity
         }
 
 
 def parse_all(source, name: str | None = None, config: ParseConfig | None = None) -> Parsed:
-    reports: list[FileReport] = []
+    results: list[ParseResult] = []
     kept: list[pl.DataFrame] = []
-    for parser in parse_source(source, name=name, config=config):
-        batches = list(parser.batches())
-        assert parser.report is not None
-        reports.append(parser.report)
-        if parser.report.status != "rejected":
+    for parse in parse_source(source, name=name, config=config):
+        batches = list(parse.batches())
+        results.append(parse.result)
+        if parse.result.status != "rejected":
             kept.extend(batches)
     readings = (pl.concat(kept) if kept else pl.DataFrame(schema=READING_SCHEMA)).with_columns(
         pl.col(pl.Categorical, pl.Enum).cast(pl.String)
     )
-    return Parsed(reports, readings)
+    return Parsed(results, readings)
 
 
 @pytest.fixture

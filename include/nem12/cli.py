@@ -2,8 +2,9 @@
 
 Exit codes: 0 no errors (warnings allowed), 1 errors found, 2 unusable
 arguments or unreadable input (or, for ``status``, a database that cannot be
-read). Every problem is one line naming file, line and rule; no input
-produces a traceback.
+read), or a bug of ours met while reading a file. Every problem is one line
+naming file, line and rule; a bug is one line naming the file, and its
+traceback only with ``--traceback``.
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ import json
 import os
 import sys
 import time
+import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import NoReturn, TextIO
 
-from nem12.format.parsing import FileParser, FileReport, ParseConfig
+import polars as pl
+
+from nem12.format.parsing import Parse, ParseConfig, ParseResult, parse_member
 from nem12.format.reading import iter_members
 from nem12.format.rules import RULES, Finding
 from nem12.pipeline.settings import Settings, SettingsError
@@ -30,6 +34,14 @@ EXIT_OK, EXIT_ERRORS, EXIT_UNUSABLE = 0, 1, 2
 
 class UsageError(Exception):
     """Arguments the command cannot work with (exit 2)."""
+
+
+class InternalError(Exception):
+    """A bug of ours met while reading ``file``; the cause is chained (exit 2)."""
+
+    def __init__(self, file: str) -> None:
+        super().__init__(file)
+        self.file = file
 
 
 class Progress:
@@ -79,28 +91,38 @@ def _config(args: argparse.Namespace) -> ParseConfig:
     )
 
 
-def _parsers(path: Path, config: ParseConfig) -> Iterator[FileParser]:
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turn a bug of ours met while reading ``path`` into an InternalError naming it."""
+    try:
+        yield
+    except OSError:
+        raise
+    except (Exception, pl.exceptions.PanicException) as exc:  # Polars panics are BaseExceptions
+        raise InternalError(str(path)) from exc
+
+
+def _parses(path: Path, config: ParseConfig) -> Iterator[Parse]:
     for member in iter_members(path, name=str(path), limits=config.limits):
-        yield FileParser(member, config)
+        yield parse_member(member, config)
 
 
-def _progress_batches(parser: FileParser) -> Iterator:
-    """The parser's batches, with a progress bar on a terminal for big inputs."""
-    progress = Progress(sys.stderr, parser.member.name, parser.member.size)
-    for batch in parser.batches():
-        progress.update(parser.bytes_read)
+def _progress_batches(parse: Parse) -> Iterator:
+    """The parse's batches, with a progress bar on a terminal for big inputs."""
+    progress = Progress(sys.stderr, parse.member.name, parse.member.size)
+    for batch in parse.batches():
+        progress.update(parse.bytes_read)
         yield batch
     progress.close()
 
 
-def _run_parser(parser: FileParser) -> FileReport:
-    for _ in _progress_batches(parser):
+def _run_parse(parse: Parse) -> ParseResult:
+    for _ in _progress_batches(parse):
         pass
-    assert parser.report is not None
-    return parser.report
+    return parse.result
 
 
-def _summary(report: FileReport) -> str:
+def _summary(report: ParseResult) -> str:
     errors = sum(1 for f in report.findings if f.severity == "error")
     warnings = len(report.findings) - errors
     return (
@@ -114,13 +136,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     config = _config(args)
     findings: list[Finding] = []
     for path in _input_files(args.paths):
-        for parser in _parsers(path, config):
-            report = _run_parser(parser)
-            findings.extend(report.findings)
-            if not args.json:
-                for finding in report.findings:
-                    print(finding.as_line())
-                print(_summary(report), file=sys.stderr)
+        with _reading(path):
+            for parse in _parses(path, config):
+                report = _run_parse(parse)
+                findings.extend(report.findings)
+                if not args.json:
+                    for finding in report.findings:
+                        print(finding.as_line())
+                    print(_summary(report), file=sys.stderr)
     if args.json:
         json.dump([f.as_dict() for f in findings], sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -140,19 +163,19 @@ def cmd_parse(args: argparse.Namespace) -> int:
     readings = 0
     try:
         for path in files:
-            for member in iter_members(path, name=str(path), limits=config.limits):
-                enums = output.enums_for(member)
-                parser = FileParser(member, replace(config, stream_enums=enums))
-                rows = output.write(_progress_batches(parser), enums)
-                report = parser.report
-                assert report is not None
-                findings.extend(report.findings)
-                if report.status == "rejected":
-                    output.discard()
-                else:
-                    output.keep()
-                    readings += rows
-                print(_summary(report), file=sys.stderr)
+            with _reading(path):
+                for member in iter_members(path, name=str(path), limits=config.limits):
+                    enums = output.enums_for(member)
+                    parse = parse_member(member, replace(config, stream_enums=enums))
+                    rows = output.write(_progress_batches(parse), enums)
+                    report = parse.result
+                    findings.extend(report.findings)
+                    if report.status == "rejected":
+                        output.discard()
+                    else:
+                        output.keep()
+                        readings += rows
+                    print(_summary(report), file=sys.stderr)
         output.publish()
     except BaseException:
         output.abandon()
@@ -241,10 +264,16 @@ def build_parser() -> argparse.ArgumentParser:
             help="a block-scope error rejects the whole file",
         )
 
+    def debugging(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--traceback", action="store_true", help="on a bug of nem12, print where it happened"
+        )
+
     validate = commands.add_parser("validate", help="check files against the structure rules")
     validate.add_argument("paths", nargs="+", metavar="PATH")
     validate.add_argument("--json", action="store_true", help="print findings as a JSON list")
     strictness(validate)
+    debugging(validate)
     validate.set_defaults(run=cmd_validate)
 
     parse = commands.add_parser("parse", help="write accepted readings, one row per interval")
@@ -252,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     parse.add_argument("--out", required=True, help="OUT.parquet or OUT.csv")
     parse.add_argument("--findings", help="write findings as JSON here instead of stderr")
     strictness(parse)
+    debugging(parse)
     parse.set_defaults(run=cmd_parse)
 
     generate = commands.add_parser("generate", help="write a synthetic NEM12 file")
@@ -308,6 +338,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args))
     except (UsageError, SettingsError) as exc:
         print(f"nem12: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    except InternalError as exc:
+        cause = exc.__cause__
+        if getattr(args, "traceback", False) and cause is not None:
+            traceback.print_exception(cause, file=sys.stderr)
+        detail = " ".join(str(cause).split())[:300]  # Polars' messages span lines
+        print(
+            f"nem12: internal error while reading {exc.file}: {type(cause).__name__}: {detail} "
+            "(a bug in nem12, not in the file; --traceback shows where)",
+            file=sys.stderr,
+        )
         return EXIT_UNUSABLE
     except KeyboardInterrupt:
         return 130

@@ -29,17 +29,19 @@ SLOW_LOAD = textwrap.dedent(
     data = open(path, "rb").read()
 
     class Slow:
-        def __init__(self, parser):
-            self.parser = parser
-            self.report = None
+        def __init__(self, parse):
+            self.parse = parse
 
         def batches(self):
-            for n, batch in enumerate(self.parser.batches()):
+            for n, batch in enumerate(self.parse.batches()):
                 yield batch
                 if n == 0:
                     print("COPYING", flush=True)
                     time.sleep(60)
-            self.report = self.parser.report
+
+        @property
+        def result(self):
+            return self.parse.result
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         file_id = register_file(conn, "landing", "slow.csv", "slow.csv", len(data)).file_id
@@ -80,8 +82,8 @@ def keys_of(data: bytes) -> set[tuple]:
 
     return {
         (r["nmi"], r["nmi_suffix"], r["interval_start"])
-        for parser in parse_source(data)
-        for batch in parser.batches()
+        for parse in parse_source(data)
+        for batch in parse.batches()
         for r in batch.select("nmi", "nmi_suffix", "interval_start").iter_rows(named=True)
     }
 

@@ -70,9 +70,7 @@ def test_table_equals_the_newest_version_model(conn, versions, data, fault_tally
         arrivals, key=lambda a: (specs[a[0]].update_datetime, specs[a[0]].header_datetime, a[1])
     )[0]
     expected = pl.concat(
-        batch
-        for parser in parse_source(generate_bytes(specs[newest]))
-        for batch in parser.batches()
+        batch for parse in parse_source(generate_bytes(specs[newest])) for batch in parse.batches()
     )
     want = {
         (r["nmi"], r["nmi_suffix"], r["interval_start"]): r["value"]

@@ -22,9 +22,9 @@ READINGS = 2 * 2 * 2 * 48
 def load(conn: psycopg.Connection, key: str, data: bytes) -> int:
     """Register, parse and stage one file as a task would; returns its ledger id."""
     file_id = register_file(conn, "landing", key, etag=key, size_bytes=len(data)).file_id
-    parsers = list(parse_source(data, name=key))  # bytes sources need no open handle
-    stage_readings(conn, file_id, parsers)
-    reports = [p.report for p in parsers]
+    parses = list(parse_source(data, name=key))  # bytes sources need no open handle
+    stage_readings(conn, file_id, parses)
+    reports = [p.result for p in parses]
     record_parse(conn, file_id, reports, reports[0].status)
     return file_id
 
@@ -213,12 +213,12 @@ def test_one_object_whose_members_repeat_a_day_counts_it_once(conn):
     file_id = register_file(conn, "landing", "both.zip", "e", len(data)).file_id
     reports = []
 
-    def parsers():
-        for parser in parse_source(data, name="both.zip"):  # members one after another
-            yield parser
-            reports.append(parser.report)
+    def parses():
+        for parse in parse_source(data, name="both.zip"):  # members one after another
+            yield parse
+            reports.append(parse.result)
 
-    assert stage_readings(conn, file_id, parsers()) == 2 * READINGS
+    assert stage_readings(conn, file_id, parses()) == 2 * READINGS
     record_parse(conn, file_id, reports, "accepted")
     counts = merge_files(conn, [file_id])
     assert (counts.inserted, counts.superseded) == (READINGS, READINGS)
@@ -229,10 +229,10 @@ def test_one_object_whose_members_repeat_a_day_counts_it_once(conn):
     assert {k: (v, m) for k, (v, m, _) in table(conn).items()} == expected
 
 
-def table_of(parsers) -> dict[tuple, tuple]:
+def table_of(parses) -> dict[tuple, tuple]:
     rows = {}
-    for parser in parsers:
-        for batch in parser.batches():
+    for parse in parses:
+        for batch in parse.batches():
             for r in batch.iter_rows(named=True):
                 rows[(r["nmi"], r["nmi_suffix"], r["interval_start"])] = (
                     r["value"],

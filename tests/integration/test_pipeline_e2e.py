@@ -33,9 +33,9 @@ def expected_table(deliveries: list[dict[str, bytes]]) -> pl.DataFrame:
     for delivery in deliveries:
         for key, data in sorted(delivery.items()):
             arrival += 1
-            for parser in parse_source(data, name=key):
-                batches = list(parser.batches())
-                report = parser.report
+            for parse in parse_source(data, name=key):
+                batches = list(parse.batches())
+                report = parse.result
                 if report.status == "rejected" or not batches:
                     continue
                 frames.append(

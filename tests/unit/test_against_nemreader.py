@@ -45,7 +45,7 @@ def nemreader_readings(path) -> pl.DataFrame | None:
 
 def accepted_by_both(path) -> bool:
     return nemreader_readings(path) is not None and any(
-        r.status != "rejected" for r in parse_all(path).reports
+        r.status != "rejected" for r in parse_all(path).results
     )
 
 
@@ -81,7 +81,7 @@ def test_same_readings_as_nemreader(path):
         pl.col("value").cast(pl.Float64),
         "quality_method",
     )
-    if any(r.status == "partial" for r in ours.reports):
+    if any(r.status == "partial" for r in ours.results):
         streams = mine.select("nmi", "nmi_suffix").unique()
         theirs = theirs.join(streams, on=["nmi", "nmi_suffix"], how="semi")
     key = ["nmi", "nmi_suffix", "interval_start"]

@@ -194,3 +194,25 @@ def test_no_input_produces_a_traceback(tmp_path, capsys, data):
     assert code in (0, 1)
     assert "Traceback" not in captured.err
     assert all(set(f) == FINDING_KEYS for f in json.loads(captured.out))
+
+
+def test_a_bug_of_ours_is_one_line_naming_the_file_and_exit_2(tmp_path, capsys, monkeypatch):
+    from nem12.format.parsing.checks import CHECKS
+
+    def broken(_):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setitem(CHECKS, ("blocks", "nmi_format"), broken)
+    path = write(tmp_path, "good.csv", generate_bytes(GeneratorSpec()))
+    assert main(["validate", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"nem12: internal error while reading {path}: ZeroDivisionError: division by zero "
+        "(a bug in nem12, not in the file; --traceback shows where)"
+    ]
+    assert captured.out == ""
+    assert main(["parse", str(path), "--out", str(tmp_path / "out.parquet"), "--traceback"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and 'raise ZeroDivisionError("division by zero")' in err
+    assert err.splitlines()[-1].startswith(f"nem12: internal error while reading {path}: ")
+    assert not (tmp_path / "out.parquet").exists()

@@ -26,9 +26,9 @@ def test_each_case_gets_its_finding_and_status(name):
     parsed = parse_all(CORPUS / name, name=name)
     grown = psutil.Process().memory_info().rss - before
     assert expected["rule"] in parsed.rules(), [
-        f.as_line() for r in parsed.reports for f in r.findings
+        f.as_line() for r in parsed.results for f in r.findings
     ][:5]
-    statuses = {r.status for r in parsed.reports}
+    statuses = {r.status for r in parsed.results}
     if expected["status"] == "rejected":
         assert statuses == {"rejected"}
         assert parsed.readings.height == 0

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nem12.format.parsing import ParseConfig, _DaysSeen
+from nem12.format.parsing import ParseConfig
+from nem12.format.parsing.state import DaysSeen
 from nem12.format.reading import ReadLimits
 from tests.conftest import parse_all
 
@@ -39,8 +40,8 @@ def nem12_text(*, day1: list[str] = DAY1, eol: str = "\n") -> str:
 
 def test_one_row_per_interval_with_exact_values_and_nem_time():
     parsed = parse_all(nem12_text().encode(), name="small.csv")
-    assert parsed.report.status == "accepted"
-    assert parsed.report.findings == []
+    assert parsed.result.status == "accepted"
+    assert parsed.result.findings == []
     readings = parsed.readings
     assert readings.height == 3 * 48
     e1 = readings.filter(pl.col("nmi_suffix") == "E1").sort("interval_start")
@@ -92,7 +93,7 @@ def test_units_are_normalised_and_empty_fields_are_null():
 
 
 def test_header_and_b2b_details_are_kept():
-    report = parse_all(nem12_text().encode()).report
+    report = parse_all(nem12_text().encode()).result
     assert report.header.version == "NEM12"
     assert report.header.datetime == datetime(2024, 1, 2, 3, 4)
     assert (report.header.from_participant, report.header.to_participant) == ("MDPA", "RETB")
@@ -128,7 +129,7 @@ def _quirky(text: str) -> bytes:
 def test_quirks_of_real_files_give_the_same_readings(variant):
     clean = parse_all(nem12_text().encode()).readings
     parsed = parse_all(variant(nem12_text()))
-    assert parsed.report.status == "accepted"
+    assert parsed.result.status == "accepted"
     assert parsed.rules("error") == set()
     assert parsed.readings.equals(clean)
 
@@ -138,8 +139,8 @@ def test_padding_commas_after_a_300_record_are_ignored_but_a_stray_field_is_repo
     padded = nem12_text().replace(last_field, ",20240102040506,,,,\n", 1)
     assert parse_all(padded.encode()).readings.equals(parse_all(nem12_text().encode()).readings)
     stray = parse_all(nem12_text().replace(last_field, ",20240102040506,,X,\n", 1).encode())
-    assert stray.report.status == "partial"
-    assert [(f.rule, f.line, f.message) for f in stray.report.findings] == [
+    assert stray.result.status == "partial"
+    assert [(f.rule, f.line, f.message) for f in stray.result.findings] == [
         ("record_fields", 3, "300 record has 57 fields; IntervalLength 30 allows at most 55")
     ]
 
@@ -147,7 +148,7 @@ def test_padding_commas_after_a_300_record_are_ignored_but_a_stray_field_is_repo
 def test_blank_first_line_is_skipped_with_a_warning():
     clean = parse_all(nem12_text().encode()).readings
     parsed = parse_all(("\r\n" + nem12_text(eol="\r\n")).encode())
-    assert parsed.report.status == "accepted"
+    assert parsed.result.status == "accepted"
     assert parsed.rules() == {"blank_line"}
     shifted = clean.with_columns(pl.col("line_number") + 1)
     assert parsed.readings.equals(shifted)
@@ -162,8 +163,8 @@ def test_small_chunks_give_the_same_readings_as_one_chunk():
 def test_a_block_with_an_error_is_dropped_and_the_others_kept():
     bad_day = ["1"] * 47 + ["-3"]
     parsed = parse_all(nem12_text(day1=bad_day).encode(), name="f.csv")
-    assert parsed.report.status == "partial"
-    assert [f.as_line() for f in parsed.report.errors] == [
+    assert parsed.result.status == "partial"
+    assert [f.as_line() for f in parsed.result.errors] == [
         "f.csv:3: error value_negative: interval 48 value '-3' is negative "
         "(1 such values in the record) [NMI NEM1201009]"
     ]
@@ -174,15 +175,15 @@ def test_reject_whole_file_on_block_error_when_configured():
     bad_day = ["1"] * 47 + ["x"]
     strict = ParseConfig(reject_file_on_block_error=True)
     parsed = parse_all(nem12_text(day1=bad_day).encode(), config=strict)
-    assert parsed.report.status == "rejected"
+    assert parsed.result.status == "rejected"
     assert parsed.readings.height == 0
 
 
 def test_severity_override_turns_a_warning_into_an_error():
     text = nem12_text().replace("NEM1201009", "NMI1").encode()
-    assert parse_all(text).report.status == "accepted"
+    assert parse_all(text).result.status == "accepted"
     strict = ParseConfig(severity={"nmi_format": "error"})
-    assert parse_all(text, config=strict).report.status == "rejected"
+    assert parse_all(text, config=strict).result.status == "rejected"
 
 
 def test_values_with_more_digits_than_exact_decimal_holds_are_errors_not_rounded():
@@ -205,7 +206,7 @@ def test_values_a_decimal_cast_would_take_or_drop_are_not_numeric(value):
 def test_plain_values_of_every_length_are_read_exactly():
     day1 = ["1.", ".5", "0", "12345678901234", "1.12345678901234", "0.00000000000001"] + ["7"] * 42
     parsed = parse_all(nem12_text(day1=day1).encode())
-    assert parsed.report.status == "accepted"
+    assert parsed.result.status == "accepted"
     values = parsed.readings.filter(pl.col("nmi_suffix") == "E1").get_column("value")
     assert [str(v.normalize()) for v in values.head(6)] == [
         "1",
@@ -228,7 +229,7 @@ def test_twelve_digit_update_datetime_is_read_with_a_warning():
 
 def test_per_record_frame_holds_key_fields_and_value_counts():
     config = ParseConfig(keep_records=True)
-    report = parse_all(nem12_text(day1=["1"] * 47).encode(), name="r.csv", config=config).report
+    report = parse_all(nem12_text(day1=["1"] * 47).encode(), name="r.csv", config=config).result
     records = report.records
     assert records is not None
     assert records.get_column("record_type").to_list() == [
@@ -268,9 +269,9 @@ def test_per_record_frame_holds_key_fields_and_value_counts():
 def test_days_seen_by_chunk_agrees_with_date_by_date(rows, cuts):
     """Runs of consecutive dates take a shortcut; any order, repeat or gap must
     still flag exactly the rows a date-by-date check flags."""
-    one_by_one = _DaysSeen()
+    one_by_one = DaysSeen()
     expected = [one_by_one.add(stream, day) for stream, day in rows]
-    by_chunk = _DaysSeen()
+    by_chunk = DaysSeen()
     got: list[bool] = []
     bounds = sorted({0, len(rows), *(c for c in cuts if c < len(rows))})
     for start, end in pairwise(bounds):
@@ -287,47 +288,14 @@ def test_days_seen_by_chunk_agrees_with_date_by_date(rows, cuts):
     assert got == expected
 
 
-@pytest.mark.parametrize(
-    "failure, said",
-    [
-        (KeyError("surprise"), "KeyError: 'surprise'"),
-        (pl.exceptions.PanicException("boom"), "PanicException: boom"),
-    ],
-    ids=["python", "polars-panic"],
-)
-def test_an_unforeseen_failure_rejects_that_file_only(monkeypatch, failure, said):
-    """A defect no rule foresaw becomes a finding naming the file; the next file is parsed."""
-    from nem12.devtools.generate import zip_bytes
-    from nem12.format import parsing
-
-    real = parsing.FileParser._check_events
-    calls = iter([True, False])
-
-    def fails_on_the_first_file(self, records, days):
-        if next(calls):
-            raise failure
-        return real(self, records, days)
-
-    monkeypatch.setattr(parsing.FileParser, "_check_events", fails_on_the_first_file)
-    text = nem12_text().encode()
-    parsed = parse_all(zip_bytes({"a.csv": text, "b.csv": text}), name="both.zip")
-    first, second = parsed.reports
-    assert (first.status, [f.as_line() for f in first.findings]) == (
-        "rejected",
-        [f"both.zip!a.csv: error input_unreadable: cannot parse: {said}"],
-    )
-    assert second.status == "accepted"
-    assert parsed.readings.height == 48 * 2 + 48
-
-
 def test_dates_out_of_order_in_a_stream_are_a_warning_and_all_readings_kept():
     values = ",".join(DAY2)
     days = [f"300,202401{d:02},{values},A,,,20240104030405," for d in (3, 2, 1)]
     header, stream = "100,NEM12,202401020304,MDPA,RETB", "200,NEM1201009,E1,1,E1,N1,M1,kWh,30,"
     text = "\n".join([header, stream, *days, "900"])
     parsed = parse_all(text.encode(), name="order.csv")
-    assert parsed.report.status == "accepted"
-    assert [f.as_line() for f in parsed.report.findings] == [
+    assert parsed.result.status == "accepted"
+    assert [f.as_line() for f in parsed.result.findings] == [
         f"order.csv:{line}: warning interval_date_order: IntervalDate 202401{day:02} comes after "
         "a later date of the same stream [NMI NEM1201009]"
         for line, day in ((4, 2), (5, 1))

@@ -71,7 +71,7 @@ class Run:
 def _records(sources: list[tuple[object, str | None]]) -> tuple[pl.DataFrame, set, set[str]]:
     frames, parser, files = [], set(), set()
     for source, name in sources:
-        for report in parse_all(source, name=name, config=KEEP).reports:
+        for report in parse_all(source, name=name, config=KEEP).results:
             assert report.file not in files, report.file  # (file, line) must be unique
             files.add(report.file)
             if report.records is not None:
@@ -277,11 +277,11 @@ def test_with_findings_the_report_lists_every_error_of_the_parser(tmp_path):
     frames = []
     for defect in ("end_missing", "value_negative"):
         data = generate_bytes(GeneratorSpec(days=2, defects=(defect,)))
-        for parser in parse_source(
+        for parse in parse_source(
             data, name=f"{defect}.csv", config=ParseConfig(keep_records=True)
         ):
-            list(parser.batches())
-            frames.append(with_findings(parser.report.records, parser.report.findings))
+            list(parse.batches())
+            frames.append(with_findings(parse.result.records, parse.result.findings))
     result = validate_records(
         pl.concat(frames, how="diagonal_relaxed"), "findings", tmp_path / "docs"
     )

@@ -21,13 +21,13 @@ def test_plain_gzip_and_zip_give_the_same_readings():
     assert parse_all(gzip.compress(VALID), name="a.csv.gz").readings.equals(plain.readings)
     via_zip = parse_all(zip_bytes({"a.csv": VALID}), name="a.zip")
     assert via_zip.readings.equals(plain.readings)
-    assert via_zip.report.file == "a.zip!a.csv"
+    assert via_zip.result.file == "a.zip!a.csv"
 
 
 def test_each_zip_member_is_a_file_of_its_own():
     bad = VALID.replace(b"900\r\n", b"")
     parsed = parse_all(zip_bytes({"good.csv": VALID, "bad.csv": bad}), name="two.zip")
-    status = {r.file: r.status for r in parsed.reports}
+    status = {r.file: r.status for r in parsed.results}
     assert status == {"two.zip!good.csv": "accepted", "two.zip!bad.csv": "rejected"}
     assert parsed.readings.height == READINGS
 
@@ -38,7 +38,7 @@ def test_zip_inside_zip_and_gzip_inside_zip_are_opened():
         {"inner.zip": inner, "plain.csv": VALID, "packed.csv.gz": gzip.compress(VALID)}
     )
     parsed = parse_all(outer, name="outer.zip")
-    assert sorted(r.file for r in parsed.reports) == [
+    assert sorted(r.file for r in parsed.results) == [
         "outer.zip!inner.zip!inner.csv",
         "outer.zip!packed.csv",
         "outer.zip!plain.csv",
@@ -52,7 +52,7 @@ def test_nesting_deeper_than_the_limit_is_refused():
         data = zip_bytes({f"level{level}.zip" if level else "a.csv": data})
     parsed = parse_all(data, name="deep.zip", config=ParseConfig(limits=ReadLimits(max_depth=3)))
     assert parsed.rules() == {"archive_limit"}
-    assert "nested deeper than 3" in parsed.report.findings[0].message
+    assert "nested deeper than 3" in parsed.result.findings[0].message
 
 
 def test_zip_bomb_by_ratio_stops_with_a_clear_error():
@@ -60,8 +60,8 @@ def test_zip_bomb_by_ratio_stops_with_a_clear_error():
     assert len(bomb) < 100_000
     parsed = parse_all(bomb, name="bomb.zip")
     assert parsed.rules() == {"archive_limit"}
-    assert parsed.report.status == "rejected"
-    assert "expands more than 500x" in parsed.report.findings[0].message
+    assert parsed.result.status == "rejected"
+    assert "expands more than 500x" in parsed.result.findings[0].message
 
 
 def test_nested_zip_bomb_stops_before_filling_memory_or_disk():
@@ -69,7 +69,7 @@ def test_nested_zip_bomb_stops_before_filling_memory_or_disk():
     nested = zip_bytes({f"l{i}.zip": layer for i in range(4)})
     parsed = parse_all(nested, name="nested.zip")
     assert parsed.rules() == {"archive_limit"}
-    assert len(parsed.reports) == 4 * 4
+    assert len(parsed.results) == 4 * 4
 
 
 def test_size_limit_per_member():
@@ -89,7 +89,7 @@ def test_corrupt_and_empty_archives_are_findings_not_crashes():
 def test_member_names_are_labels_never_paths(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     parsed = parse_all(zip_bytes({"../../evil.csv": VALID, "/abs/x.csv": VALID}), name="t.zip")
-    assert {r.file for r in parsed.reports} == {"t.zip!../../evil.csv", "t.zip!/abs/x.csv"}
+    assert {r.file for r in parsed.results} == {"t.zip!../../evil.csv", "t.zip!/abs/x.csv"}
     assert parsed.rules() == {"member_name_unsafe"}
     assert parsed.readings.height == 2 * READINGS
     assert list(tmp_path.iterdir()) == []
@@ -100,7 +100,7 @@ def test_a_line_longer_than_the_limit_is_refused_without_reading_it_all():
     data = VALID.replace(b"900\r\n", long_line + b"\r\n900\r\n")
     parsed = parse_all(data, name="long.csv")
     assert parsed.rules() == {"line_too_long"}
-    assert parsed.report.findings[0].line == VALID.count(b"\n")
+    assert parsed.result.findings[0].line == VALID.count(b"\n")
 
 
 def test_a_line_longer_than_four_chunks_is_read_whole():
@@ -108,7 +108,7 @@ def test_a_line_longer_than_four_chunks_is_read_whole():
     padded = VALID.replace(b",A,,,", b",A,,," + b" " * 5_000, 1)
     small = ParseConfig(limits=ReadLimits(chunk_bytes=997))
     parsed, whole = parse_all(padded, config=small), parse_all(padded)
-    assert parsed.report.status == "accepted"
+    assert parsed.result.status == "accepted"
     assert parsed.readings.height == READINGS
     assert parsed.readings.equals(whole.readings)
 
@@ -143,7 +143,7 @@ def test_gzip_bomb_is_stopped_while_streaming():
     bomb = gzip.compress((b"0" * 100_000 + b"\n") * 400, compresslevel=9)
     parsed = parse_all(bomb, name="bomb.csv.gz")
     assert "archive_limit" in parsed.rules()
-    assert parsed.report.status == "rejected"
+    assert parsed.result.status == "rejected"
 
 
 def test_record_texts_are_the_lines_findings_name_per_member_bounded():

@@ -58,8 +58,8 @@ specs = st.builds(
 def test_parsed_readings_equal_the_model(spec, chunk):
     config = ParseConfig(limits=ReadLimits(chunk_bytes=chunk))
     parsed = parse_all(generate_bytes(spec), config=config)
-    assert parsed.report.status == "accepted"
-    assert parsed.report.findings == []
+    assert parsed.result.status == "accepted"
+    assert parsed.result.findings == []
     got = {
         (r["nmi"], r["nmi_suffix"], r["interval_start"].replace(tzinfo=None)): (
             r["value"],

@@ -20,8 +20,8 @@ def test_every_rule_has_a_known_severity_scope_and_message():
 
 def test_a_valid_generated_file_has_no_findings():
     parsed = parse_all(generate_bytes(GeneratorSpec(days=3, variable_day_share=0.5)))
-    assert parsed.report.findings == []
-    assert parsed.report.status == "accepted"
+    assert parsed.result.findings == []
+    assert parsed.result.status == "accepted"
 
 
 @pytest.mark.parametrize("defect", ALL_DEFECTS)
@@ -33,8 +33,8 @@ def test_each_generated_defect_triggers_exactly_its_rule(defect):
         "warning": "accepted",
         "error": "rejected" if rule.scope == "file" else "partial",
     }[rule.severity]
-    assert parsed.report.status == expected
-    findings = [f for f in parsed.report.findings if f.rule == defect]
+    assert parsed.result.status == expected
+    findings = [f for f in parsed.result.findings if f.rule == defect]
     assert all(f.file == "g.csv" and f.severity == rule.severity for f in findings)
     if defect not in ("file_empty", "end_missing"):
         assert all(f.line is not None for f in findings)
@@ -43,8 +43,8 @@ def test_each_generated_defect_triggers_exactly_its_rule(defect):
 def test_block_error_keeps_the_other_blocks_readings():
     spec = GeneratorSpec(nmis=2, days=3, channels=("E1", "B1"), defects=("value_negative",))
     parsed = parse_all(generate_bytes(spec))
-    assert parsed.report.status == "partial"
-    assert parsed.report.rejected_blocks == 1
+    assert parsed.result.status == "partial"
+    assert parsed.result.rejected_blocks == 1
     assert parsed.readings.height == 3 * 3 * 48
 
 
@@ -98,7 +98,7 @@ EXPECTED_EXTRA_REJECTED = {
 @pytest.mark.parametrize("name", sorted(EXPECTED_EXTRA_REJECTED))
 def test_each_further_real_file_that_is_not_valid_nem12_is_reported_by_rule(name):
     parsed = parse_all(NEM_READER_EXTRA / name, name=name)
-    assert parsed.report.status == "rejected"
+    assert parsed.result.status == "rejected"
     assert parsed.rules("error") == EXPECTED_EXTRA_REJECTED[name]
 
 

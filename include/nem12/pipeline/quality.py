@@ -134,7 +134,7 @@ def validate_records(
 ) -> RecordValidation:
     """Validate a run's per-record frame (all its files) once and build Data Docs.
 
-    ``records`` is the concatenation of the runs' ``FileReport.records``;
+    ``records`` is the concatenation of the runs' ``ParseResult.records``;
     ``docs_dir`` receives the Data Docs site (index.html, one page per suite and
     run). Give each concurrent run its own ``docs_dir``, or serialise the runs
     writing to a shared one: the site index is rewritten by every run.

@@ -20,7 +20,7 @@ from pathlib import Path
 import polars as pl
 import psycopg
 
-from nem12.format.parsing import FileReport, parse_source
+from nem12.format.parsing import ParseResult, parse_source
 from nem12.format.reading import record_texts
 from nem12.pipeline import storage
 from nem12.pipeline.settings import Settings
@@ -223,7 +223,7 @@ class Validation:
 
 def _parse_for_findings(
     s3: storage.S3Client, settings: Settings, file: Registered, dry_run: bool
-) -> tuple[list[FileReport], dict[tuple[str, int], str]]:
+) -> tuple[list[ParseResult], dict[tuple[str, int], str]]:
     """Every member's report and the text of the records its findings name.
 
     A dry run reads the delivered version (it holds no copy).
@@ -234,11 +234,10 @@ def _parse_for_findings(
         source = {"key": file.held(settings).held_key, "sha256": file.sha256}
     with storage.fetched(s3, settings.bucket, **source) as got:
         reports = []
-        for parser in parse_source(got.file, name=file.key, config=settings.parse_config(True)):
-            for _ in parser.batches():
+        for parse in parse_source(got.file, name=file.key, config=settings.parse_config(True)):
+            for _ in parse.batches():
                 pass
-            assert parser.report is not None
-            reports.append(parser.report)
+            reports.append(parse.result)
         wanted: dict[str, set[int]] = {}
         for finding in (f for r in reports for f in r.findings if f.line is not None):
             wanted.setdefault(finding.file, set()).add(finding.line)
@@ -256,7 +255,7 @@ def _moved_by_another_run(conn: psycopg.Connection, file: Registered) -> bool:
     return True
 
 
-def _combined_status(reports: list[FileReport]) -> str:
+def _combined_status(reports: list[ParseResult]) -> str:
     """An object's quality: accepted, partial (some members or blocks) or rejected."""
     statuses = {r.status for r in reports}
     if statuses == {"accepted"}:
@@ -365,7 +364,7 @@ def _quarantine(
     conn: psycopg.Connection,
     settings: Settings,
     file: Registered,
-    reports: list[FileReport],
+    reports: list[ParseResult],
 ) -> None:
     """Move a rejected version to the rejected prefix with its findings beside it."""
     name = _archive_key(settings, file.key)
@@ -435,8 +434,8 @@ def load_group(
         try:
             held = file.held(settings)
             with storage.fetched(s3, settings.bucket, held.held_key, sha256=file.sha256) as got:
-                parsers = parse_source(got.file, name=file.key, config=settings.parse_config())
-                rows = staging.stage_readings(conn, file.file_id, parsers)
+                parses = parse_source(got.file, name=file.key, config=settings.parse_config())
+                rows = staging.stage_readings(conn, file.file_id, parses)
         except storage.ObjectGone:
             if not _moved_by_another_run(conn, file):
                 raise

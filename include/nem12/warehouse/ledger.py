@@ -12,7 +12,7 @@ from typing import NamedTuple
 import psycopg
 from psycopg.types.json import Jsonb
 
-from nem12.format.parsing import FileReport
+from nem12.format.parsing import ParseResult
 from nem12.warehouse.schema import FINISHED, FINISHED_FOR_GOOD, SCHEMA, UNFINISHED
 
 NEM_TZ = timezone(timedelta(hours=10))
@@ -189,7 +189,7 @@ def _text(value: str | None) -> str | None:
     return value.replace("\x00", "\\x00") if value else value
 
 
-def _member(report: FileReport) -> dict[str, object]:
+def _member(report: ParseResult) -> dict[str, object]:
     """What the ledger keeps of one MDFF file of an object: its header and outcome."""
     header = report.header
     return {
@@ -209,7 +209,7 @@ def _member(report: FileReport) -> dict[str, object]:
 def record_parse(
     conn: psycopg.Connection,
     file_id: int,
-    reports: list[FileReport],
+    reports: list[ParseResult],
     quality: str,
     texts: dict[tuple[str, int], str] | None = None,
 ) -> None:

@@ -13,7 +13,7 @@ import polars as pl
 import psycopg
 
 from nem12.format.output import prefetched, value_as_text
-from nem12.format.parsing import FileParser
+from nem12.format.parsing import Parse
 from nem12.warehouse.schema import SCHEMA
 
 #: Staging columns in the order COPY receives them (after file_id).
@@ -58,7 +58,7 @@ def _stream_spans(batch: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def stage_readings(conn: psycopg.Connection, file_id: int, parsers: Iterable[FileParser]) -> int:
+def stage_readings(conn: psycopg.Connection, file_id: int, parses: Iterable[Parse]) -> int:
     """Replace the file's staging rows with the accepted readings of its members.
 
     One transaction: a load that dies leaves the previous rows, never half of
@@ -89,16 +89,16 @@ def stage_readings(conn: psycopg.Connection, file_id: int, parsers: Iterable[Fil
 
         def pieces() -> Iterator[bytes]:
             nonlocal rows
-            for member, parser in enumerate(parsers):
+            for member, parse in enumerate(parses):
                 member_spans: list[pl.DataFrame] = []
-                for batch in parser.batches():
+                for batch in parse.batches():
                     yield from _copy_text(file_id, member, batch)
                     member_spans.append(_stream_spans(batch))
-                assert parser.report is not None
-                if parser.report.status == "rejected":
+                result = parse.result
+                if result.status == "rejected":
                     rejected.append(member)
                 else:
-                    rows += parser.report.readings
+                    rows += result.readings
                     spans.extend(s.with_columns(member=pl.lit(member)) for s in member_spans)
 
         with cursor.copy(

@@ -1,0 +1,75 @@
+"""Checks of the file's structure: blank and unknown lines, where 100, 900 and data records are."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from nem12.format import spec as mdff
+from nem12.format.parsing.checks.registry import check
+
+RECORD = pl.col("record_type")
+LINE = pl.col("line")
+
+
+def _records(lines: pl.LazyFrame) -> pl.LazyFrame:
+    return lines.filter(pl.col("raw") != "")
+
+
+def _line_rows(lines: pl.LazyFrame, message: pl.Expr) -> pl.LazyFrame:
+    return lines.select("line", "record_type", nmi=pl.lit(None, pl.String), message=message)
+
+
+@check("blank_line", on="lines")
+def blank_line(lines: pl.LazyFrame) -> pl.LazyFrame:
+    return lines.filter(pl.col("raw") == "").select(
+        "line",
+        record_type=pl.lit(None, pl.String),
+        nmi=pl.lit(None, pl.String),
+        message=pl.lit("blank line ignored"),
+    )
+
+
+@check("header_repeated", on="lines")
+def header_repeated(lines: pl.LazyFrame) -> pl.LazyFrame:
+    later = lines.filter(RECORD == "100", LINE != pl.col("first_record_line"))
+    return _line_rows(later, pl.lit("a second 100 header"))
+
+
+@check("record_type_unknown", on="lines")
+def record_type_unknown(lines: pl.LazyFrame) -> pl.LazyFrame:
+    unknown = _records(lines).filter(~RECORD.is_in(mdff.RECORD_TYPES))
+    return _line_rows(
+        unknown,
+        pl.format(
+            "record indicator '{}' is not a NEM12 record type{}",
+            RECORD.str.slice(0, 20),
+            pl.when(RECORD.is_in(mdff.NEM13_RECORD_TYPES))
+            .then(pl.lit(" (it is a NEM13 record)"))
+            .otherwise(pl.lit("")),
+        ),
+    )
+
+
+@check("end_repeated", on="lines")
+def end_repeated(lines: pl.LazyFrame) -> pl.LazyFrame:
+    again = lines.filter(RECORD == "900", LINE != pl.col("end_line"))
+    return _line_rows(
+        again, pl.format("another 900 record (the first is on line {})", pl.col("end_line"))
+    )
+
+
+@check("data_after_end", on="lines")
+def data_after_end(lines: pl.LazyFrame) -> pl.LazyFrame:
+    after = _records(lines).filter(LINE > pl.col("end_line"), RECORD != "900")
+    return _line_rows(
+        after,
+        pl.format(
+            "record {} after the 900 record on line {}", RECORD.str.slice(0, 20), pl.col("end_line")
+        ),
+    )
+
+
+@check("record_outside_block", on="lines")
+def record_outside_block(lines: pl.LazyFrame) -> pl.LazyFrame:
+    outside = lines.filter(RECORD.is_in(["300", "400", "500"]), pl.col("block") == 0)
+    return _line_rows(outside, pl.format("{} record before any 200 record", RECORD))

@@ -1,0 +1,206 @@
+"""Checks of the 300 interval data records: shape, IntervalDate, quality fields, timestamps.
+
+The quality flag checks also read the 400 events (``quality_checked`` rows of both).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from nem12.format import spec as mdff
+from nem12.format.parsing.checks.registry import check, finding_rows
+from nem12.format.parsing.records import quality_position
+
+N = pl.col("intervals")
+DATE = pl.col("interval_date")
+UPDATE = pl.col("update_raw").fill_null("")
+MSATS = pl.col("msats_raw").fill_null("")
+
+
+def _misshapen(days: pl.LazyFrame) -> pl.LazyFrame:
+    """Days of a known IntervalLength that cannot be read, with where a QualityMethod is."""
+    return days.filter(N.is_not_null(), ~pl.col("shape_ok")).with_columns(
+        first_quality=quality_position()
+    )
+
+
+def _quality_after_values(days: pl.LazyFrame) -> pl.LazyFrame:
+    """Misshapen days whose value count is not to blame."""
+    first = pl.col("first_quality")
+    return _misshapen(days).filter(first.is_null() | (first == N))
+
+
+@check("value_count", on="days")
+def value_count(days: pl.LazyFrame) -> pl.LazyFrame:
+    first = pl.col("first_quality")
+    return finding_rows(
+        _misshapen(days).filter(first.is_not_null(), first != N),
+        pl.format(
+            "300 record has {} interval values; IntervalLength {} needs {}",
+            first,
+            pl.col("interval_length"),
+            N,
+        ),
+        "300",
+    )
+
+
+@check("quality_method", on="days")
+def quality_method(days: pl.LazyFrame) -> pl.LazyFrame:
+    return finding_rows(
+        _quality_after_values(days).filter(~pl.col("quality_ok")),
+        pl.format(
+            "QualityMethod '{}' after {} values is not valid (or the value count is wrong)",
+            pl.col("quality_method").fill_null("").str.slice(0, 20),
+            N,
+        ),
+        "300",
+    )
+
+
+@check("record_fields", on="days")
+def record_fields(days: pl.LazyFrame) -> pl.LazyFrame:
+    return finding_rows(
+        _quality_after_values(days).filter(pl.col("quality_ok")),
+        pl.format(
+            "300 record has {} fields; IntervalLength {} allows at most {}",
+            pl.col("filled"),
+            pl.col("interval_length"),
+            N + 7,
+        ),
+        "300",
+    )
+
+
+@check("interval_date", on="days")
+def interval_date(days: pl.LazyFrame) -> pl.LazyFrame:
+    raw = pl.col("date_raw").fill_null("")
+    return finding_rows(
+        days.filter(DATE.is_null() | ~raw.str.contains(r"^\d{8}$")),
+        pl.format("IntervalDate '{}' is not a real date", raw),
+        "300",
+    )
+
+
+# --- quality flags, on 300 days and 400 events ------------------------------------
+FLAG = pl.col("quality_method").str.slice(0, 1)
+REASON = pl.col("reason_code").fill_null("")
+REASON_NUMBER = REASON.cast(pl.Int32, strict=False)
+
+
+def _flagged(rows: pl.LazyFrame, condition: pl.Expr, message: pl.Expr) -> pl.LazyFrame:
+    return finding_rows(rows.filter("quality_checked", condition), message)
+
+
+@check("quality_method_number", on=("days", "events"))
+def quality_method_number(rows: pl.LazyFrame) -> pl.LazyFrame:
+    return _flagged(
+        rows,
+        FLAG.is_in(mdff.FLAGS_NEEDING_METHOD) & (pl.col("quality_method").str.slice(1) == ""),
+        pl.format("QualityMethod '{}' needs a two-digit method number", pl.col("quality_method")),
+    )
+
+
+@check("reason_code_required", on=("days", "events"))
+def reason_code_required(rows: pl.LazyFrame) -> pl.LazyFrame:
+    return _flagged(
+        rows,
+        FLAG.is_in(mdff.FLAGS_NEEDING_REASON) & (REASON == ""),
+        pl.format("QualityMethod '{}' needs a ReasonCode", pl.col("quality_method")),
+    )
+
+
+@check("reason_code_invalid", on=("days", "events"))
+def reason_code_invalid(rows: pl.LazyFrame) -> pl.LazyFrame:
+    return _flagged(
+        rows,
+        (REASON != "") & ~REASON_NUMBER.is_in(list(mdff.REASON_CODES)).fill_null(False),
+        pl.format("ReasonCode '{}' is not an MDFF reason code", REASON.str.slice(0, 20)),
+    )
+
+
+@check("reason_code_on_variable", on=("days", "events"))
+def reason_code_on_variable(rows: pl.LazyFrame) -> pl.LazyFrame:
+    return _flagged(
+        rows,
+        (FLAG == "V") & (REASON != ""),
+        pl.format("QualityMethod V with ReasonCode '{}'", REASON.str.slice(0, 20)),
+    )
+
+
+@check("reason_description_required", on=("days", "events"))
+def reason_description_required(rows: pl.LazyFrame) -> pl.LazyFrame:
+    return _flagged(
+        rows,
+        (REASON_NUMBER == 0) & (pl.col("reason_description").fill_null("") == ""),
+        pl.lit("ReasonCode 0 (free text) without a ReasonDescription"),
+    )
+
+
+# --- UpdateDateTime and MSATSLoadDateTime, of readable days -------------------------
+def _valid(text: pl.Expr, digits: int, fmt: str) -> pl.Expr:
+    return (
+        text.str.contains(rf"^\d{{{digits}}}$")
+        & text.str.to_datetime(fmt, strict=False).is_not_null()
+    )
+
+
+UPDATE_14 = _valid(UPDATE, 14, "%Y%m%d%H%M%S")
+UPDATE_12 = _valid(UPDATE, 12, "%Y%m%d%H%M")
+
+
+@check("update_datetime_invalid", on="days")
+def update_datetime_invalid(days: pl.LazyFrame) -> pl.LazyFrame:
+    return finding_rows(
+        days.filter("shape_ok", UPDATE != "", ~UPDATE_14, ~UPDATE_12),
+        pl.format("UpdateDateTime '{}' is not YYYYMMDDHHMMSS", UPDATE.str.slice(0, 20)),
+        "300",
+    )
+
+
+@check("update_datetime_nonstandard", on="days")
+def update_datetime_nonstandard(days: pl.LazyFrame) -> pl.LazyFrame:
+    return finding_rows(
+        days.filter("shape_ok", (UPDATE == "") | UPDATE_12),
+        pl.when(UPDATE == "")
+        .then(pl.lit("UpdateDateTime is empty: this version sorts oldest"))
+        .otherwise(pl.format("UpdateDateTime '{}' has 12 digits, read as YYYYMMDDHHMM", UPDATE)),
+        "300",
+    )
+
+
+@check("msats_datetime_invalid", on="days")
+def msats_datetime_invalid(days: pl.LazyFrame) -> pl.LazyFrame:
+    return finding_rows(
+        days.filter("shape_ok", MSATS != "", ~_valid(MSATS, 14, "%Y%m%d%H%M%S")),
+        pl.format("MSATSLoadDateTime '{}' is not YYYYMMDDHHMMSS", MSATS.str.slice(0, 20)),
+        "300",
+    )
+
+
+# --- IntervalDates of a data stream -------------------------------------------------
+@check("interval_date_repeated", on="days")
+def interval_date_repeated(days: pl.LazyFrame) -> pl.LazyFrame:
+    """A stream's IntervalDate seen before in this file (``seen_before``, kept by the driver)."""
+    return finding_rows(
+        days.filter(DATE.is_not_null(), "seen_before"),
+        pl.format(
+            "IntervalDate {} of suffix {} appears earlier in this file",
+            DATE.dt.strftime("%Y%m%d"),
+            pl.col("nmi_suffix").fill_null(""),
+        ),
+        "300",
+    )
+
+
+@check("interval_date_order", on="days")
+def interval_date_order(days: pl.LazyFrame) -> pl.LazyFrame:
+    dated = days.filter(DATE.is_not_null())
+    return finding_rows(
+        dated.filter(DATE < DATE.shift(1).over("block")),
+        pl.format(
+            "IntervalDate {} comes after a later date of the same stream",
+            DATE.dt.strftime("%Y%m%d"),
+        ),
+        "300",
+    )

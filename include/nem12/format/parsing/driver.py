@@ -1,0 +1,276 @@
+"""The driver: chunks in, readings and findings out, the file's status decided once at its end.
+
+Two stages overlap: this thread builds a chunk's frames and runs its checks
+while a worker explodes the previous chunk into readings (Polars releases the
+GIL). Readings are released in file order; those of a block a chunk leaves
+open wait for the chunk that completes it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import polars as pl
+
+from nem12.format.findings import FindingCollector
+from nem12.format.parsing import records as rec
+from nem12.format.parsing.checks import Frame, checks_on
+from nem12.format.parsing.config import ParseConfig
+from nem12.format.parsing.explode import concat_readings, explode, text_dtypes
+from nem12.format.parsing.result import ParseNotFinished, ParseResult, Status
+from nem12.format.parsing.state import ParseState
+from nem12.format.reading import Chunk, Member, ReadError, iter_chunks, iter_members
+from nem12.format.rules import RuleBook
+
+Exploded = tuple[pl.DataFrame | None, pl.DataFrame | None]
+
+
+@dataclass(frozen=True)
+class _Exploding:
+    """A chunk on its way to readings: the worker's result and where the chunk ends."""
+
+    future: Future[Exploded] | None
+    block_complete: bool
+    last_block: int
+
+
+class Parse:
+    """The parse of one member: iterate ``batches()``, then read ``result``."""
+
+    def __init__(self, member: Member, config: ParseConfig | None = None) -> None:
+        self.member = member
+        self.config = config or ParseConfig()
+        self.collector = FindingCollector(
+            member.name,
+            RuleBook(self.config.severity),
+            self.config.max_findings_per_rule,
+            self.config.reject_file_on_block_error,
+        )
+        self.state = ParseState()
+        self._pending: list[pl.DataFrame] = []  # readings of the block the last chunk left open
+        self._result: ParseResult | None = None
+
+    @property
+    def bytes_read(self) -> int:
+        return self.state.bytes_read
+
+    @property
+    def result(self) -> ParseResult:
+        """What the file held; known once ``batches()`` is exhausted."""
+        if self._result is None:
+            raise ParseNotFinished(
+                f"{self.member.name}: the result is known once batches() is exhausted"
+            )
+        return self._result
+
+    def batches(self) -> Iterator[pl.DataFrame]:
+        """Accepted readings, batch by batch, in READING_SCHEMA.
+
+        A file rejected at its end (a missing 900, say) has had batches yielded:
+        keep them only if ``result.status`` is not ``rejected``.
+        """
+        for warning in self.member.warnings:
+            self.collector.add(warning.rule, warning.message)
+        waiting: deque[_Exploding] = deque()
+        try:
+            with (
+                self.member.open() as stream,
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="nem12-explode") as pool,
+            ):
+                for chunk in iter_chunks(stream, self.config.limits):
+                    if self.state.stop:
+                        break
+                    self.state.bytes_read += len(chunk.data)
+                    work = self._chunk(chunk)
+                    future = None
+                    if work is not None:
+                        days, events = work
+                        enums = text_dtypes(days, self.config.stream_enums)
+                        future = pool.submit(explode, days, events, enums)
+                    waiting.append(_Exploding(future, chunk.block_complete, self.state.blocks))
+                    while len(waiting) > 1:
+                        yield from self._release(waiting.popleft())
+                while waiting:
+                    yield from self._release(waiting.popleft())
+        except ReadError as exc:
+            self.state.read_failed = True
+            self.collector.add(exc.rule, exc.message, line=exc.line)
+        self._result = self._finish()
+
+    # --- one chunk -------------------------------------------------------------
+    def _chunk(self, chunk: Chunk) -> tuple[pl.DataFrame, pl.DataFrame | None] | None:
+        """Check a chunk; return its readable days and 400 ranges to explode."""
+        state = self.state
+        text, latin1 = rec.decode(chunk)
+        if latin1 and not state.decoded_latin1:
+            state.decoded_latin1 = True
+            self.collector.add("encoding", "bytes that are not UTF-8 were read as Latin-1")
+        records = rec.records_frame(text, chunk.first_line, state.blocks, state.days)
+        first = self._note_lines(records)
+        if first is not None:
+            self._check_header(first)
+        if state.stop:
+            return None
+        self._run("lines", records.lazy().with_columns(self._line_context()))
+        blocks = self._blocks(records)
+        days = rec.days_frame(records, blocks)
+        if not days.is_empty():
+            days = days.with_columns(seen_before=state.days_seen.seen_before(days))
+            self._run("days", days.lazy())
+        events = rec.events_frame(records, days)
+        if events is not None:
+            self._run("events", events.lazy())
+            self._run("variable_days", rec.variable_days(days, events).lazy())
+            events = rec.event_qualities(events)
+        if self.config.keep_records:
+            state.record_frames.append(rec.record_frame(self.member.name, records, blocks, days))
+        if days.is_empty() or self.collector.file_rejected:
+            return None
+        rejected = self.collector.rejected_blocks
+        days = days.filter(pl.col("shape_ok"), ~pl.col("block").is_in(list(rejected)))
+        return days, events
+
+    def _note_lines(self, records: pl.DataFrame) -> rec.HeaderRecord | None:
+        """Count the chunk's records and note the first 900; the file's first record if here."""
+        state = self.state
+        filled = records.get_column("raw") != ""
+        count = int(filled.sum())
+        if count == 0:
+            return None
+        first = None
+        if state.records == 0:
+            row = records.row(int(filled.arg_true()[0]), named=True)
+            state.first_record_line = row["line"]
+            first = rec.HeaderRecord.of(
+                self.member.name, row["line"], row["record_type"], row["raw"]
+            )
+        state.records += count
+        if state.end_line is None:
+            ends = records.get_column("line").filter(records.get_column("record_type") == "900")
+            state.end_line = ends.first() if len(ends) else None
+        return first
+
+    def _check_header(self, first: rec.HeaderRecord) -> None:
+        """Check the file's first record; a version other than NEM12 ends the reading."""
+        self._run("header", first)
+        if first.record_type == "100":
+            self.state.header = first.header()
+            self.state.stop = self.state.header.version != "NEM12"
+
+    def _blocks(self, records: pl.DataFrame) -> pl.DataFrame:
+        """Check the chunk's 200 records; the blocks its records belong to, B2B details kept."""
+        state = self.state
+        new_blocks = rec.blocks_frame(records)
+        self._run("blocks", new_blocks.lazy())
+        blocks = rec.usable_blocks(new_blocks, state.open_block)
+        if not blocks.is_empty():
+            state.open_block = blocks.tail(1)
+        state.blocks = int(records.get_column("block").max() or state.blocks)
+        state.days = int(records.get_column("day").max() or state.days)
+        b2b = rec.b2b_frame(records, blocks)
+        if not b2b.is_empty():
+            state.keep_b2b(b2b)
+        return blocks
+
+    def _line_context(self) -> list[pl.Expr]:
+        """What the lines checks need of the file before this chunk."""
+        return [
+            pl.lit(self.state.first_record_line, pl.Int64).alias("first_record_line"),
+            pl.lit(self.state.end_line, pl.Int64).alias("end_line"),
+        ]
+
+    def _run(self, frame: Frame, rows: pl.LazyFrame | rec.HeaderRecord) -> None:
+        """Run the checks of ``frame`` on ``rows``; frame checks wait to run in one batch."""
+        for rule, run in checks_on(frame):
+            found = run(rows)
+            if isinstance(found, list):
+                for row in found:
+                    self.collector.add(
+                        rule, row.message, line=row.line, record_type=row.record_type
+                    )
+            else:
+                self.collector.add_frame(rule, found)
+
+    # --- readings ----------------------------------------------------------------
+    def _release(self, exploding: _Exploding) -> Iterator[pl.DataFrame]:
+        """Yield a chunk's readings once its blocks are complete and not rejected."""
+        readings, bad_values = (
+            (None, None) if exploding.future is None else exploding.future.result()
+        )
+        if bad_values is not None:
+            self._run("values", bad_values.lazy())
+        if readings is not None and readings.is_empty():
+            readings = None
+        if readings is not None and not exploding.block_complete:
+            last = exploding.last_block
+            self._pending.append(readings.filter(pl.col("block") == last))
+            readings = readings.filter(pl.col("block") != last)
+        if exploding.block_complete and self._pending:
+            held = concat_readings(self._pending)
+            self._pending = []
+            readings = held if readings is None else concat_readings([held, readings])
+        if readings is None or self.collector.file_rejected:
+            return
+        rejected = self.collector.rejected_blocks
+        if rejected:
+            readings = readings.filter(~pl.col("block").is_in(list(rejected)))
+        if readings.is_empty():
+            return
+        self.state.readings += readings.height
+        yield readings.drop("block")
+
+    # --- the end -----------------------------------------------------------------
+    def _finish(self) -> ParseResult:
+        state, c = self.state, self.collector
+        if state.records == 0:
+            if not c.file_rejected:
+                c.add("file_empty", "the file holds no records")
+        elif not state.stop and not state.read_failed:
+            if state.end_line is None:
+                c.add("end_missing", "no 900 end-of-data record: the file may be truncated")
+            if state.blocks == 0 and state.header.line is not None:
+                c.add(
+                    "header_only",
+                    "the file holds a header but no 200/300 data records",
+                    line=state.header.line,
+                    record_type="100",
+                )
+        findings = c.finish()
+        if c.file_rejected or (state.blocks and len(c.rejected_blocks) >= state.blocks):
+            status: Status = "rejected"
+        elif c.rejected_blocks:
+            status = "partial"
+        else:
+            status = "accepted"
+        return ParseResult(
+            file=self.member.name,
+            status=status,
+            findings=findings,
+            header=state.header,
+            blocks=state.blocks,
+            rejected_blocks=len(c.rejected_blocks),
+            readings=0 if status == "rejected" else state.readings,
+            b2b=state.b2b,
+            records=(
+                pl.concat(state.record_frames, how="vertical_relaxed")
+                if state.record_frames
+                else None
+            ),
+        )
+
+
+def parse_member(member: Member, config: ParseConfig | None = None) -> Parse:
+    """The parse of one MDFF file; nothing is read until its batches are iterated."""
+    return Parse(member, config)
+
+
+def parse_source(
+    source, name: str | None = None, config: ParseConfig | None = None
+) -> Iterator[Parse]:
+    """One Parse per MDFF file in ``source`` (path, bytes or stream)."""
+    config = config or ParseConfig()
+    for member in iter_members(source, name=name, limits=config.limits):
+        yield parse_member(member, config)
