@@ -8,10 +8,11 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+# requirements-dev.txt includes requirements.txt (the runtime pins, all the image gets)
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
@@ -49,9 +50,13 @@ bench: setup
 	$(BIN)/python bench/pipeline_bench.py
 	$(BIN)/python bench/review_bench.py
 
+# What .venv holds against the two files' pins together ('>' lines: in .venv only).
+# A new pin goes to requirements.txt if the runtime dependencies need it (pip install
+# --dry-run --report of them in a fresh venv shows it), else to requirements-dev.txt.
 freeze: setup
-	$(BIN)/python -m pip freeze --exclude-editable > requirements.lock.tmp && \
-	  echo "compare requirements.lock.tmp with requirements.txt"
+	$(BIN)/python -m pip freeze --exclude-editable | sort -f > requirements.lock.tmp
+	grep -hv '^[#-]' requirements.txt requirements-dev.txt | sort -f | \
+	  diff - requirements.lock.tmp && echo "the two files pin exactly what .venv holds"
 
 clean:
 	rm -rf $(VENV) .pytest_cache bench/out .demo .cluster
