@@ -27,7 +27,7 @@ from nem12.devtools.generate import GeneratorSpec, generate_bytes, zip_bytes
 if TYPE_CHECKING:
     from nem12.devtools.services import LocalServices
 
-PROJECT = Path(__file__).resolve().parents[2]
+PROJECT = Path(__file__).resolve().parents[3]
 
 
 def sample_files() -> list[dict[str, bytes]]:
