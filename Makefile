@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast chromium lint faults bench demo airflow cluster freeze clean
+.PHONY: setup test test-fast test-integration chromium lint faults bench demo airflow cluster freeze clean
 
 setup: $(STAMP)
 
@@ -30,8 +30,13 @@ chromium:
 	    { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; \
 	  else echo "the browser test needs Debian's chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
 
+# Tiers: test-fast (no servers, under a minute), test-integration (PostgreSQL and S3
+# from the venv, Airflow in-process), test (everything, with the live Airflow components).
 test-fast: setup lint
-	$(BIN)/python -m pytest --ignore=tests/live
+	$(BIN)/python -m pytest tests/unit tests/dags
+
+test-integration: setup
+	$(BIN)/python -m pytest tests/integration tests/faults
 
 faults: setup
 	$(BIN)/python -m pytest tests/faults
