@@ -4,14 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast chromium lint faults bench demo airflow cluster suites freeze clean
+.PHONY: setup test test-fast test-integration chromium lint faults bench demo airflow cluster suites freeze clean
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+# requirements-dev.txt includes requirements.txt (the runtime pins, all the image gets)
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
@@ -29,8 +30,13 @@ chromium:
 	    { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; \
 	  else echo "the browser test needs Debian's chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
 
+# Tiers: test-fast (no servers, under a minute), test-integration (PostgreSQL and S3
+# from the venv, Airflow in-process), test (everything, with the live Airflow components).
 test-fast: setup lint
-	$(BIN)/python -m pytest --ignore=tests/live
+	$(BIN)/python -m pytest tests/unit tests/dags
+
+test-integration: setup
+	$(BIN)/python -m pytest tests/integration tests/faults
 
 faults: setup
 	$(BIN)/python -m pytest tests/faults
@@ -53,9 +59,13 @@ bench: setup
 suites: setup
 	$(BIN)/python -m nem12.pipeline.suites
 
+# What .venv holds against the two files' pins together ('>' lines: in .venv only).
+# A new pin goes to requirements.txt if the runtime dependencies need it (pip install
+# --dry-run --report of them in a fresh venv shows it), else to requirements-dev.txt.
 freeze: setup
-	$(BIN)/python -m pip freeze --exclude-editable > requirements.lock.tmp && \
-	  echo "compare requirements.lock.tmp with requirements.txt"
+	$(BIN)/python -m pip freeze --exclude-editable | sort -f > requirements.lock.tmp
+	grep -hv '^[#-]' requirements.txt requirements-dev.txt | sort -f | \
+	  diff - requirements.lock.tmp && echo "the two files pin exactly what .venv holds"
 
 clean:
 	rm -rf $(VENV) .pytest_cache bench/out .demo .cluster

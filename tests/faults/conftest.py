@@ -1,4 +1,4 @@
-"""The fault cases use the integration tests' real PostgreSQL fixtures, and tally.
+"""The fault cases use the shared PostgreSQL and S3 (``tests/conftest.py``), and tally.
 
 Every case records the faults it injected and how the meter-reading table
 compares with what it must hold; the session ends with the totals (readings
@@ -14,10 +14,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
-from tests.integration.conftest import conn, postgres
-
-__all__ = ["conn", "fault_tally", "postgres"]
 
 REPORT = Path(__file__).resolve().parents[2] / ".faults" / "fault_report.json"
 

@@ -22,7 +22,8 @@ import pytest
 
 from nem12.devtools.demo import airflow_env, prepare_airflow
 from nem12.devtools.generate import GeneratorSpec, generate_bytes
-from nem12.devtools.services import LocalServices, local_services
+from nem12.devtools.services import LocalServices
+from tests.conftest import empty_services
 from tests.faults.scenarios import keys_of
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
@@ -81,10 +82,9 @@ class Wiring:
 
 
 @pytest.fixture(scope="module")
-def wiring(tmp_path_factory) -> Iterator[Wiring]:
-    root = tmp_path_factory.mktemp("airflow-faults")
-    with local_services(root / "services") as services:
-        yield Wiring(services, root)
+def wiring(tmp_path_factory, shared_services) -> Iterator[Wiring]:
+    empty_services(shared_services)
+    yield Wiring(shared_services, tmp_path_factory.mktemp("airflow-faults"))
 
 
 def poll(dsn: str, condition: str, timeout: float = 180.0) -> None:

@@ -5,14 +5,23 @@ from __future__ import annotations
 import time
 
 import psycopg
+import pytest
 from pgserver._commands import pg_ctl
 
 from nem12.devtools.generate import generate_bytes
 from nem12.format.parsing import parse_source
 from nem12.warehouse.merge import merge_files
 from nem12.warehouse.staging import stage_readings
+from tests.conftest import postgres_server
 from tests.faults.scenarios import blocked_merge, keys_of, slow_load
 from tests.integration.test_load_and_merge import BASE, READINGS, table
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory):
+    """A server of this module's own: the cases restart it."""
+    with postgres_server(tmp_path_factory.mktemp("pgdata-restarted")) as server:
+        yield server
 
 
 def restart(postgres) -> None:

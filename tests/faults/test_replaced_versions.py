@@ -19,10 +19,11 @@ import psycopg
 import pytest
 
 from nem12.devtools.generate import GeneratorSpec, generate_bytes
-from nem12.devtools.services import LocalServices, local_services
+from nem12.devtools.services import LocalServices
 from nem12.pipeline import steps, storage
 from nem12.pipeline.settings import Settings
 from nem12.warehouse import schema
+from tests.conftest import empty_services
 from tests.faults.scenarios import keys_of
 
 KEY = "landing/NEM12#REUSED#MDPGEN#RETAILER.csv"
@@ -48,9 +49,9 @@ V1_BAD = generate_bytes(
 
 
 @pytest.fixture(scope="module")
-def services(tmp_path_factory) -> Iterator[LocalServices]:
-    with local_services(tmp_path_factory.mktemp("replaced") / "services") as started:
-        yield started
+def services(shared_services) -> LocalServices:
+    empty_services(shared_services)
+    return shared_services
 
 
 @dataclass

@@ -13,7 +13,6 @@ import psycopg
 import pytest
 
 from nem12.devtools.generate import GeneratorSpec, generate_bytes
-from nem12.devtools.services import local_services
 from nem12.pipeline import steps
 from nem12.pipeline.settings import Settings
 from nem12.warehouse import schema
@@ -25,15 +24,14 @@ GOOD = generate_bytes(GeneratorSpec(nmis=2, days=3, seed=9))
 
 
 @pytest.fixture
-def landed(tmp_path):
-    with local_services(tmp_path / "services") as services:
-        s3 = services.s3_client()
-        for name in MANIFEST:
-            s3.upload_file(str(CORPUS / name), services.bucket, f"landing/hostile/{name}")
-        s3.put_object(Bucket=services.bucket, Key="landing/good.csv", Body=GOOD)
-        with psycopg.connect(services.role_dsn(), autocommit=True) as conn:
-            schema.apply_schema(conn)
-            yield services, conn, s3
+def landed(services):
+    s3 = services.s3_client()
+    for name in MANIFEST:
+        s3.upload_file(str(CORPUS / name), services.bucket, f"landing/hostile/{name}")
+    s3.put_object(Bucket=services.bucket, Key="landing/good.csv", Body=GOOD)
+    with psycopg.connect(services.role_dsn(), autocommit=True) as conn:
+        schema.apply_schema(conn)
+        yield services, conn, s3
 
 
 @pytest.mark.slow

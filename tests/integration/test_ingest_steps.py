@@ -7,7 +7,6 @@ from dataclasses import replace
 import pytest
 
 from nem12.devtools.generate import GeneratorSpec, generate_bytes
-from nem12.devtools.services import local_services
 from nem12.pipeline import steps
 from nem12.pipeline.settings import Settings
 from nem12.warehouse import schema
@@ -17,13 +16,12 @@ BAD = generate_bytes(GeneratorSpec(nmis=1, days=2, seed=2, defects=("header_miss
 
 
 @pytest.fixture
-def env(tmp_path):
-    with local_services(tmp_path / "services") as services:
-        import psycopg
+def env(services):
+    import psycopg
 
-        with psycopg.connect(services.postgres_dsn, autocommit=True) as conn:
-            schema.apply_schema(conn)
-            yield services, conn, services.s3_client()
+    with psycopg.connect(services.postgres_dsn, autocommit=True) as conn:
+        schema.apply_schema(conn)
+        yield services, conn, services.s3_client()
 
 
 def put(s3, services, objects: dict[str, bytes]) -> None:

@@ -13,12 +13,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from nem12.devtools.generate import GeneratorSpec, generate_bytes
-from nem12.devtools.services import local_services
 from nem12.format.rules import RULES
 from nem12.pipeline import steps
 from nem12.pipeline.review_web import create_app, offline, safe_report_path
 from nem12.pipeline.settings import Settings
 from nem12.warehouse import ledger, schema
+from tests.conftest import empty_services
 
 GOOD = generate_bytes(GeneratorSpec(nmis=1, days=2, seed=1))
 PARTIAL = generate_bytes(GeneratorSpec(nmis=2, days=2, seed=2, defects=("value_negative",)))
@@ -26,33 +26,31 @@ BAD = generate_bytes(GeneratorSpec(nmis=1, days=2, seed=3, defects=("header_miss
 
 
 @pytest.fixture(scope="module")
-def reviewed(tmp_path_factory) -> Iterator[tuple[TestClient, str, Path]]:
-    root = tmp_path_factory.mktemp("review")
-    reports = root / "reports"
-    with local_services(root / "services") as services:
-        s3 = services.s3_client()
-        for key, data in {
-            "landing/good.csv": GOOD,
-            "landing/partial.csv": PARTIAL,
-            "landing/bad.csv": BAD,
-        }.items():
-            s3.put_object(Bucket=services.bucket, Key=key, Body=data)
-        settings = Settings(bucket=services.bucket, reports_dir=str(reports))
-        with psycopg.connect(services.postgres_dsn, autocommit=True) as conn:
-            schema.apply_schema(conn)
-            files = steps.register(s3, conn, settings, steps.new_objects(s3, conn, settings))
-            outcome = steps.validate(s3, conn, settings, files, "run_1")
-            staged = steps.load_group(s3, conn, settings, outcome.accepted)
-            steps.merge(s3, conn, settings, list(staged))
-            ledger.record_runs(
-                conn, [f.file_id for f in files], "nem12_ingest", "run+1:00", "validate"
-            )
+def reviewed(tmp_path_factory, shared_services) -> Iterator[tuple[TestClient, str, Path]]:
+    reports = tmp_path_factory.mktemp("review") / "reports"
+    services = shared_services
+    empty_services(services)
+    s3 = services.s3_client()
+    for key, data in {
+        "landing/good.csv": GOOD,
+        "landing/partial.csv": PARTIAL,
+        "landing/bad.csv": BAD,
+    }.items():
+        s3.put_object(Bucket=services.bucket, Key=key, Body=data)
+    settings = Settings(bucket=services.bucket, reports_dir=str(reports))
+    with psycopg.connect(services.postgres_dsn, autocommit=True) as conn:
+        schema.apply_schema(conn)
+        files = steps.register(s3, conn, settings, steps.new_objects(s3, conn, settings))
+        outcome = steps.validate(s3, conn, settings, files, "run_1")
+        staged = steps.load_group(s3, conn, settings, outcome.accepted)
+        steps.merge(s3, conn, settings, list(staged))
+        ledger.record_runs(conn, [f.file_id for f in files], "nem12_ingest", "run+1:00", "validate")
 
-        def connect() -> psycopg.Connection:
-            return psycopg.connect(services.postgres_dsn, autocommit=True)
+    def connect() -> psycopg.Connection:
+        return psycopg.connect(services.postgres_dsn, autocommit=True)
 
-        app = create_app(connect, str(reports), auth=False, base="")
-        yield TestClient(app), services.postgres_dsn, reports
+    app = create_app(connect, str(reports), auth=False, base="")
+    yield TestClient(app), services.postgres_dsn, reports
 
 
 def file_ids(dsn: str) -> dict[str, int]:
