@@ -18,6 +18,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test: setup lint chromium
 	$(BIN)/python -m pytest

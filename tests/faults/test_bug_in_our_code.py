@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -21,7 +20,7 @@ import pytest
 
 from nem12.devtools.demo import airflow_env, prepare_airflow
 from nem12.devtools.generate import GeneratorSpec, generate_bytes
-from nem12.devtools.services import LocalServices, local_services
+from nem12.devtools.services import LocalServices
 from nem12.format.parsing.checks import registry
 from nem12.pipeline import steps
 from nem12.pipeline.settings import Settings
@@ -47,20 +46,8 @@ def broken(*args, **kwargs):
     raise ZeroDivisionError(BUG)
 
 
-@pytest.fixture(scope="module")
-def services(tmp_path_factory) -> Iterator[LocalServices]:
-    with local_services(tmp_path_factory.mktemp("bug") / "services") as started:
-        yield started
-
-
-def reset(services: LocalServices) -> None:
-    """No schema (the first task creates it, owned by the tasks' role) and one file landed."""
-    with psycopg.connect(services.postgres_dsn, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA IF EXISTS nem12 CASCADE")
-    s3 = services.s3_client()
-    for item in s3.list_objects_v2(Bucket=services.bucket).get("Contents", []):
-        s3.delete_object(Bucket=services.bucket, Key=item["Key"])
-    s3.put_object(Bucket=services.bucket, Key=KEY, Body=DATA)
+def deliver(services: LocalServices) -> None:
+    services.s3_client().put_object(Bucket=services.bucket, Key=KEY, Body=DATA)
 
 
 def ledger(services: LocalServices) -> tuple[list[tuple], int]:
@@ -79,7 +66,7 @@ def keys(services: LocalServices) -> list[str]:
 def test_a_step_raises_the_bug_and_leaves_the_file_unfinished(
     services, step, monkeypatch, tmp_path
 ):
-    reset(services)
+    deliver(services)
     settings = Settings(bucket=services.bucket, reports_dir=str(tmp_path / "reports"))
     s3 = services.s3_client()
     with psycopg.connect(services.postgres_dsn, autocommit=True) as conn:
@@ -106,7 +93,7 @@ def test_a_step_raises_the_bug_and_leaves_the_file_unfinished(
 
 
 def test_under_airflow_the_task_fails_with_its_traceback_and_the_next_run_loads(services, tmp_path):
-    reset(services)
+    deliver(services)
     env = airflow_env(tmp_path / "airflow", services.airflow_env(), tmp_path / "reports")
     prepare_airflow(env, tmp_path / "prepare.log")
     hook = tmp_path / "hook"
