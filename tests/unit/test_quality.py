@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 from nem12.devtools.generate import DEFECTS, GeneratorSpec, generate_bytes
-from nem12.format import spec as mdff
+from nem12.format import spec
 from nem12.format.parsing import ParseConfig, parse_source
 from nem12.format.rules import RULES
 from nem12.pipeline.quality import (
@@ -125,11 +125,11 @@ def test_suite_sets_and_patterns_are_the_specification_facts_of_mdff():
     def kwarg(rule: str, key: str) -> object:
         return next(k[key] for k in by_rule[rule] if key in k)
 
-    assert kwarg("record_type_unknown", "value_set") == list(mdff.RECORD_TYPES)
-    assert kwarg("interval_length", "value_set") == list(mdff.INTERVAL_LENGTHS)
-    assert set(kwarg("uom_invalid", "value_set")) == set(mdff.UNITS_OF_MEASURE.values())
+    assert kwarg("record_type_unknown", "value_set") == list(spec.RECORD_TYPES)
+    assert kwarg("interval_length", "value_set") == list(spec.INTERVAL_LENGTHS)
+    assert set(kwarg("uom_invalid", "value_set")) == set(spec.UNITS_OF_MEASURE.values())
     # the parser's pattern with a non-capturing group (pandas warns about capturing ones)
-    assert mdff.QUALITY_PATTERN == r"^[AEFNSV](\d\d)?$"
+    assert spec.QUALITY_PATTERN == r"^[AEFNSV](\d\d)?$"
     assert kwarg("quality_method", "regex") == r"^[AEFNSV](?:\d\d)?$"
 
 

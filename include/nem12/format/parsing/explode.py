@@ -6,16 +6,16 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from nem12.format import spec as mdff
+from nem12.format import spec
 from nem12.format.findings import CHUNK_ENGINE
 from nem12.format.parsing.records import F
 
 #: Seconds from UTC to NEM time (UTC+10); what a 400 range sets on its intervals.
 _NEM_OFFSET_SECONDS = 10 * 3600
 #: A value of digits and dots this short cannot hold more digits than
-#: ``mdff.VALUE_DTYPE``, so the cast alone tells whether it is well formed.
+#: ``spec.VALUE_DTYPE``, so the cast alone tells whether it is well formed.
 _SHORT_VALUE_BYTES = 15
-TEXT_DTYPES = {c: mdff.READING_SCHEMA[c] for c in mdff.READING_TEXT_COLUMNS}
+TEXT_DTYPES = {c: spec.READING_SCHEMA[c] for c in spec.READING_TEXT_COLUMNS}
 _EVENT_COLUMNS = ("quality_method", "reason_code", "reason_description")
 
 
@@ -32,7 +32,7 @@ def text_dtypes(days: pl.DataFrame, enums: Mapping[str, pl.Enum]) -> dict[str, p
 
 def _nem_datetime(raw: pl.Expr, fmt: str) -> pl.Expr:
     return raw.str.to_datetime(fmt, strict=False, time_unit="us").dt.replace_time_zone(
-        mdff.NEM_TIME_ZONE
+        spec.NEM_TIME_ZONE
     )
 
 
@@ -61,12 +61,12 @@ def explode(
             *[
                 (
                     pl.when(pl.col(c) != "").then(pl.col(c))
-                    if c in mdff.OPTIONAL_TEXT_COLUMNS
+                    if c in spec.OPTIONAL_TEXT_COLUMNS
                     else pl.col(c)
                 )
                 .cast(text_dtypes[c])
                 .alias(c)
-                for c in mdff.READING_TEXT_COLUMNS
+                for c in spec.READING_TEXT_COLUMNS
             ],
             update_datetime=pl.when(update.str.len_bytes() == 12)
             .then(_nem_datetime(update, "%Y%m%d%H%M"))
@@ -78,10 +78,10 @@ def explode(
             ),
         )
         .explode("value", "interval_start")
-        .with_columns(decimal=pl.col("value").cast(mdff.VALUE_DTYPE, strict=False))
+        .with_columns(decimal=pl.col("value").cast(spec.VALUE_DTYPE, strict=False))
         .select(
-            *mdff.STREAM_COLUMNS,
-            interval_start=pl.col("interval_start").cast(pl.Datetime("us", mdff.NEM_TIME_ZONE)),
+            *spec.STREAM_COLUMNS,
+            interval_start=pl.col("interval_start").cast(pl.Datetime("us", spec.NEM_TIME_ZONE)),
             value="decimal",
             quality_method="quality_method",
             reason_code="reason_code",
@@ -107,7 +107,7 @@ def explode(
         minute_of_day = start.dt.hour().cast(pl.Int32) * 60 + start.dt.minute()
         bad = long.filter(
             ~pl.col("value_ok"),
-            ~pl.col("value_raw").str.contains(mdff.VALUE_PATTERN) | pl.col("value").is_null(),
+            ~pl.col("value_raw").str.contains(spec.VALUE_PATTERN) | pl.col("value").is_null(),
         ).with_columns(idx=minute_of_day // pl.col("interval_length"))
         if bad.is_empty():
             bad = None
@@ -135,7 +135,7 @@ def apply_events(long: pl.DataFrame, days: pl.DataFrame, events: pl.DataFrame) -
         .explode("idx")
         .select(
             (pl.col("offset") + pl.col("idx")).cast(pl.Int64).alias("position"),
-            *[pl.col(c).cast(mdff.READING_SCHEMA[c]) for c in _EVENT_COLUMNS],
+            *[pl.col(c).cast(spec.READING_SCHEMA[c]) for c in _EVENT_COLUMNS],
         )
     )
     if placed.is_empty():

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import polars as pl
 
-from nem12.format import spec as mdff
+from nem12.format import spec
 from nem12.format.findings import CHUNK_ENGINE
 from nem12.format.parsing.result import Header
 from nem12.format.reading import Chunk
@@ -50,7 +50,7 @@ def quality_position() -> pl.Expr:
         F.list.slice(2)
         .list.eval(
             pl.int_range(pl.len()).filter(
-                pl.element().str.strip_chars().str.contains(mdff.QUALITY_PATTERN)
+                pl.element().str.strip_chars().str.contains(spec.QUALITY_PATTERN)
             )
         )
         .list.first()
@@ -119,7 +119,7 @@ def blocks_frame(records: pl.DataFrame) -> pl.DataFrame:
         .select(
             "block",
             "line",
-            *[field(i).alias(c) for c, i in mdff.STREAM_TEXT_FIELDS.items()],
+            *[field(i).alias(c) for c, i in spec.STREAM_TEXT_FIELDS.items()],
             nmi_configuration=field(2),
             mdm_data_stream_identifier=field(5),
             uom_raw=field(7),
@@ -132,7 +132,7 @@ def blocks_frame(records: pl.DataFrame) -> pl.DataFrame:
             interval_length=pl.col("interval_length_raw").cast(pl.Int16, strict=False),
             uom=pl.col("uom_raw")
             .str.to_uppercase()
-            .replace_strict(mdff.UNITS_OF_MEASURE, default=None, return_dtype=pl.String),
+            .replace_strict(spec.UNITS_OF_MEASURE, default=None, return_dtype=pl.String),
         )
     )
 
@@ -143,7 +143,7 @@ def usable_blocks(new: pl.DataFrame, open_block: pl.DataFrame | None) -> pl.Data
     An IntervalLength that is not 5, 15 or 30 becomes null, so its days have no shape.
     """
     new = new.with_columns(
-        interval_length=pl.when(pl.col("interval_length").is_in(mdff.INTERVAL_LENGTHS)).then(
+        interval_length=pl.when(pl.col("interval_length").is_in(spec.INTERVAL_LENGTHS)).then(
             pl.col("interval_length")
         )
     )
@@ -192,12 +192,12 @@ def days_frame(records: pl.DataFrame, blocks: pl.DataFrame) -> pl.DataFrame:
         .filter(pl.col("record_type") == "300", pl.col("block") > 0)
         .pipe(split_fields)
         .join(
-            blocks.lazy().select("block", *mdff.STREAM_COLUMNS),
+            blocks.lazy().select("block", *spec.STREAM_COLUMNS),
             on="block",
             how="left",
             maintain_order="left",
         )
-        .with_columns(intervals=(mdff.MINUTES_PER_DAY // pl.col("interval_length")).cast(pl.Int32))
+        .with_columns(intervals=(spec.MINUTES_PER_DAY // pl.col("interval_length")).cast(pl.Int32))
         .with_columns(
             filled=last_filled.cast(pl.Int32),
             date_raw=field(1),
@@ -209,7 +209,7 @@ def days_frame(records: pl.DataFrame, blocks: pl.DataFrame) -> pl.DataFrame:
         )
         .with_columns(
             interval_date=pl.col("date_raw").str.to_date("%Y%m%d", strict=False),
-            quality_ok=pl.col("quality_method").fill_null("").str.contains(mdff.QUALITY_PATTERN),
+            quality_ok=pl.col("quality_method").fill_null("").str.contains(spec.QUALITY_PATTERN),
         )
         .with_columns(
             shape_ok=n.is_not_null() & pl.col("quality_ok") & (pl.col("filled") <= n + 7),
@@ -267,7 +267,7 @@ def events_frame(records: pl.DataFrame, days: pl.DataFrame) -> pl.DataFrame | No
                 & (pl.col("anchor") == "300")
             ).fill_null(False),
             range_ok=~bad_range,
-            quality_ok=quality.fill_null("").str.contains(mdff.QUALITY_PATTERN)
+            quality_ok=quality.fill_null("").str.contains(spec.QUALITY_PATTERN)
             & (quality.str.slice(0, 1) != "V"),
         )
         .with_columns(quality_checked=pl.col("expected") & pl.col("quality_ok"))
@@ -355,6 +355,6 @@ def record_frame(
             "interval_date",
             "quality_method",
             "value_count",
-            expected_value_count=(mdff.MINUTES_PER_DAY // pl.col("interval_length")).cast(pl.Int32),
+            expected_value_count=(spec.MINUTES_PER_DAY // pl.col("interval_length")).cast(pl.Int32),
         )
     )

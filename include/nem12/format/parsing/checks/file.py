@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from nem12.format import spec as mdff
+from nem12.format import spec
 from nem12.format.parsing.checks.registry import check
 
 RECORD = pl.col("record_type")
@@ -37,13 +37,13 @@ def header_repeated(lines: pl.LazyFrame) -> pl.LazyFrame:
 
 @check("record_type_unknown", on="lines")
 def record_type_unknown(lines: pl.LazyFrame) -> pl.LazyFrame:
-    unknown = _records(lines).filter(~RECORD.is_in(mdff.RECORD_TYPES))
+    unknown = _records(lines).filter(~RECORD.is_in(spec.RECORD_TYPES))
     return _line_rows(
         unknown,
         pl.format(
             "record indicator '{}' is not a NEM12 record type{}",
             RECORD.str.slice(0, 20),
-            pl.when(RECORD.is_in(mdff.NEM13_RECORD_TYPES))
+            pl.when(RECORD.is_in(spec.NEM13_RECORD_TYPES))
             .then(pl.lit(" (it is a NEM13 record)"))
             .otherwise(pl.lit("")),
         ),
@@ -71,5 +71,5 @@ def data_after_end(lines: pl.LazyFrame) -> pl.LazyFrame:
 
 @check("record_outside_block", on="lines")
 def record_outside_block(lines: pl.LazyFrame) -> pl.LazyFrame:
-    outside = lines.filter(RECORD.is_in(["300", "400", "500"]), pl.col("block") == 0)
+    outside = lines.filter(RECORD.is_in(spec.BLOCK_RECORD_TYPES), pl.col("block") == 0)
     return _line_rows(outside, pl.format("{} record before any 200 record", RECORD))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from nem12.format import spec as mdff
+from nem12.format import spec
 from nem12.format.parsing.checks.registry import check, finding_rows
 from nem12.format.parsing.records import quality_position
 
@@ -96,7 +96,7 @@ def _flagged(rows: pl.LazyFrame, condition: pl.Expr, message: pl.Expr) -> pl.Laz
 def quality_method_number(rows: pl.LazyFrame) -> pl.LazyFrame:
     return _flagged(
         rows,
-        FLAG.is_in(mdff.FLAGS_NEEDING_METHOD) & (pl.col("quality_method").str.slice(1) == ""),
+        FLAG.is_in(spec.FLAGS_NEEDING_METHOD) & (pl.col("quality_method").str.slice(1) == ""),
         pl.format("QualityMethod '{}' needs a two-digit method number", pl.col("quality_method")),
     )
 
@@ -105,7 +105,7 @@ def quality_method_number(rows: pl.LazyFrame) -> pl.LazyFrame:
 def reason_code_required(rows: pl.LazyFrame) -> pl.LazyFrame:
     return _flagged(
         rows,
-        FLAG.is_in(mdff.FLAGS_NEEDING_REASON) & (REASON == ""),
+        FLAG.is_in(spec.FLAGS_NEEDING_REASON) & (REASON == ""),
         pl.format("QualityMethod '{}' needs a ReasonCode", pl.col("quality_method")),
     )
 
@@ -114,7 +114,7 @@ def reason_code_required(rows: pl.LazyFrame) -> pl.LazyFrame:
 def reason_code_invalid(rows: pl.LazyFrame) -> pl.LazyFrame:
     return _flagged(
         rows,
-        (REASON != "") & ~REASON_NUMBER.is_in(list(mdff.REASON_CODES)).fill_null(False),
+        (REASON != "") & ~REASON_NUMBER.is_in(list(spec.REASON_CODES)).fill_null(False),
         pl.format("ReasonCode '{}' is not an MDFF reason code", REASON.str.slice(0, 20)),
     )
 

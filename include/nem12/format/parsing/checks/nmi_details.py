@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import polars as pl
 
-from nem12.format import spec as mdff
+from nem12.format import spec
 from nem12.format.parsing.checks.registry import check, finding_rows
 
 #: The record has the fields up to IntervalLength; only then are the others judged.
-HAS_FIELDS = pl.col("field_count") >= 9
+HAS_FIELDS = pl.col("field_count") >= spec.NMI_DETAILS_MIN_FIELDS
 NMI = pl.col("nmi").fill_null("")
 
 
@@ -36,7 +36,7 @@ def nmi_missing(blocks: pl.LazyFrame) -> pl.LazyFrame:
 @check("nmi_format", on="blocks")
 def nmi_format(blocks: pl.LazyFrame) -> pl.LazyFrame:
     return finding_rows(
-        blocks.filter(NMI != "", ~NMI.str.contains(mdff.NMI_PATTERN)),
+        blocks.filter(NMI != "", ~NMI.str.contains(spec.NMI_PATTERN)),
         pl.format("NMI '{}' is not 10 characters of A-Z (no I, O) and 0-9", NMI),
         "200",
     )
@@ -55,7 +55,7 @@ def nmi_suffix_missing(blocks: pl.LazyFrame) -> pl.LazyFrame:
 def interval_length(blocks: pl.LazyFrame) -> pl.LazyFrame:
     return finding_rows(
         blocks.filter(
-            HAS_FIELDS, ~pl.col("interval_length").is_in(mdff.INTERVAL_LENGTHS).fill_null(False)
+            HAS_FIELDS, ~pl.col("interval_length").is_in(spec.INTERVAL_LENGTHS).fill_null(False)
         ),
         pl.format(
             "IntervalLength '{}' is not 5, 15 or 30", pl.col("interval_length_raw").fill_null("")
