@@ -230,9 +230,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Print what the file ledger says: files by status, oldest unprocessed, last merge."""
+    from nem12.pipeline.connections import postgres_dsn_from_env
     from nem12.warehouse.status import LedgerUnavailable, fetch_status, format_status
 
-    dsn = args.dsn or Settings.from_env().dsn
+    try:
+        dsn = args.dsn or Settings.from_env().dsn or postgres_dsn_from_env()
+    except ValueError as exc:  # an AIRFLOW_CONN_NEM12_POSTGRES that is neither URI nor JSON
+        raise UsageError(str(exc)) from exc
     if not dsn:
         raise UsageError("status needs --dsn or NEM12_DSN (a PostgreSQL connection string)")
     try:

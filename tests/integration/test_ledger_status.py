@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import psycopg
 
 from nem12.cli import main
+from nem12.pipeline.connections import postgres_dsn_from_env
 from nem12.pipeline.settings import Settings
 
 LAST_MERGE = datetime(2024, 5, 2, 3, 0, 0, tzinfo=UTC)
@@ -172,7 +173,7 @@ def test_no_dsn_exits_2(monkeypatch, capsys):
 
 
 def _dsn(environ: dict[str, str]) -> str | None:
-    return Settings.from_env(environ).dsn
+    return Settings.from_env(environ).dsn or postgres_dsn_from_env(environ)
 
 
 def test_dsn_falls_back_to_the_airflow_connection():

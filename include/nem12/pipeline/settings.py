@@ -8,7 +8,6 @@ the package reads ``NEM12_*`` variables. Importing this module costs nothing
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -19,8 +18,6 @@ if TYPE_CHECKING:
     from nem12.format.parsing import ParseConfig
     from nem12.format.reading import ReadLimits
 
-#: The pipeline's own Airflow connection, the fallback for ``NEM12_DSN``.
-AIRFLOW_CONN_VARIABLE = "AIRFLOW_CONN_NEM12_POSTGRES"
 #: The checkout's expectation suites (an install says where it keeps them).
 CHECKOUT_SUITES_DIR = Path(__file__).resolve().parents[3] / "great_expectations" / "expectations"
 
@@ -94,7 +91,7 @@ class Settings:
         "NEM12_WORKER_NAME", None, "a Celery worker's name in task instances"
     )
     dsn: str | None = _setting(
-        "NEM12_DSN", None, f"PostgreSQL for nem12 status (else {AIRFLOW_CONN_VARIABLE})"
+        "NEM12_DSN", None, "PostgreSQL for nem12 status (else AIRFLOW_CONN_NEM12_POSTGRES)"
     )
 
     @classmethod
@@ -106,8 +103,6 @@ class Settings:
             variable = item.metadata["variable"]
             if variable in env and (value := _parsed(variable, env[variable], item)) is not None:
                 values[item.name] = value
-        if "dsn" not in values and env.get(AIRFLOW_CONN_VARIABLE, "").strip():
-            values["dsn"] = _dsn_from_airflow(env[AIRFLOW_CONN_VARIABLE].strip())
         return cls(**values)
 
     def read_limits(self, chunk_bytes: int | None = None) -> ReadLimits:
@@ -171,23 +166,3 @@ def _parsed(variable: str, raw: str, item: Any) -> Any:
     if minimum is not None and number < minimum:
         raise SettingsError(f"{variable} must be at least {minimum:g}, not {raw!r}")
     return number
-
-
-def _dsn_from_airflow(conn: str) -> str:
-    """The Airflow connection ``nem12_postgres`` (URI or JSON form) as a libpq string."""
-    if not conn.startswith("{"):
-        return conn  # postgres://user:password@host:port/database, libpq reads it
-    try:
-        found = json.loads(conn)
-    except ValueError:
-        raise SettingsError(f"{AIRFLOW_CONN_VARIABLE} is neither a URI nor JSON") from None
-    params = {
-        "host": found.get("host"),
-        "port": found.get("port"),
-        "dbname": found.get("schema"),
-        "user": found.get("login"),
-        "password": found.get("password"),
-    }
-    from psycopg.conninfo import make_conninfo
-
-    return make_conninfo(**{k: v for k, v in params.items() if v})
