@@ -21,7 +21,7 @@ SLOW_LOAD = textwrap.dedent(
     import sys, time
     import psycopg
     from nem12.warehouse.ledger import register_file
-    from nem12.warehouse.staging import stage_readings
+    from nem12.warehouse.staging import stage_days
     from nem12.format.parsing import ParseConfig, parse_source
     from nem12.format.reading import ReadLimits
 
@@ -45,8 +45,8 @@ SLOW_LOAD = textwrap.dedent(
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         file_id = register_file(conn, "landing", "slow.csv", "slow.csv", len(data)).file_id
-        config = ParseConfig(limits=ReadLimits(chunk_bytes=2000))
-        stage_readings(conn, file_id, [Slow(p) for p in parse_source(data, config=config)])
+        config = ParseConfig(limits=ReadLimits(chunk_bytes=2000), per_day=True)
+        stage_days(conn, file_id, [Slow(p) for p in parse_source(data, config=config)])
     """
 )
 

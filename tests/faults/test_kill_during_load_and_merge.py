@@ -11,9 +11,9 @@ import signal
 import time
 
 from nem12.devtools.generate import generate_bytes
-from nem12.format.parsing import parse_source
+from nem12.format.parsing import ParseConfig, parse_source
 from nem12.warehouse.merge import merge_files
-from nem12.warehouse.staging import stage_readings
+from nem12.warehouse.staging import stage_days
 from tests.faults.scenarios import blocked_merge, keys_of, slow_load
 from tests.integration.test_load_and_merge import BASE, READINGS, table
 
@@ -30,7 +30,10 @@ def test_load_killed_mid_copy_leaves_no_rows_and_a_rerun_is_exact(conn, tmp_path
     file_id = conn.execute(
         "SELECT file_id FROM nem12.file_ledger WHERE key = 'slow.csv'"
     ).fetchone()[0]
-    assert stage_readings(conn, file_id, list(parse_source(data))) == READINGS
+    assert (
+        stage_days(conn, file_id, list(parse_source(data, config=ParseConfig(per_day=True))))
+        == READINGS
+    )
     merge_files(conn, [file_id])
     assert len(table(conn)) == READINGS
     figures = fault_tally.record("load SIGKILLed mid-COPY", 1, keys_of(data), conn)

@@ -9,21 +9,24 @@ import psycopg
 import pytest
 
 from nem12.devtools.generate import GeneratorSpec, generate_bytes
-from nem12.format.parsing import parse_source
+from nem12.format.parsing import ParseConfig, parse_source
 from nem12.warehouse.ledger import record_parse, register_file
 from nem12.warehouse.merge import merge_files
 from nem12.warehouse.schema import SCHEMA_VERSION, TASK_ROLE_SQL, apply_schema, schema_version
-from nem12.warehouse.staging import stage_readings
+from nem12.warehouse.staging import stage_days
 
 BASE = GeneratorSpec(nmis=2, days=2, channels=("E1", "B1"), seed=1, variable_day_share=0.5)
 READINGS = 2 * 2 * 2 * 48
 
 
+DAYS = ParseConfig(per_day=True)
+
+
 def load(conn: psycopg.Connection, key: str, data: bytes) -> int:
     """Register, parse and stage one file as a task would; returns its ledger id."""
     file_id = register_file(conn, "landing", key, etag=key, size_bytes=len(data)).file_id
-    parses = list(parse_source(data, name=key))  # bytes sources need no open handle
-    stage_readings(conn, file_id, parses)
+    parses = list(parse_source(data, name=key, config=DAYS))  # bytes sources need no open handle
+    stage_days(conn, file_id, parses)
     reports = [p.result for p in parses]
     record_parse(conn, file_id, reports, reports[0].status)
     return file_id
@@ -43,41 +46,35 @@ def test_schema_is_idempotent(conn):
     assert conn.execute("SELECT count(*) FROM nem12.meter_reading").fetchone() == (0,)
 
 
-def meter_storage(conn: psycopg.Connection) -> list[str] | None:
-    """meter_reading's storage parameters (its fillfactor)."""
-    row = conn.execute(
-        "SELECT reloptions FROM pg_class WHERE oid = 'nem12.meter_reading'::regclass"
-    ).fetchone()
-    return row[0] if row else None
+def staged_days(conn: psycopg.Connection) -> int:
+    return conn.execute("SELECT count(*) FROM nem12.day_staging").fetchone()[0]
 
 
-@pytest.mark.parametrize(
-    ("storage_at_v2", "after_upgrade"),
-    [("RESET (fillfactor)", ["fillfactor=50"]), ("SET (fillfactor = 100)", ["fillfactor=100"])],
-    ids=["v2 default: gets 50", "owner's choice: kept"],
-)
-def test_a_database_at_the_previous_version_is_brought_to_the_current_one(
-    conn, storage_at_v2, after_upgrade
-):
-    conn.execute(f"ALTER TABLE nem12.meter_reading {storage_at_v2}")
+#: BASE: 2 NMIs x 2 suffixes x 2 days of 30-minute data.
+DAYS_OF_BASE = 8
+
+
+def test_a_database_at_the_previous_version_is_brought_to_the_current_one(conn):
     conn.execute("INSERT INTO nem12.schema_version (version) VALUES (%s)", (SCHEMA_VERSION - 1,))
     conn.execute("DELETE FROM nem12.schema_version WHERE version = %s", (SCHEMA_VERSION,))
     assert schema_version(conn) == SCHEMA_VERSION - 1
     apply_schema(conn)
     assert schema_version(conn) == SCHEMA_VERSION
-    assert meter_storage(conn) == after_upgrade
+    assert conn.execute(
+        "SELECT relkind FROM pg_class WHERE oid = 'nem12.meter_reading'::regclass"
+    ).fetchone() == ("v",)
 
 
 def test_a_database_a_newer_worker_upgraded_gets_no_older_ddl(conn):
-    conn.execute("ALTER TABLE nem12.meter_reading RESET (fillfactor)")
+    conn.execute("DROP VIEW nem12.ledger_summary")
     conn.execute("INSERT INTO nem12.schema_version (version) VALUES (%s)", (SCHEMA_VERSION + 1,))
     apply_schema(conn)
-    assert meter_storage(conn) is None  # this version's DDL would have set fillfactor 50
+    assert conn.execute("SELECT to_regclass('nem12.ledger_summary')").fetchone() == (None,)
 
 
 def test_a_file_is_staged_then_merged_with_exact_values(conn):
     file_id = load(conn, "a.csv", generate_bytes(BASE))
-    assert conn.execute("SELECT count(*) FROM nem12.reading_staging").fetchone() == (READINGS,)
+    assert staged_days(conn) == DAYS_OF_BASE
     counts = merge_files(conn, [file_id])
     assert (counts.inserted, counts.updated, counts.unchanged, counts.superseded) == (
         READINGS,
@@ -89,7 +86,7 @@ def test_a_file_is_staged_then_merged_with_exact_values(conn):
     assert len(stored) == READINGS
     values = [v[0] for v in stored.values()]
     assert all(isinstance(v, Decimal) for v in values)
-    assert conn.execute("SELECT count(*) FROM nem12.reading_staging").fetchone() == (0,)
+    assert staged_days(conn) == 0
     ledger = conn.execute(
         "SELECT status, readings, inserted FROM nem12.file_ledger WHERE file_id = %s", (file_id,)
     ).fetchone()
@@ -101,7 +98,7 @@ def test_restaging_a_file_replaces_its_rows(conn):
     first = load(conn, "a.csv", data)
     again = load(conn, "a.csv", data)
     assert first == again
-    assert conn.execute("SELECT count(*) FROM nem12.reading_staging").fetchone() == (READINGS,)
+    assert staged_days(conn) == DAYS_OF_BASE
 
 
 def test_newer_version_wins_and_a_late_older_one_changes_nothing(conn):
@@ -117,28 +114,6 @@ def test_newer_version_wins_and_a_late_older_one_changes_nothing(conn):
     assert (late.inserted, late.updated) == (0, 0)
     assert late.superseded + late.unchanged == READINGS
     assert {k: v[:2] for k, v in table(conn).items()} == {k: v[:2] for k, v in after_new.items()}
-
-
-def test_a_correction_of_whole_days_writes_each_new_version_beside_the_old(conn):
-    """Pages keep half their space free: a correction's new versions stay on the old
-    ones' pages, HOT updates that add no index entry."""
-    old = GeneratorSpec(**{**BASE.__dict__, "update_datetime": datetime(2024, 2, 1, 9, 0)})
-    new = GeneratorSpec(
-        **{**BASE.__dict__, "seed": 11, "update_datetime": datetime(2024, 3, 1, 9, 0)}
-    )
-    assert meter_storage(conn) == ["fillfactor=50"]
-    merge_files(conn, [load(conn, "old.csv", generate_bytes(old))])
-    page_of = (
-        "SELECT nmi, nmi_suffix, interval_start, (ctid::text::point)[0] FROM nem12.meter_reading"
-    )
-    before = {row[:3]: row[3] for row in conn.execute(page_of)}
-    newer = merge_files(conn, [load(conn, "new.csv", generate_bytes(new))])
-    assert newer.updated + newer.unchanged == READINGS and newer.updated > READINGS // 2
-    after = {row[:3]: row[3] for row in conn.execute(page_of)}
-    moved = [key for key, page in after.items() if page != before[key]]
-    assert after.keys() == before.keys()
-    # a longer new version may not fit its page (here 2 of 384); at fillfactor 100 all move
-    assert len(moved) <= READINGS // 20
 
 
 def test_same_batch_versions_resolve_to_the_newest_and_count_the_rest(conn):
@@ -169,37 +144,14 @@ def test_identical_newer_version_moves_the_version_so_a_middle_one_cannot_win(co
     assert {k: v[:2] for k, v in table(conn).items()} == {k: v[:2] for k, v in before.items()}
 
 
-def staged(conn: psycopg.Connection) -> tuple[int, int]:
-    return conn.execute(
-        "SELECT (SELECT count(*) FROM nem12.reading_staging), "
-        "(SELECT count(*) FROM nem12.staged_stream)"
-    ).fetchone()
-
-
-def test_staging_records_each_streams_span(conn):
-    file_id = load(conn, "a.csv", generate_bytes(BASE))
-    spans = conn.execute(
-        "SELECT member, nmi, nmi_suffix, first_start, last_start, readings "
-        "FROM nem12.staged_stream WHERE file_id = %s ORDER BY nmi, nmi_suffix",
-        (file_id,),
-    ).fetchall()
-    first = datetime.fromisoformat("2024-01-01T00:00:00+10:00")
-    last = datetime.fromisoformat("2024-01-02T23:30:00+10:00")
-    assert spans == [
-        (0, nmi, suffix, first, last, 2 * 48)
-        for nmi in (BASE.nmi(1), BASE.nmi(2))
-        for suffix in ("B1", "E1")
-    ]
-
-
 def test_merging_one_file_leaves_the_other_staged_files_rows(conn):
     first = load(conn, "a.csv", generate_bytes(BASE))
     other = GeneratorSpec(**{**BASE.__dict__, "seed": 2})
     second = load(conn, "b.csv", generate_bytes(other))
     assert merge_files(conn, [first]).inserted == READINGS
-    assert staged(conn) == (READINGS, 4)
+    assert staged_days(conn) == DAYS_OF_BASE
     assert merge_files(conn, [second]).inserted == READINGS
-    assert staged(conn) == (0, 0)
+    assert staged_days(conn) == 0
     assert len(table(conn)) == 2 * READINGS
 
 
@@ -214,11 +166,11 @@ def test_one_object_whose_members_repeat_a_day_counts_it_once(conn):
     reports = []
 
     def parses():
-        for parse in parse_source(data, name="both.zip"):  # members one after another
+        for parse in parse_source(data, name="both.zip", config=DAYS):  # members one after another
             yield parse
             reports.append(parse.result)
 
-    assert stage_readings(conn, file_id, parses()) == 2 * READINGS
+    assert stage_days(conn, file_id, parses()) == 2 * READINGS
     record_parse(conn, file_id, reports, "accepted")
     counts = merge_files(conn, [file_id])
     assert (counts.inserted, counts.superseded) == (READINGS, READINGS)
@@ -282,7 +234,7 @@ def test_tasks_run_as_a_role_without_ddl_rights(conn, postgres):
             file_id = load(task, "a.csv", generate_bytes(BASE))
             assert merge_files(task, [file_id]).inserted == READINGS
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                task.execute("DROP TABLE nem12.meter_reading")
+                task.execute("DROP TABLE nem12.meter_day")
     finally:
         conn.execute("DROP OWNED BY nem12_task_test")
         conn.execute("DROP ROLE nem12_task_test")

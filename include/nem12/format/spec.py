@@ -227,3 +227,36 @@ READING_SCHEMA: dict[str, pl.DataType] = {
     "msats_load_datetime": pl.Datetime("us", NEM_TIME_ZONE),
     "line_number": pl.Int64(),
 }
+
+#: Each QualityFlag's class, named as the day row's count of intervals in it
+#: (``{name}_intervals``); V counts intervals of a V day no 400 range covers.
+QUALITY_CLASSES: dict[str, str] = {
+    "A": "actual",
+    "E": "estimated",
+    "F": "final_substituted",
+    "N": "null",
+    "S": "substituted",
+    "V": "variable",
+}
+QUALITY_COUNT_COLUMNS = tuple(f"{name}_intervals" for name in QUALITY_CLASSES.values())
+
+#: One accepted 300 record as a day row: the values as a PostgreSQL array
+#: literal of the exact decimals as written, the day's own quality fields,
+#: ``interval_quality`` (a V day whose intervals differ from the day's own:
+#: JSON ranges covering every interval, see ``parsing.days``), the sum and the
+#: count of intervals per quality class.
+DAY_SCHEMA: dict[str, pl.DataType] = {
+    **{c: READING_SCHEMA[c] for c in STREAM_COLUMNS},
+    "interval_date": pl.Date(),
+    "intervals": pl.Int32(),
+    "values": pl.String(),
+    "quality_method": QUALITY_DTYPE,
+    "reason_code": pl.Categorical(),
+    "reason_description": pl.Categorical(),
+    "interval_quality": pl.String(),
+    "update_datetime": pl.Datetime("us", NEM_TIME_ZONE),
+    "msats_load_datetime": pl.Datetime("us", NEM_TIME_ZONE),
+    "line_number": pl.Int64(),
+    "total": VALUE_DTYPE,
+    **dict.fromkeys(QUALITY_COUNT_COLUMNS, pl.Int32()),
+}

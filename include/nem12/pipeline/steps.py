@@ -434,8 +434,9 @@ def load_group(
         try:
             held = file.held(settings)
             with storage.fetched(s3, settings.bucket, held.held_key, sha256=file.sha256) as got:
-                parses = parse_source(got.file, name=file.key, config=settings.parse_config())
-                rows = staging.stage_readings(conn, file.file_id, parses)
+                config = settings.parse_config(per_day=True)
+                parses = parse_source(got.file, name=file.key, config=config)
+                rows = staging.stage_days(conn, file.file_id, parses)
         except storage.ObjectGone:
             if not _moved_by_another_run(conn, file):
                 raise

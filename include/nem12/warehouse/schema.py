@@ -1,15 +1,24 @@
 """The warehouse's schema in PostgreSQL (psycopg 3): tables, statuses, and how it is applied.
 
-Parse-and-load tasks only ever write ``reading_staging`` (rows keyed by their
-file), so parallel loads never contend on the meter-reading table; the merge
-(``nem12.warehouse.merge``) is the one writer of ``meter_reading``.
+NEM12 versions data by the day, and so does the warehouse: ``meter_day``
+holds one row per (nmi, nmi_suffix, interval_date) with the day's values as
+an exact ``numeric[]``; ``meter_reading`` is a view of it, one row per
+interval. Parse-and-load tasks only ever write ``day_staging`` (rows keyed by
+their file), so parallel loads never contend on the meter table; the merge
+(``nem12.warehouse.merge``) is the one writer of ``meter_day``.
 """
 
 from __future__ import annotations
 
+import logging
+
 import psycopg
 
+from nem12.format import spec
+
 SCHEMA = "nem12"
+
+log = logging.getLogger(__name__)
 
 #: Every status a ``file_ledger`` row can have, in the order a file moves through them;
 #: ``replaced``: the version was overwritten or removed under its key before it could be read.
@@ -31,7 +40,7 @@ FINISHED = tuple(status for status in FILE_STATUSES if status not in UNFINISHED)
 FINISHED_FOR_GOOD = tuple(status for status in FINISHED if status != "replaced")
 
 #: Bumped with every change to DDL (applied by the owner of the schema).
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: The least privilege the tasks need once the schema exists: read and write
 #: rows, no DDL. Run as the schema's owner; ``{role}`` is the tasks' login role.
@@ -46,8 +55,8 @@ GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {SCHEMA} TO {{role}};
 #: at 50 each row's first new version fits beside the old one.
 METER_FILLFACTOR = 50
 
-#: Idempotent DDL: applying it again changes nothing.
-DDL = f"""
+#: Idempotent DDL up to version 4 (one row per interval); ``DDL_V5`` builds on it.
+DDL_V4 = f"""
 CREATE SCHEMA IF NOT EXISTS {SCHEMA};
 
 CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_version (
@@ -143,7 +152,8 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.meter_reading (
 -- Applies to pages written from now on. A fillfactor an owner chose is kept.
 DO $$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_class c, unnest(c.reloptions) AS o
+    IF (SELECT relkind FROM pg_class WHERE oid = '{SCHEMA}.meter_reading'::regclass) = 'r'
+       AND NOT EXISTS (SELECT 1 FROM pg_class c, unnest(c.reloptions) AS o
                    WHERE c.oid = '{SCHEMA}.meter_reading'::regclass
                      AND o LIKE 'fillfactor=%') THEN
         ALTER TABLE {SCHEMA}.meter_reading SET (fillfactor = {METER_FILLFACTOR});
@@ -212,6 +222,293 @@ SELECT
 """
 
 
+_QUALITY_COUNTS = ",\n".join(
+    f"    {column:<28} smallint NOT NULL" for column in spec.QUALITY_COUNT_COLUMNS
+)
+
+#: Version 5: a day per row. The long table of v4, if any, is renamed
+#: ``meter_reading_v4`` and converted by ``migrate_v4`` in resumable batches.
+DDL_V5 = f"""
+DROP VIEW IF EXISTS {SCHEMA}.ledger_summary;
+DO $$
+BEGIN
+    IF (SELECT relkind FROM pg_class WHERE oid = to_regclass('{SCHEMA}.meter_reading')) = 'r' THEN
+        ALTER TABLE {SCHEMA}.meter_reading RENAME TO meter_reading_v4;
+        ALTER INDEX IF EXISTS {SCHEMA}.meter_reading_pkey RENAME TO meter_reading_v4_pkey;
+    END IF;
+END
+$$;
+DROP TABLE IF EXISTS {SCHEMA}.reading_staging, {SCHEMA}.staged_stream;
+
+-- One row per staged 300 record. The values are
+-- stored uncompressed here (compressing them twice costs time for nothing).
+CREATE UNLOGGED TABLE IF NOT EXISTS {SCHEMA}.day_staging (
+    file_id              bigint NOT NULL,
+    member               integer NOT NULL,
+    line_number          bigint NOT NULL,
+    nmi                  text NOT NULL,
+    nmi_suffix           text NOT NULL,
+    interval_date        date NOT NULL,
+    interval_length      smallint NOT NULL,
+    uom                  text NOT NULL,
+    interval_values      numeric[] NOT NULL,
+    quality_method       text NOT NULL,
+    reason_code          text,
+    reason_description   text,
+    interval_quality     jsonb,
+    update_datetime      timestamptz,
+    total                numeric NOT NULL,
+{_QUALITY_COUNTS}
+);
+ALTER TABLE {SCHEMA}.day_staging ALTER COLUMN interval_values SET STORAGE EXTERNAL;
+-- A retried load finds its file's rows, the merge each day it ranks.
+CREATE INDEX IF NOT EXISTS day_staging_row ON {SCHEMA}.day_staging (file_id, member, line_number);
+
+-- The meter table: one day of one data stream per row, as NEM12 versions it.
+-- interval_values: the day's IntervalValues in order, exact, as written;
+-- quality_method, reason_code, reason_description: the 300 record's;
+-- interval_quality: where a V day's intervals differ from those, its 400
+-- ranges as [{{"first_interval", "last_interval", "quality_method",
+-- "reason_code", "reason_description"}}] covering every interval;
+-- total and the *_intervals counts: the day's sum and intervals per QualityFlag.
+CREATE TABLE IF NOT EXISTS {SCHEMA}.meter_day (
+    nmi                  text NOT NULL,
+    nmi_suffix           text NOT NULL,
+    interval_date        date NOT NULL,
+    interval_length      smallint NOT NULL,
+    uom                  text NOT NULL,
+    interval_values      numeric[] NOT NULL,
+    quality_method       text NOT NULL,
+    reason_code          text,
+    reason_description   text,
+    interval_quality     jsonb,
+    update_datetime      timestamptz,
+    header_datetime      timestamptz,
+    file_id              bigint NOT NULL,
+    merged_at            timestamptz NOT NULL DEFAULT now(),
+    total                numeric NOT NULL,
+{_QUALITY_COUNTS},
+    PRIMARY KEY (nmi, nmi_suffix, interval_date)
+);
+
+-- A day's readings: interval number, start minute, value and quality. One
+-- definition for the view and the merge's per-reading outcomes; the value
+-- without trailing zeros, as the long table of v4 held it.
+CREATE OR REPLACE FUNCTION {SCHEMA}.day_readings(
+    day_values numeric[], day_length smallint, day_quality text, day_reason_code text,
+    day_reason_description text, day_interval_quality jsonb)
+RETURNS TABLE (interval_number integer, start_minute integer, value numeric,
+               quality_method text, reason_code text, reason_description text)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
+    SELECT v.i::integer, ((v.i - 1) * day_length)::integer, trim_scale(v.value),
+           coalesce(q.quality_method, day_quality),
+           CASE WHEN q.quality_method IS NULL THEN day_reason_code ELSE q.reason_code END,
+           CASE WHEN q.quality_method IS NULL THEN day_reason_description
+                ELSE q.reason_description END
+    FROM unnest(day_values) WITH ORDINALITY AS v(value, i)
+    LEFT JOIN LATERAL (
+        SELECT r.quality_method, r.reason_code, r.reason_description
+        FROM jsonb_to_recordset(day_interval_quality) AS r(
+            first_interval integer, last_interval integer, quality_method text,
+            reason_code text, reason_description text)
+        WHERE v.i BETWEEN r.first_interval AND r.last_interval
+        LIMIT 1
+    ) q ON true
+    WHERE v.value IS NOT NULL
+$fn$;
+
+-- Every reading with its day (for queries that bound the day and use the key).
+CREATE OR REPLACE VIEW {SCHEMA}.meter_interval AS
+SELECT d.nmi, d.nmi_suffix, d.interval_date,
+       (d.interval_date::timestamp AT TIME ZONE '{spec.NEM_TIME_ZONE}')
+           + r.start_minute * interval '1 minute' AS interval_start,
+       d.interval_length, r.value, d.uom, r.quality_method, r.reason_code,
+       r.reason_description, d.update_datetime, d.header_datetime, d.file_id, d.merged_at
+FROM {SCHEMA}.meter_day d
+CROSS JOIN LATERAL {SCHEMA}.day_readings(
+    d.interval_values, d.interval_length, d.quality_method, d.reason_code,
+    d.reason_description, d.interval_quality) r;
+
+-- The v4 interface: one row per interval, the long table's columns.
+CREATE OR REPLACE VIEW {SCHEMA}.meter_reading AS
+SELECT nmi, nmi_suffix, interval_start, interval_length, value, uom, quality_method,
+       reason_code, reason_description, update_datetime, header_datetime, file_id, merged_at
+FROM {SCHEMA}.meter_interval;
+
+-- An NMI's readings in [from, to): bounds the days, so the key does the work.
+CREATE OR REPLACE FUNCTION {SCHEMA}.meter_readings(nmi text, from_start timestamptz,
+                                                   to_start timestamptz)
+RETURNS SETOF {SCHEMA}.meter_reading
+LANGUAGE sql STABLE AS $fn$
+    SELECT nmi, nmi_suffix, interval_start, interval_length, value, uom, quality_method,
+           reason_code, reason_description, update_datetime, header_datetime, file_id, merged_at
+    FROM {SCHEMA}.meter_interval m
+    WHERE m.nmi = meter_readings.nmi
+      AND m.interval_date BETWEEN (from_start AT TIME ZONE '{spec.NEM_TIME_ZONE}')::date
+                              AND (to_start AT TIME ZONE '{spec.NEM_TIME_ZONE}')::date
+      AND m.interval_start >= from_start AND m.interval_start < to_start
+$fn$;
+
+-- Where a resumable conversion of the long table stands (gone once done).
+CREATE TABLE IF NOT EXISTS {SCHEMA}.migration_v5 (
+    done_through_nmi  text NOT NULL,
+    at                timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE OR REPLACE VIEW {SCHEMA}.ledger_summary AS
+SELECT
+    (SELECT coalesce(jsonb_object_agg(status, files), '{{}}'::jsonb)
+       FROM (SELECT status, count(*) AS files FROM {SCHEMA}.file_ledger GROUP BY status) s)
+        AS files_by_status,
+    (SELECT min(first_seen) FROM {SCHEMA}.file_ledger
+      WHERE status IN ('registered', 'validated', 'staged')) AS oldest_unprocessed,
+    (SELECT max(updated_at) FROM {SCHEMA}.file_ledger
+      WHERE status IN ('loaded', 'partial')) AS last_merge,
+    (SELECT coalesce(sum({spec.MINUTES_PER_DAY} / interval_length), 0)::bigint
+       FROM {SCHEMA}.meter_day) AS readings;
+"""
+
+#: Readings per batch of the v4 conversion (whole NMIs, so a batch may hold more).
+MIGRATION_BATCH_READINGS = 500_000
+
+_VERSION_ORDER = (
+    "coalesce(update_datetime, '-infinity') DESC, coalesce(header_datetime, '-infinity') DESC, "
+    "file_id DESC"
+)
+
+#: The long rows of NMIs in (after, through] as day rows. A day's newest version
+#: wins (its rows share it); rows of an older version (a day re-sent at another
+#: interval length left them) are dropped. A day whose intervals all share one
+#: quality keeps it as the day's; any other becomes V with its runs as ranges.
+_CONVERT_V4 = f"""
+CREATE TEMP TABLE converted ON COMMIT DROP AS
+WITH long AS (
+    SELECT r.*, (r.interval_start AT TIME ZONE '{spec.NEM_TIME_ZONE}')::date AS interval_date,
+           rank() OVER (
+               PARTITION BY r.nmi, r.nmi_suffix,
+                            (r.interval_start AT TIME ZONE '{spec.NEM_TIME_ZONE}')::date
+               ORDER BY {_VERSION_ORDER}) AS version_rank
+    FROM {SCHEMA}.meter_reading_v4 r
+    WHERE r.nmi > %(after)s AND r.nmi <= %(through)s
+), current AS (
+    SELECT l.*,
+           (extract(epoch FROM l.interval_start - (l.interval_date::timestamp
+                AT TIME ZONE '{spec.NEM_TIME_ZONE}')) / 60 / l.interval_length)::integer + 1
+               AS interval_number
+    FROM long l WHERE l.version_rank = 1
+), runs AS (
+    SELECT c.*,
+           c.interval_number - row_number() OVER (
+               PARTITION BY c.nmi, c.nmi_suffix, c.interval_date, c.quality_method,
+                            c.reason_code, c.reason_description
+               ORDER BY c.interval_number) AS run
+    FROM current c
+), ranges AS (
+    SELECT nmi, nmi_suffix, interval_date,
+           jsonb_agg(jsonb_build_object(
+               'first_interval', first_interval, 'last_interval', last_interval,
+               'quality_method', quality_method, 'reason_code', reason_code,
+               'reason_description', reason_description) ORDER BY first_interval) AS ranges,
+           count(*) AS qualities
+    FROM (SELECT nmi, nmi_suffix, interval_date, quality_method, reason_code,
+                 reason_description, min(interval_number) AS first_interval,
+                 max(interval_number) AS last_interval
+          FROM runs GROUP BY nmi, nmi_suffix, interval_date, quality_method, reason_code,
+                             reason_description, run) r
+    GROUP BY nmi, nmi_suffix, interval_date
+), days AS (
+    SELECT nmi, nmi_suffix, interval_date, min(interval_length) AS interval_length,
+           max(interval_length) AS longest, min(uom) AS uom,
+           array_agg(value ORDER BY interval_number) AS interval_values,
+           count(*) AS intervals, max(interval_number) AS last_number,
+           min(quality_method) AS quality_method, min(reason_code) AS reason_code,
+           min(reason_description) AS reason_description,
+           min(update_datetime) AS update_datetime, min(header_datetime) AS header_datetime,
+           min(file_id) AS file_id, max(merged_at) AS merged_at, sum(value) AS total,
+           {
+    ", ".join(
+        f"count(*) FILTER (WHERE left(quality_method, 1) = '{letter}') AS {column}"
+        for letter, column in zip(spec.QUALITY_CLASSES, spec.QUALITY_COUNT_COLUMNS)
+    )
+}
+    FROM current GROUP BY nmi, nmi_suffix, interval_date
+)
+SELECT d.nmi, d.nmi_suffix, d.interval_date, d.interval_length, d.uom, d.interval_values,
+       CASE WHEN r.qualities = 1 THEN d.quality_method ELSE 'V' END AS quality_method,
+       CASE WHEN r.qualities = 1 THEN d.reason_code END AS reason_code,
+       CASE WHEN r.qualities = 1 THEN d.reason_description END AS reason_description,
+       CASE WHEN r.qualities > 1 THEN r.ranges END AS interval_quality,
+       d.update_datetime, d.header_datetime, d.file_id, d.merged_at, d.total,
+       {", ".join(f"d.{column}" for column in spec.QUALITY_COUNT_COLUMNS)},
+       d.intervals <> {spec.MINUTES_PER_DAY} / d.interval_length
+           OR d.last_number <> d.intervals OR d.longest <> d.interval_length AS incomplete
+FROM days d JOIN ranges r USING (nmi, nmi_suffix, interval_date)
+"""
+
+_DAY_COLUMNS = (
+    "nmi, nmi_suffix, interval_date, interval_length, uom, interval_values, quality_method, "
+    "reason_code, reason_description, interval_quality, update_datetime, header_datetime, "
+    f"file_id, merged_at, total, {', '.join(spec.QUALITY_COUNT_COLUMNS)}"
+)
+
+
+class MigrationError(RuntimeError):
+    """The long table holds a day the day table cannot represent."""
+
+
+def migrate_v4(conn: psycopg.Connection, batch_readings: int = MIGRATION_BATCH_READINGS) -> int:
+    """Convert ``meter_reading_v4`` into ``meter_day``, whole NMIs per transaction.
+
+    Where it stands is committed with each batch (``migration_v5``): an
+    interrupted conversion resumes where it stopped. Returns the days written.
+    The long table is dropped once every NMI is converted.
+    """
+    written = 0
+    while True:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('nem12 schema'))")
+            if (
+                conn.execute(f"SELECT to_regclass('{SCHEMA}.meter_reading_v4')").fetchone()[0]
+                is None
+            ):
+                return written
+            done = (
+                conn.execute(f"SELECT max(done_through_nmi) FROM {SCHEMA}.migration_v5").fetchone()[
+                    0
+                ]
+                or ""
+            )
+            through = conn.execute(
+                f"SELECT coalesce((SELECT nmi FROM {SCHEMA}.meter_reading_v4 WHERE nmi > %(after)s"
+                " ORDER BY nmi OFFSET %(n)s LIMIT 1),"
+                f" (SELECT max(nmi) FROM {SCHEMA}.meter_reading_v4 WHERE nmi > %(after)s))",
+                {"after": done, "n": batch_readings},
+            ).fetchone()[0]
+            if through is None:
+                conn.execute(f"DROP TABLE {SCHEMA}.meter_reading_v4, {SCHEMA}.migration_v5")
+                return written
+            conn.execute(_CONVERT_V4, {"after": done, "through": through})
+            broken = conn.execute(
+                "SELECT count(*), min(nmi || ' ' || nmi_suffix || ' ' || interval_date)"
+                " FROM converted WHERE incomplete"
+            ).fetchone()
+            if broken[0]:
+                raise MigrationError(
+                    f"{SCHEMA}.meter_reading_v4: {broken[0]} days are not whole days of one"
+                    f" interval length, the first {broken[1]}; nothing of this batch was converted"
+                )
+            rows = conn.execute(
+                f"INSERT INTO {SCHEMA}.meter_day ({_DAY_COLUMNS})"
+                f" SELECT {_DAY_COLUMNS} FROM converted RETURNING 1"
+            ).fetchall()
+            conn.execute("DROP TABLE converted")
+            conn.execute(
+                f"INSERT INTO {SCHEMA}.migration_v5 (done_through_nmi) VALUES (%s)", (through,)
+            )
+            written += len(rows)
+            log.info("schema v5: %d days converted, NMIs through %s", written, through)
+
+
 def schema_version(conn: psycopg.Connection) -> int | None:
     """The schema version the database holds (None before the first apply)."""
     row = conn.execute(f"SELECT to_regclass('{SCHEMA}.schema_version') IS NOT NULL").fetchone()
@@ -233,7 +530,11 @@ def apply_schema(conn: psycopg.Connection) -> None:
         return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('nem12 schema'))")
-        conn.execute(DDL)
+        conn.execute(DDL_V4)
+        conn.execute(DDL_V5)
+    migrate_v4(conn)
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('nem12 schema'))")
         conn.execute(
             f"INSERT INTO {SCHEMA}.schema_version (version) VALUES (%s) ON CONFLICT DO NOTHING",
             (SCHEMA_VERSION,),

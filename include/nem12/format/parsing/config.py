@@ -19,6 +19,9 @@ class ParseConfig:
     reject_file_on_block_error: bool = False
     max_findings_per_rule: int = 100
     keep_records: bool = False  # build ParseResult.records, the per-record frame
+    #: Yield day rows (``spec.DAY_SCHEMA``, what the warehouse stores) instead of
+    #: one row per interval (``spec.READING_SCHEMA``).
+    per_day: bool = False
     #: Enums for some of ``spec.STREAM_TEXT_FIELDS`` (see ``output.stream_enums``);
     #: a chunk holding a value outside them keeps the categoricals.
     stream_enums: Mapping[str, pl.Enum] = field(default_factory=dict)

@@ -19,6 +19,7 @@ from nem12.format.findings import FindingCollector
 from nem12.format.parsing import records as rec
 from nem12.format.parsing.checks import Frame, checks_on
 from nem12.format.parsing.config import ParseConfig
+from nem12.format.parsing.days import day_rows
 from nem12.format.parsing.explode import concat_readings, explode, text_dtypes
 from nem12.format.parsing.result import ParseNotFinished, ParseResult, Status
 from nem12.format.parsing.state import ParseState
@@ -67,7 +68,7 @@ class Parse:
         return self._result
 
     def batches(self) -> Iterator[pl.DataFrame]:
-        """Accepted readings, batch by batch, in READING_SCHEMA.
+        """Accepted readings, batch by batch, in READING_SCHEMA (DAY_SCHEMA if ``per_day``).
 
         A file rejected at its end (a missing 900, say) has had batches yielded:
         keep them only if ``result.status`` is not ``rejected``.
@@ -89,7 +90,8 @@ class Parse:
                     if work is not None:
                         days, events = work
                         enums = text_dtypes(days, self.config.stream_enums)
-                        future = pool.submit(explode, days, events, enums)
+                        rows = day_rows if self.config.per_day else explode
+                        future = pool.submit(rows, days, events, enums)
                     waiting.append(_Exploding(future, chunk.block_complete, self.state.blocks))
                     while len(waiting) > 1:
                         yield from self._release(waiting.popleft())
@@ -219,7 +221,9 @@ class Parse:
             readings = readings.filter(~pl.col("block").is_in(list(rejected)))
         if readings.is_empty():
             return
-        self.state.readings += readings.height
+        self.state.readings += (
+            int(readings.get_column("intervals").sum()) if self.config.per_day else readings.height
+        )
         yield readings.drop("block")
 
     # --- the end -----------------------------------------------------------------

@@ -36,6 +36,33 @@ def _nem_datetime(raw: pl.Expr, fmt: str) -> pl.Expr:
     )
 
 
+def day_fields(text_dtypes: Mapping[str, pl.DataType]) -> list[pl.Expr]:
+    """What every reading of a day shares, computed once on the day frame."""
+    update = pl.col("update_raw").fill_null("")
+    return [
+        pl.col("block").cast(pl.Int32),
+        "line",
+        "interval_length",
+        *[
+            (
+                pl.when(pl.col(c) != "").then(pl.col(c))
+                if c in spec.OPTIONAL_TEXT_COLUMNS
+                else pl.col(c)
+            )
+            .cast(text_dtypes[c])
+            .alias(c)
+            for c in spec.READING_TEXT_COLUMNS
+        ],
+        pl.when(update.str.len_bytes() == 12)
+        .then(_nem_datetime(update, "%Y%m%d%H%M"))
+        .otherwise(_nem_datetime(update, "%Y%m%d%H%M%S"))
+        .alias("update_datetime"),
+        _nem_datetime(pl.col("msats_raw").fill_null(""), "%Y%m%d%H%M%S").alias(
+            "msats_load_datetime"
+        ),
+    ]
+
+
 def explode(
     days: pl.DataFrame, events: pl.DataFrame | None, text_dtypes: Mapping[str, pl.DataType]
 ) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
@@ -47,31 +74,14 @@ def explode(
     """
     if days.is_empty():
         return None, None
-    update = pl.col("update_raw").fill_null("")
     # per day, its intervals' starts in microseconds, exploded alongside the values
     day_start = (pl.col("interval_date").cast(pl.Int64) * 86_400 - _NEM_OFFSET_SECONDS) * 1_000_000
     step = pl.col("interval_length").cast(pl.Int64) * 60_000_000
     long = (
         days.lazy()
         .select(
-            pl.col("block").cast(pl.Int32),
-            "line",
-            "interval_length",
+            *day_fields(text_dtypes),
             (~pl.col("raw").str.contains("[-+eE]")).alias("plain_line"),
-            *[
-                (
-                    pl.when(pl.col(c) != "").then(pl.col(c))
-                    if c in spec.OPTIONAL_TEXT_COLUMNS
-                    else pl.col(c)
-                )
-                .cast(text_dtypes[c])
-                .alias(c)
-                for c in spec.READING_TEXT_COLUMNS
-            ],
-            update_datetime=pl.when(update.str.len_bytes() == 12)
-            .then(_nem_datetime(update, "%Y%m%d%H%M"))
-            .otherwise(_nem_datetime(update, "%Y%m%d%H%M%S")),
-            msats_load_datetime=_nem_datetime(pl.col("msats_raw").fill_null(""), "%Y%m%d%H%M%S"),
             value=F.list.slice(2, pl.col("intervals")),
             interval_start=pl.int_ranges(
                 day_start, day_start + pl.col("intervals").cast(pl.Int64) * step, step
