@@ -67,7 +67,7 @@ class Wiring:
             exists = conn.execute("SELECT to_regclass('nem12.file_ledger')").fetchone()[0]
             if exists:
                 conn.execute(
-                    "TRUNCATE nem12.meter_reading, nem12.reading_staging, nem12.staged_stream, "
+                    "TRUNCATE nem12.meter_day, nem12.day_staging, "
                     "nem12.finding, nem12.file_ledger RESTART IDENTITY CASCADE"
                 )
         s3 = self.services.s3_client()
@@ -123,7 +123,7 @@ def statement_running(prefix: str) -> str:
 
 KILL_POINTS: dict[str, Callable[[], str]] = {
     "validated, before its COPY": lambda: file_status("validated"),
-    "during the COPY into staging": lambda: statement_running("COPY nem12.reading_staging"),
+    "during the COPY into staging": lambda: statement_running("COPY nem12.day_staging"),
     "staged, after its COPY": lambda: file_status("staged"),
     "during the merge's insert": lambda: statement_running("INSERT INTO nem12.meter_reading"),
 }
@@ -150,7 +150,7 @@ def test_a_run_killed_mid_task_is_finished_exactly_by_the_next_run(wiring, point
         ("landing/NEM12#MEDIUM#MDPGEN#RETAILER.csv", "loaded", len(expected), len(expected))
     ]
     with psycopg.connect(dsn) as conn:
-        assert conn.execute("SELECT count(*) FROM nem12.reading_staging").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM nem12.day_staging").fetchone() == (0,)
         figures = fault_tally.record(f"Airflow run SIGKILLed: {point}", 1, expected, conn)
     assert (figures.readings_lost, figures.readings_duplicated) == (0, 0)
 

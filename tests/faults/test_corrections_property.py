@@ -35,7 +35,7 @@ versions = st.lists(
 @given(versions=versions, data=st.data())
 def test_table_equals_the_newest_version_model(conn, versions, data, fault_tally):
     conn.execute(
-        "TRUNCATE nem12.meter_reading, nem12.reading_staging, nem12.staged_stream, nem12.finding, "
+        "TRUNCATE nem12.meter_day, nem12.day_staging, nem12.finding, "
         "nem12.file_ledger RESTART IDENTITY CASCADE"
     )
     specs = [

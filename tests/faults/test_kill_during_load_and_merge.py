@@ -11,11 +11,11 @@ import signal
 import time
 
 from nem12.devtools.generate import generate_bytes
-from nem12.format.parsing import ParseConfig, parse_source
+from nem12.format.parsing import parse_source
 from nem12.warehouse.merge import merge_files
 from nem12.warehouse.staging import stage_days
 from tests.faults.scenarios import blocked_merge, keys_of, slow_load
-from tests.integration.test_load_and_merge import BASE, READINGS, table
+from tests.integration.test_load_and_merge import BASE, DAYS, DAYS_OF_BASE, READINGS, table
 
 
 def test_load_killed_mid_copy_leaves_no_rows_and_a_rerun_is_exact(conn, tmp_path, fault_tally):
@@ -26,14 +26,11 @@ def test_load_killed_mid_copy_leaves_no_rows_and_a_rerun_is_exact(conn, tmp_path
     os.kill(child.pid, signal.SIGKILL)
     child.wait(timeout=30)
     time.sleep(0.5)  # the server notices the dead connection and rolls back
-    assert conn.execute("SELECT count(*) FROM nem12.reading_staging").fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM nem12.day_staging").fetchone() == (0,)
     file_id = conn.execute(
         "SELECT file_id FROM nem12.file_ledger WHERE key = 'slow.csv'"
     ).fetchone()[0]
-    assert (
-        stage_days(conn, file_id, list(parse_source(data, config=ParseConfig(per_day=True))))
-        == READINGS
-    )
+    assert stage_days(conn, file_id, list(parse_source(data, config=DAYS))) == READINGS
     merge_files(conn, [file_id])
     assert len(table(conn)) == READINGS
     figures = fault_tally.record("load SIGKILLed mid-COPY", 1, keys_of(data), conn)
@@ -50,9 +47,9 @@ def test_merge_killed_mid_transaction_changes_nothing_and_a_rerun_is_exact(conn,
     time.sleep(0.5)
     assert table(conn) == merge.before
     staged = conn.execute(
-        "SELECT count(*) FROM nem12.reading_staging WHERE file_id = %s", (merge.file_id,)
+        "SELECT count(*) FROM nem12.day_staging WHERE file_id = %s", (merge.file_id,)
     ).fetchone()
-    assert staged == (READINGS,)
+    assert staged == (DAYS_OF_BASE,)
     counts = merge_files(conn, [merge.file_id])
     assert counts.updated + counts.unchanged == READINGS
     after = table(conn)

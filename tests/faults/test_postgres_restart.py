@@ -9,12 +9,12 @@ import pytest
 from pgserver._commands import pg_ctl
 
 from nem12.devtools.generate import generate_bytes
-from nem12.format.parsing import ParseConfig, parse_source
+from nem12.format.parsing import parse_source
 from nem12.warehouse.merge import merge_files
 from nem12.warehouse.staging import stage_days
 from tests.conftest import postgres_server
 from tests.faults.scenarios import blocked_merge, keys_of, slow_load
-from tests.integration.test_load_and_merge import BASE, READINGS, table
+from tests.integration.test_load_and_merge import BASE, DAYS, READINGS, table
 
 
 @pytest.fixture(scope="module")
@@ -53,14 +53,11 @@ def test_restart_during_a_load_leaves_no_rows_and_a_rerun_is_exact(
         child.kill()
         child.wait(timeout=30)
     with reconnect(conn.info.dsn) as again:
-        assert again.execute("SELECT count(*) FROM nem12.reading_staging").fetchone() == (0,)
+        assert again.execute("SELECT count(*) FROM nem12.day_staging").fetchone() == (0,)
         file_id = again.execute(
             "SELECT file_id FROM nem12.file_ledger WHERE key = 'slow.csv'"
         ).fetchone()[0]
-        assert (
-            stage_days(again, file_id, list(parse_source(data, config=ParseConfig(per_day=True))))
-            == READINGS
-        )
+        assert stage_days(again, file_id, list(parse_source(data, config=DAYS))) == READINGS
         merge_files(again, [file_id])
         assert len(table(again)) == READINGS
         figures = fault_tally.record("PostgreSQL restarted during a load", 1, keys_of(data), again)

@@ -121,7 +121,7 @@ def bucket(request, services, tmp_path) -> Iterator[Bucket]:
     with psycopg.connect(services.postgres_dsn, autocommit=True) as conn:
         schema.apply_schema(conn)
         conn.execute(
-            "TRUNCATE nem12.meter_reading, nem12.reading_staging, nem12.staged_stream, "
+            "TRUNCATE nem12.meter_day, nem12.day_staging, "
             "nem12.finding, nem12.file_ledger RESTART IDENTITY CASCADE"
         )
         yield Bucket(
@@ -254,5 +254,5 @@ def test_a_held_copy_that_changed_is_an_error_never_parsed_in_its_place(bucket):
     bucket.s3.put_object(Bucket=bucket.settings.bucket, Key=held.held_key, Body=V2)
     with pytest.raises(storage.ContentMismatch, match="registered"):
         steps.load_group(bucket.s3, bucket.conn, bucket.settings, files)
-    assert bucket.conn.execute("SELECT count(*) FROM nem12.reading_staging").fetchone() == (0,)
+    assert bucket.conn.execute("SELECT count(*) FROM nem12.day_staging").fetchone() == (0,)
     assert bucket.ledger()[0][2] == "registered"

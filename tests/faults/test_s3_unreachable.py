@@ -45,5 +45,5 @@ def test_reading_with_s3_down_raises_and_stages_nothing(conn):
     )
     with pytest.raises(EndpointConnectionError):
         steps.load_group(dead_s3(), conn, Settings(), [file])
-    assert conn.execute("SELECT count(*) FROM nem12.reading_staging").fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM nem12.day_staging").fetchone() == (0,)
     assert ledger(conn) == [("landing/a.csv", "registered")]

@@ -238,3 +238,141 @@ def test_tasks_run_as_a_role_without_ddl_rights(conn, postgres):
     finally:
         conn.execute("DROP OWNED BY nem12_task_test")
         conn.execute("DROP ROLE nem12_task_test")
+
+
+VIEW_COLUMNS = (
+    "nmi, nmi_suffix, interval_start, interval_length, value, uom, quality_method, "
+    "reason_code, reason_description, update_datetime"
+)
+
+
+def parsed_readings(data: bytes) -> list[tuple]:
+    """The file's readings as the per-interval parse gives them, in the view's columns."""
+    rows = []
+    for parse in parse_source(data):
+        for batch in parse.batches():
+            for r in batch.iter_rows(named=True):
+                rows.append(tuple(r[c] for c in VIEW_COLUMNS.split(", ")))
+    return sorted(rows, key=lambda r: r[:3])
+
+
+def view_rows(conn: psycopg.Connection) -> list[tuple]:
+    return conn.execute(
+        f"SELECT {VIEW_COLUMNS} FROM nem12.meter_reading ORDER BY nmi, nmi_suffix, interval_start"
+    ).fetchall()
+
+
+def test_the_view_holds_each_reading_as_the_per_interval_parse_reads_it(conn):
+    """V days included: each interval's quality comes from the 400 range holding it."""
+    data = generate_bytes(BASE)
+    merge_files(conn, [load(conn, "a.csv", data)])
+    expected = parsed_readings(data)
+    assert {r[6] for r in expected} > {"A"}  # V days' intervals hold other qualities too
+    assert view_rows(conn) == expected  # decimals by value, instants across zones
+    ranges = conn.execute(
+        "SELECT count(*) FROM nem12.meter_day WHERE interval_quality IS NOT NULL"
+    ).fetchone()[0]
+    assert ranges > 0
+
+
+def test_a_day_keeps_its_total_and_intervals_per_quality_class(conn):
+    data = generate_bytes(BASE)
+    merge_files(conn, [load(conn, "a.csv", data)])
+    expected: dict[tuple, list] = {}
+    for nmi, suffix, start, _, value, _, quality, *_ in parsed_readings(data):
+        day = expected.setdefault((nmi, suffix, start.date()), [Decimal(0), {}])
+        day[0] += value
+        day[1][quality[0]] = day[1].get(quality[0], 0) + 1
+    stored = {
+        (nmi, suffix, day): [total, {k: n for k, n in zip("AEFNSV", counts, strict=True) if n}]
+        for nmi, suffix, day, total, *counts in conn.execute(
+            "SELECT nmi, nmi_suffix, interval_date, total, actual_intervals, "
+            "estimated_intervals, final_substituted_intervals, null_intervals, "
+            "substituted_intervals, variable_intervals FROM nem12.meter_day"
+        )
+    }
+    assert stored == expected
+
+
+@pytest.mark.parametrize(("first", "then"), [(15, 30), (30, 15), (5, 30)])
+def test_a_day_resent_at_another_interval_length_leaves_nothing_of_the_old(conn, first, then):
+    old = GeneratorSpec(**{**BASE.__dict__, "interval_length": first})
+    new = GeneratorSpec(
+        **{**BASE.__dict__, "interval_length": then, "update_datetime": datetime(2024, 3, 1)}
+    )
+    merge_files(conn, [load(conn, "old.csv", generate_bytes(old))])
+    counts = merge_files(conn, [load(conn, "new.csv", generate_bytes(new))])
+    new_readings = 8 * 1440 // then
+    shared_starts = 8 * 1440 // max(first, then)
+    assert counts.updated + counts.unchanged == shared_starts
+    assert counts.inserted == new_readings - shared_starts
+    rows = view_rows(conn)
+    assert rows == parsed_readings(generate_bytes(new))
+    overlapping = conn.execute(
+        "SELECT count(*) FROM nem12.meter_reading a JOIN nem12.meter_reading b "
+        "USING (nmi, nmi_suffix) WHERE a.interval_start < b.interval_start "
+        "AND b.interval_start < a.interval_start + a.interval_length * interval '1 minute'"
+    ).fetchone()
+    assert overlapping == (0,)
+
+
+def test_a_correction_of_one_interval_counts_one_update_and_the_rest_unchanged(conn):
+    data = generate_bytes(BASE)
+    merge_files(conn, [load(conn, "a.csv", data)])
+    lines = data.decode().split("\n")
+    first_day = next(i for i, line in enumerate(lines) if line.startswith("300,"))
+    fields = lines[first_day].split(",")
+    fields[2] = str(Decimal(fields[2]) + 1)
+    lines[first_day] = ",".join(fields)
+    corrected = "\n".join(lines).replace("20240201091500", "20240301091500").encode()
+    counts = merge_files(conn, [load(conn, "b.csv", corrected)])
+    assert (counts.inserted, counts.updated, counts.unchanged, counts.superseded) == (
+        0,
+        1,
+        READINGS - 1,
+        0,
+    )
+    nmi_details = next(line for line in reversed(lines[:first_day]) if line.startswith("200,"))
+    nmi, suffix = nmi_details.split(",")[1], nmi_details.split(",")[4]
+    start = datetime.strptime(fields[1] + "+1000", "%Y%m%d%z")
+    assert conn.execute(
+        "SELECT value FROM nem12.meter_reading "
+        "WHERE nmi = %s AND nmi_suffix = %s AND interval_start = %s",
+        (nmi, suffix, start),
+    ).fetchone() == (Decimal(fields[2]),)
+
+
+def test_a_query_by_nmi_and_time_range_uses_the_key(conn):
+    many = GeneratorSpec(**{**BASE.__dict__, "nmis": 300, "days": 3})
+    merge_files(conn, [load(conn, "many.csv", generate_bytes(many))])
+    conn.execute("ANALYZE nem12.meter_day")
+    nmi = many.nmi(7)
+    bounds = (datetime.fromisoformat("2024-01-02T00:00+10:00"),) * 2
+    view = "\n".join(
+        row[0]
+        for row in conn.execute(
+            "EXPLAIN SELECT * FROM nem12.meter_reading WHERE nmi = %s "
+            "AND interval_start >= %s AND interval_start < %s + interval '1 day'",
+            (nmi, *bounds),
+        )
+    )
+    assert "Index Scan using meter_day_pkey" in view and "Index Cond: (nmi = " in view
+    function = "\n".join(
+        row[0]
+        for row in conn.execute(
+            "EXPLAIN SELECT * FROM nem12.meter_readings(%s, %s, %s + interval '1 day')",
+            (nmi, *bounds),
+        )
+    )
+    assert "Index Scan using meter_day_pkey" in function
+    assert "interval_date >=" in function and "interval_date <=" in function
+    got = conn.execute(
+        "SELECT count(*), min(interval_start), max(interval_start) "
+        "FROM nem12.meter_readings(%s, %s, %s + interval '1 day')",
+        (nmi, *bounds),
+    ).fetchone()
+    assert got == (
+        2 * 48,
+        bounds[0],
+        datetime.fromisoformat("2024-01-02T23:30+10:00"),
+    )

@@ -112,7 +112,7 @@ def demo_run(tmp_path_factory):
         with psycopg.connect(services.postgres_dsn) as conn:
             seen["owner"] = conn.execute(
                 "SELECT tableowner FROM pg_tables "
-                "WHERE schemaname = 'nem12' AND tablename = 'meter_reading'"
+                "WHERE schemaname = 'nem12' AND tablename = 'meter_day'"
             ).fetchone()
             seen["table"] = conn.execute(
                 "SELECT nmi, nmi_suffix, interval_start, value, quality_method "
@@ -122,7 +122,7 @@ def demo_run(tmp_path_factory):
                 "SELECT l.key, f.rule, f.line FROM nem12.finding f "
                 "JOIN nem12.file_ledger l USING (file_id) WHERE f.severity = 'error'"
             ).fetchall()
-            seen["staging"] = conn.execute("SELECT count(*) FROM nem12.reading_staging").fetchone()
+            seen["staging"] = conn.execute("SELECT count(*) FROM nem12.day_staging").fetchone()
         s3 = services.s3_client()
         listed = s3.list_objects_v2(Bucket=services.bucket).get("Contents", [])
         seen["keys"] = sorted(o["Key"] for o in listed)

@@ -82,7 +82,10 @@ _DAY_READINGS = (
     "{s}.interval_values, {s}.interval_length, {s}.quality_method, {s}.reason_code, "
     "{s}.reason_description, {s}.interval_quality"
 )
-_READING = "({r}.value, {s}.interval_length, {s}.uom, {r}.quality_method, {r}.reason_code, {r}.reason_description)"
+_READING = (
+    "({r}.value, {s}.interval_length, {s}.uom, {r}.quality_method, {r}.reason_code, "
+    "{r}.reason_description)"
+)
 
 #: A newer version of a stored day, reading by reading against the stored ones
 #: at the same interval start: run before the stored days are replaced.
@@ -117,7 +120,8 @@ SELECT file_id, outcome, sum(readings) FROM incoming
 WHERE outcome <> 'compared' GROUP BY 1, 2
 """
 
-_STORED_COLUMNS = ", ".join((*_KEY, *_DAY_FIELDS, "header_datetime", "file_id", "merged_at"))
+_VERSION_FIELDS = ("header_datetime", "file_id", "merged_at")
+_STORED_COLUMNS = ", ".join((*_KEY, *_DAY_FIELDS, *_VERSION_FIELDS))
 
 #: The winning days in place of the stored ones (or beside them, if new).
 _UPSERT = f"""
@@ -128,7 +132,7 @@ JOIN {SCHEMA}.day_staging s USING (file_id, member, line_number)
 JOIN {SCHEMA}.file_ledger l ON l.file_id = s.file_id
 WHERE i.wins
 ON CONFLICT ({", ".join(_KEY)}) DO UPDATE SET
-    {", ".join(f"{c} = EXCLUDED.{c}" for c in (*_DAY_FIELDS, "header_datetime", "file_id", "merged_at"))}
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in (*_DAY_FIELDS, *_VERSION_FIELDS))}
 """
 
 

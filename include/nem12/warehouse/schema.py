@@ -428,7 +428,7 @@ WITH long AS (
            {
     ", ".join(
         f"count(*) FILTER (WHERE left(quality_method, 1) = '{letter}') AS {column}"
-        for letter, column in zip(spec.QUALITY_CLASSES, spec.QUALITY_COUNT_COLUMNS)
+        for letter, column in zip(spec.QUALITY_CLASSES, spec.QUALITY_COUNT_COLUMNS, strict=True)
     )
 }
     FROM current GROUP BY nmi, nmi_suffix, interval_date

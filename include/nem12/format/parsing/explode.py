@@ -36,6 +36,13 @@ def _nem_datetime(raw: pl.Expr, fmt: str) -> pl.Expr:
     )
 
 
+def _text(column: str) -> pl.Expr:
+    """A text field; empty is null for those that may be empty."""
+    if column in spec.OPTIONAL_TEXT_COLUMNS:
+        return pl.when(pl.col(column) != "").then(pl.col(column))
+    return pl.col(column)
+
+
 def day_fields(text_dtypes: Mapping[str, pl.DataType]) -> list[pl.Expr]:
     """What every reading of a day shares, computed once on the day frame."""
     update = pl.col("update_raw").fill_null("")
