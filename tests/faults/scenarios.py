@@ -111,17 +111,17 @@ def blocked_merge(conn: psycopg.Connection) -> BlockedMerge:
     )
     file_id = load(conn, "v2.csv", generate_bytes(newer))
     blocker = psycopg.connect(conn.info.dsn)
-    blocker.execute("SELECT 1 FROM nem12.meter_reading LIMIT 1 FOR UPDATE")
+    blocker.execute("SELECT 1 FROM nem12.meter_day LIMIT 1 FOR UPDATE")
     child = subprocess.Popen(
         [sys.executable, "-c", MERGE, conn.info.dsn, str(file_id)], stderr=subprocess.DEVNULL
     )
     deadline = time.monotonic() + 60
     while not conn.execute(
         "SELECT count(*) FROM pg_stat_activity "
-        "WHERE wait_event_type = 'Lock' AND query LIKE '%UPDATE nem12.meter_reading%'"
+        "WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO nem12.meter_day%'"
     ).fetchone()[0]:
         if time.monotonic() > deadline:
             child.kill()
-            raise AssertionError("the merge never reached its UPDATE")
+            raise AssertionError("the merge never reached its upsert")
         time.sleep(0.1)
     return BlockedMerge(before, file_id, child, blocker)

@@ -125,7 +125,7 @@ KILL_POINTS: dict[str, Callable[[], str]] = {
     "validated, before its COPY": lambda: file_status("validated"),
     "during the COPY into staging": lambda: statement_running("COPY nem12.day_staging"),
     "staged, after its COPY": lambda: file_status("staged"),
-    "during the merge's insert": lambda: statement_running("INSERT INTO nem12.meter_reading"),
+    "during the merge's insert": lambda: statement_running("INSERT INTO nem12.meter_day"),
 }
 
 

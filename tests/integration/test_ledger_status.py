@@ -33,7 +33,8 @@ LEDGER = [
 
 
 def build_ledger(conn: psycopg.Connection) -> datetime:
-    """The rows above and seven readings; returns when the staged (oldest unprocessed) arrived."""
+    """The rows above and a day of 48 readings; returns when the staged (oldest
+    unprocessed) arrived."""
     for key, status, arrived, updated_at, counts in LEDGER:
         inserted, updated, unchanged, superseded = counts or (None, None, None, None)
         conn.execute(
@@ -46,11 +47,12 @@ def build_ledger(conn: psycopg.Connection) -> datetime:
         )
     conn.execute(
         """
-        INSERT INTO nem12.meter_reading (nmi, nmi_suffix, interval_start, interval_length,
-            value, uom, quality_method, file_id)
-        SELECT 'NMI0000001', 'E1', '2024-05-01 00:00+10'::timestamptz + n * interval '30 min',
-               30, 1.5, 'kWh', 'A', 2
-        FROM generate_series(0, 6) n
+        INSERT INTO nem12.meter_day (nmi, nmi_suffix, interval_date, interval_length, uom,
+            interval_values, quality_method, file_id, total, actual_intervals,
+            estimated_intervals, final_substituted_intervals, null_intervals,
+            substituted_intervals, variable_intervals)
+        SELECT 'NMI0000001', 'E1', '2024-05-01', 30, 'kWh', array_fill(1.5, ARRAY[48]), 'A', 2,
+               72, 48, 0, 0, 0, 0, 0
         """
     )
     row = conn.execute(
@@ -93,7 +95,7 @@ def test_status_json_is_exact(conn, capsys):
             "unchanged": 8,
             "superseded": 2,
         },
-        "readings": 7,
+        "readings": 48,
     }
 
 
@@ -118,7 +120,7 @@ def test_status_table_is_exact(conn, capsys, monkeypatch):
         f"{staged_since.astimezone(UTC).isoformat()}, 2d 3h 4m ago)\n"
         "last merge          2024-05-02T03:00:00+00:00: 2 files, 58 inserted, 40 updated, "
         "8 unchanged, 2 superseded\n"
-        "readings            7\n"
+        "readings            48\n"
     )
 
 

@@ -87,23 +87,63 @@ _READING = (
     "{r}.reason_description)"
 )
 
-#: A newer version of a stored day, reading by reading against the stored ones
-#: at the same interval start: run before the stored days are replaced.
-_COMPARE = f"""
+#: Each newer version held against its stored day. Most corrections keep the
+#: day's shape (same interval length, no 400 ranges on either side): then a
+#: changed day-level quality changes every reading, else the readings that
+#: changed are the values that differ, counted position by position.
+#: ``updated`` is null for the other days, compared reading by reading.
+_PAIRS = f"""
+CREATE TEMP TABLE compared ON COMMIT DROP AS
+SELECT i.file_id, i.member, i.line_number, i.nmi, i.nmi_suffix, i.interval_date, i.readings,
+       CASE
+           WHEN s.interval_length <> t.interval_length
+                OR s.interval_quality IS NOT NULL OR t.interval_quality IS NOT NULL THEN NULL
+           WHEN (s.uom, s.quality_method, s.reason_code, s.reason_description)
+                IS DISTINCT FROM (t.uom, t.quality_method, t.reason_code, t.reason_description)
+               THEN i.readings
+           WHEN s.interval_values = t.interval_values THEN 0
+           ELSE (SELECT count(*) FROM unnest(s.interval_values, t.interval_values) AS v(new, old)
+                 WHERE v.new IS DISTINCT FROM v.old)
+       END AS updated
+FROM incoming i
+JOIN {SCHEMA}.day_staging s USING (file_id, member, line_number)
+JOIN {SCHEMA}.meter_day t ON {_JOIN_KEY.format(a="t", b="i")}
+WHERE i.outcome = 'compared'
+"""
+
+_SAME_SHAPE = """
+SELECT file_id, 'updated', sum(updated) FROM compared WHERE updated IS NOT NULL GROUP BY 1
+UNION ALL
+SELECT file_id, 'unchanged', sum(readings - updated) FROM compared
+WHERE updated IS NOT NULL GROUP BY 1
+"""
+
+_DAY_READINGS = (
+    "{s}.interval_values, {s}.interval_length, {s}.quality_method, {s}.reason_code, "
+    "{s}.reason_description, {s}.interval_quality"
+)
+_READING = (
+    "({r}.value, {s}.interval_length, {s}.uom, {r}.quality_method, {r}.reason_code, "
+    "{r}.reason_description)"
+)
+
+#: The other newer versions, reading by reading against the stored ones at the
+#: same interval start (another interval length, or 400 ranges).
+_READING_BY_READING = f"""
 WITH new AS (
-    SELECT i.file_id, i.nmi, i.nmi_suffix, i.interval_date, n.start_minute,
+    SELECT c.file_id, c.nmi, c.nmi_suffix, c.interval_date, n.start_minute,
            {_READING.format(r="n", s="s")} AS reading
-    FROM incoming i
+    FROM compared c
     JOIN {SCHEMA}.day_staging s USING (file_id, member, line_number)
     CROSS JOIN LATERAL {SCHEMA}.day_readings({_DAY_READINGS.format(s="s")}) n
-    WHERE i.outcome = 'compared'
+    WHERE c.updated IS NULL
 ), old AS (
     SELECT t.nmi, t.nmi_suffix, t.interval_date, o.start_minute,
            {_READING.format(r="o", s="t")} AS reading
-    FROM incoming i
-    JOIN {SCHEMA}.meter_day t ON {_JOIN_KEY.format(a="t", b="i")}
+    FROM compared c
+    JOIN {SCHEMA}.meter_day t ON {_JOIN_KEY.format(a="t", b="c")}
     CROSS JOIN LATERAL {SCHEMA}.day_readings({_DAY_READINGS.format(s="t")}) o
-    WHERE i.outcome = 'compared'
+    WHERE c.updated IS NULL
 )
 SELECT new.file_id,
        CASE WHEN old.nmi IS NULL THEN 'inserted'
@@ -162,7 +202,9 @@ def merge_files(conn: psycopg.Connection, file_ids: list[int]) -> MergeCounts:
         file_ids = [f for f in file_ids if f not in finished]
         conn.execute(_CLASSIFY, {"file_ids": file_ids})
         conn.execute("ANALYZE incoming")
-        rows = conn.execute(_WHOLE_DAYS).fetchall() + conn.execute(_COMPARE).fetchall()
+        rows = conn.execute(_WHOLE_DAYS).fetchall()
+        conn.execute(_PAIRS)
+        rows += conn.execute(_SAME_SHAPE).fetchall() + conn.execute(_READING_BY_READING).fetchall()
         conn.execute(_UPSERT)
         for file_id, outcome, n in rows:
             per_file = counts.per_file.setdefault(file_id, dict.fromkeys(OUTCOMES, 0))
