@@ -79,12 +79,17 @@ def _collect_200_fields(data: bytes, values: dict[str, set[str]], end: int | Non
 
 def value_as_text() -> pl.Expr:
     """The exact decimal without trailing zeros (1.500 -> 1.5, 2.000 -> 2)."""
-    value = pl.col("value").cast(pl.String)
+    return decimal_as_text("value")
+
+
+def decimal_as_text(column: str) -> pl.Expr:
+    """A decimal column as text without trailing zeros."""
+    value = pl.col(column).cast(pl.String)
     return (
         pl.when(value.str.contains(".", literal=True))
         .then(value.str.strip_chars_end("0").str.strip_chars_end("."))
         .otherwise(value)
-        .alias("value")
+        .alias(column)
     )
 
 

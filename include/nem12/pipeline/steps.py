@@ -131,7 +131,8 @@ def register(
     already taken is a duplicate. ``reprocess`` (backfills) registers content
     again even if it was loaded before.
     """
-    registered: list[Registered] = []
+    registered: list[Registered | None] = []
+    to_hold: list[Registered] = []
     for obj in sorted(objects, key=lambda o: o.key):
         row = ledger.register_file(conn, obj.bucket, obj.key, obj.etag, obj.size)
         file = Registered(
@@ -141,23 +142,32 @@ def register(
             log.info("%s: already finished (file %d, %s)", obj.key, file.file_id, row.status)
             continue
         if row.sha256 is None or row.status in schema.FINISHED:
-            try:
-                file = _hold(s3, conn, settings, file, reprocess)
-            except (storage.VersionReplaced, storage.ObjectGone) as exc:
-                if ledger.mark_replaced(conn, file.file_id):
-                    log.warning(
-                        "%s: version %s was replaced or removed before it could be read "
-                        "(file %d, replaced): %s",
-                        obj.key,
-                        obj.etag,
-                        file.file_id,
-                        exc,
-                    )
-                continue
+            to_hold.append(file)
+            registered.append(None)  # its place, filled once held
         else:
             log.info("%s: registered before as file %d (%s)", obj.key, file.file_id, file.status)
-        registered.append(file)
-    return registered
+            registered.append(file)
+    held = iter(storage.each_in_parallel(lambda file: _copy_to_held(s3, settings, file), to_hold))
+    for place, file in enumerate(registered):
+        if file is not None:
+            continue
+        version, got, error = next(held)
+        if isinstance(error, storage.VersionReplaced | storage.ObjectGone):
+            if ledger.mark_replaced(conn, version.file_id):
+                log.warning(
+                    "%s: version %s was replaced or removed before it could be read "
+                    "(file %d, replaced): %s",
+                    version.key,
+                    version.etag,
+                    version.file_id,
+                    error,
+                )
+            continue
+        if error is not None:
+            raise error
+        assert got is not None
+        registered[place] = _record_held(conn, version, got, reprocess)
+    return [file for file in registered if file is not None]
 
 
 def preview(
@@ -185,20 +195,23 @@ def preview(
     return previewed
 
 
-def _hold(
-    s3: storage.S3Client,
-    conn: psycopg.Connection,
-    settings: Settings,
-    file: Registered,
-    reprocess: bool,
-) -> Registered:
-    """Read the registered version, hold its bytes, and record its SHA-256 and status."""
-    held = file.held(settings)
+def _copy_to_held(
+    s3: storage.S3Client, settings: Settings, file: Registered
+) -> tuple[str, str | None]:
+    """Read the registered version and hold its bytes: its SHA-256 and VersionId."""
     with storage.fetched(s3, settings.bucket, file.key, etag=file.etag) as got:
-        original = ledger.taken_content(conn, got.sha256, file.file_id)
-        storage.hold(s3, settings.bucket, got, held.held_key, file.file_id)
+        storage.hold(s3, settings.bucket, got, file.held(settings).held_key, file.file_id)
+    return got.sha256, got.version_id
+
+
+def _record_held(
+    conn: psycopg.Connection, file: Registered, got: tuple[str, str | None], reprocess: bool
+) -> Registered:
+    """Record a held version's SHA-256 and status: a duplicate if its content was taken."""
+    sha256, version_id = got
+    original = ledger.taken_content(conn, sha256, file.file_id)
     status = "duplicate" if original is not None and not reprocess else "registered"
-    ledger.record_version(conn, file.file_id, got.sha256, got.version_id, status)
+    ledger.record_version(conn, file.file_id, sha256, version_id, status)
     if status == "duplicate":
         assert original is not None
         log.info(
@@ -206,7 +219,7 @@ def _hold(
         )
     else:
         log.info("%s: registered as file %d, %d bytes", file.key, file.file_id, file.size)
-    return replace(file, status=status, sha256=got.sha256, version_id=got.version_id)
+    return replace(file, status=status, sha256=sha256, version_id=version_id)
 
 
 @dataclass
@@ -247,6 +260,15 @@ def _parse_for_findings(
         return reports, texts
 
 
+#: Files this small are read and parsed a few at a time; a step holding a
+#: bigger one reads one at a time (a parse's memory is per file).
+SMALL_FILE_BYTES = 1 << 20
+
+
+def _workers(files: list[Registered]) -> int:
+    return storage.S3_WORKERS if all(f.size <= SMALL_FILE_BYTES for f in files) else 1
+
+
 def _moved_by_another_run(conn: psycopg.Connection, file: Registered) -> bool:
     """Whether a vanished object is one an overlapping run finished (and archived)."""
     if not ledger.finished_files(conn, [file.file_id]):
@@ -284,21 +306,29 @@ def validate(
     record_frames: list[pl.DataFrame] = []
     files = list(files)
     finished = ledger.finished_files(conn, [f.file_id for f in files])
+    todo = []
     for file in files:
         if file.status == "duplicate":
             continue
         if file.file_id in finished:
             log.info("%s: finished by another run (file %d), not validated", file.key, file.file_id)
             continue
-        try:
-            reports, texts = _parse_for_findings(s3, settings, file, dry_run)
-        except (storage.ObjectGone, storage.VersionReplaced):
+        todo.append(file)
+    parsed = storage.each_in_parallel(
+        lambda file: _parse_for_findings(s3, settings, file, dry_run), todo, _workers(todo)
+    )
+    for file, got, error in parsed:
+        if isinstance(error, storage.ObjectGone | storage.VersionReplaced):
             if dry_run:
                 log.info("%s: replaced or removed since it was listed; not validated", file.key)
                 continue
             if not _moved_by_another_run(conn, file):
-                raise
+                raise error
             continue
+        if error is not None:
+            raise error
+        assert got is not None
+        reports, texts = got
         quality = _combined_status(reports)
         if not dry_run:
             ledger.record_parse(conn, file.file_id, reports, quality, texts)
@@ -380,7 +410,7 @@ def _quarantine(
         json.dumps(findings, indent=2).encode(),
         "application/json",
     )
-    _retire(s3, conn, settings, file, target)
+    _retire(s3, conn, settings, [(file, target)])
     log.info("%s rejected: %d findings, moved to %s", file.key, len(findings), target)
 
 
@@ -388,20 +418,28 @@ def _retire(
     s3: storage.S3Client,
     conn: psycopg.Connection,
     settings: Settings,
-    file: Registered,
-    placed: str | None,
+    placed: list[tuple[Registered, str | None]],
 ) -> None:
-    """Done with a version: its bytes to ``placed`` (a free key), the delivered version
-    removed. The ledger names where the bytes lie before they are moved (repeatable)."""
-    if placed is not None:
-        ledger.set_moved_to(conn, file.file_id, placed)
-    newer_left = storage.retire(s3, file.held(settings), placed)
-    if newer_left:
-        log.warning(
-            "%s: a newer version is under the key; left there for the next run (file %d done)",
-            file.key,
-            file.file_id,
-        )
+    """Done with these versions: each one's bytes to its place (a free key), the
+    delivered version removed, a few at a time. The ledger names where the bytes
+    lie before they are moved (repeatable)."""
+    for file, target in placed:
+        if target is not None:
+            ledger.set_moved_to(conn, file.file_id, target)
+    moves = storage.each_in_parallel(
+        lambda move: storage.retire(s3, move[0].held(settings), move[1]), placed
+    )
+    for (file, target), newer_left, error in moves:
+        if error is not None:
+            raise error
+        if newer_left:
+            log.warning(
+                "%s: a newer version is under the key; left there for the next run (file %d done)",
+                file.key,
+                file.file_id,
+            )
+        if target is not None and target.startswith(settings.archive_prefix):
+            log.info("%s: archived to %s", file.key, target)
 
 
 def loading_groups(files: Iterable[Registered], settings: Settings) -> list[list[Registered]]:
@@ -425,18 +463,38 @@ def loading_groups(files: Iterable[Registered], settings: Settings) -> list[list
 def load_group(
     s3: storage.S3Client, conn: psycopg.Connection, settings: Settings, group: list[Registered]
 ) -> dict[int, int]:
-    """Parse each file and COPY its accepted readings into staging; readings per file."""
+    """Parse each file and COPY its accepted days into staging; readings per file.
+
+    A group of small files is read a few at a time while earlier ones load.
+    """
     staged: dict[int, int] = {}
+    config = settings.parse_config(per_day=True)
+    finished = ledger.finished_files(conn, [f.file_id for f in group])
+    todo = [f for f in group if f.file_id not in finished]
     for file in group:
-        if ledger.finished_files(conn, [file.file_id]):
+        if file.file_id in finished:
             log.info("%s: finished by another run (file %d), not loaded", file.key, file.file_id)
-            continue
+    workers = _workers(todo)
+
+    def read(file: Registered) -> bytes | None:
+        if workers == 1:
+            return None  # read as it is parsed, never whole in memory
+        held = file.held(settings)
+        with storage.fetched(s3, settings.bucket, held.held_key, sha256=file.sha256) as got:
+            return got.file.read()
+
+    for file, data, error in storage.each_in_parallel(read, todo, workers):
         try:
-            held = file.held(settings)
-            with storage.fetched(s3, settings.bucket, held.held_key, sha256=file.sha256) as got:
-                config = settings.parse_config(per_day=True)
-                parses = parse_source(got.file, name=file.key, config=config)
+            if error is not None:
+                raise error
+            if data is not None:
+                parses = parse_source(data, name=file.key, config=config)
                 rows = staging.stage_days(conn, file.file_id, parses)
+            else:
+                held = file.held(settings)
+                with storage.fetched(s3, settings.bucket, held.held_key, sha256=file.sha256) as got:
+                    parses = parse_source(got.file, name=file.key, config=config)
+                    rows = staging.stage_days(conn, file.file_id, parses)
         except storage.ObjectGone:
             if not _moved_by_another_run(conn, file):
                 raise
@@ -482,14 +540,20 @@ def merge(
         counts.unchanged,
         counts.superseded,
     )
-    retiring = file_ids + [f.file_id for f in also_archive]
-    for file in registered_files(conn, retiring):
+    retiring = registered_files(conn, file_ids + [f.file_id for f in also_archive])
+
+    def archive_key(file: Registered) -> str | None:
         target = _archive_key(settings, file.key)
-        if target is not None:
-            target = storage.free_key(s3, settings.bucket, target, file.file_id)
-        _retire(s3, conn, settings, file, target)
-        if target is not None:
-            log.info("%s: archived to %s", file.key, target)
+        return (
+            None if target is None else storage.free_key(s3, settings.bucket, target, file.file_id)
+        )
+
+    placed = []
+    for file, target, error in storage.each_in_parallel(archive_key, retiring):
+        if error is not None:
+            raise error
+        placed.append((file, target))
+    _retire(s3, conn, settings, placed)
     return counts
 
 

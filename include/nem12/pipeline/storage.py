@@ -20,11 +20,12 @@ import mimetypes
 import os
 import posixpath
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 S3Client = Any  # boto3's client type is generated at runtime
 
@@ -77,6 +78,40 @@ class Download:
     file: IO[bytes]
     sha256: str
     version_id: str | None
+
+
+#: Requests one step keeps in flight: a small file costs a few round trips,
+#: so a step over many of them waits on S3, not on its CPU.
+S3_WORKERS = 8
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def each_in_parallel(
+    work: Callable[[T], R], items: Iterable[T], workers: int = S3_WORKERS
+) -> Iterator[tuple[T, R | None, Exception | None]]:
+    """``work`` over ``items`` on a few threads, in order: (item, result, exception).
+
+    For S3 round trips and parsing (Polars releases the GIL); the caller
+    does the database work, on its one connection, as the results come.
+    """
+    items = list(items)
+    if len(items) <= 1:
+        workers = 1
+
+    def attempt(item: T) -> tuple[T, R | None, Exception | None]:
+        try:
+            return item, work(item), None
+        except Exception as exc:  # handed to the caller, who re-raises what it does not expect
+            return item, None, exc
+
+    if workers == 1:
+        yield from map(attempt, items)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nem12-s3") as pool:
+        yield from pool.map(attempt, items)
 
 
 def list_objects(s3: S3Client, bucket: str, prefix: str) -> list[StoredObject]:

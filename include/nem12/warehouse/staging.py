@@ -12,7 +12,7 @@ import polars as pl
 import psycopg
 
 from nem12.format import spec
-from nem12.format.output import prefetched
+from nem12.format.output import decimal_as_text, prefetched
 from nem12.format.parsing import Parse
 from nem12.warehouse.schema import SCHEMA
 
@@ -35,6 +35,8 @@ STAGED_COLUMNS = (
 )
 
 
+_FIELD = {"interval_values": "values"}
+
 #: Days per COPY message, and how many messages a thread formats ahead of the
 #: one being sent: parsing overlaps the server's ingest.
 COPY_DAYS = 1 << 12
@@ -47,7 +49,9 @@ def _copy_text(file_id: int, member: int, batch: pl.DataFrame) -> Iterator[bytes
         pl.lit(file_id).alias("file_id"),
         pl.lit(member).alias("member"),
         *[
-            pl.col("values" if c == "interval_values" else c).cast(pl.String).alias(c)
+            decimal_as_text(c)
+            if c == "total"
+            else pl.col(_FIELD.get(c, c)).cast(pl.String).alias(c)
             for c in STAGED_COLUMNS
         ],
     ]
