@@ -376,3 +376,23 @@ def test_a_query_by_nmi_and_time_range_uses_the_key(conn):
         bounds[0],
         datetime.fromisoformat("2024-01-02T23:30+10:00"),
     )
+
+
+def test_the_way_back_to_v4_keeps_every_reading(conn):
+    from nem12.warehouse.schema import DDL_V4, DOWNGRADE_TO_V4
+
+    merge_files(conn, [load(conn, "a.csv", generate_bytes(BASE))])
+    before = view_rows(conn)
+    with conn.transaction():
+        conn.execute(DOWNGRADE_TO_V4)
+    assert (schema_version(conn) or 0) < SCHEMA_VERSION - 1
+    with conn.transaction():  # what a v4 release's first task applies
+        conn.execute(DDL_V4)
+        conn.execute("INSERT INTO nem12.schema_version (version) VALUES (4)")
+    assert conn.execute(
+        "SELECT relkind FROM pg_class WHERE oid = 'nem12.meter_reading'::regclass"
+    ).fetchone() == ("r",)
+    assert view_rows(conn) == before
+    assert len(before) == READINGS
+    apply_schema(conn)  # and forward again
+    assert view_rows(conn) == before

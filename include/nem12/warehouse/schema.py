@@ -452,6 +452,25 @@ _DAY_COLUMNS = (
 )
 
 
+#: The way back to version 4 (run as the owner, then deploy a v4 release): the
+#: view's rows become the long table again, the day table goes.
+DOWNGRADE_TO_V4 = f"""
+CREATE TABLE {SCHEMA}.meter_reading_long AS SELECT * FROM {SCHEMA}.meter_reading;
+ALTER TABLE {SCHEMA}.meter_reading_long ADD PRIMARY KEY (nmi, nmi_suffix, interval_start);
+ALTER TABLE {SCHEMA}.meter_reading_long ALTER COLUMN merged_at SET DEFAULT now();
+DROP FUNCTION {SCHEMA}.meter_readings(text, timestamptz, timestamptz);
+DROP VIEW {SCHEMA}.ledger_summary, {SCHEMA}.meter_reading;
+DROP VIEW {SCHEMA}.meter_interval;
+DROP FUNCTION {SCHEMA}.day_readings(numeric[], smallint, text, text, text, jsonb);
+DROP TABLE {SCHEMA}.meter_day, {SCHEMA}.day_staging;
+DROP TABLE IF EXISTS {SCHEMA}.migration_v5;
+ALTER TABLE {SCHEMA}.meter_reading_long RENAME TO meter_reading;
+ALTER INDEX {SCHEMA}.meter_reading_long_pkey RENAME TO meter_reading_pkey;
+-- below 4, so that the v4 release's first task applies its DDL (staging, summary)
+DELETE FROM {SCHEMA}.schema_version WHERE version >= 4;
+"""
+
+
 class MigrationError(RuntimeError):
     """The long table holds a day the day table cannot represent."""
 
