@@ -131,7 +131,7 @@ def summary(conn) -> dict[str, object]:
     by_status: dict[str, int] = {}
     for f in files:
         by_status[str(f["status"])] = by_status.get(str(f["status"]), 0) + 1
-    merged = conn.execute("SELECT count(*) FROM nem12.meter_reading").fetchone()[0]
+    merged = conn.execute("SELECT readings FROM nem12.ledger_summary").fetchone()[0]
     reports = sorted({r[8] for r in rows if r[8]})
     return {
         "files_by_status": by_status,
