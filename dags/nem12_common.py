@@ -113,8 +113,11 @@ def validate(files: list[dict]) -> dict:
         )
         _touched(conn, [f.file_id for f in (*outcome.accepted, *outcome.rejected)])
     metrics.files_validated(outcome)
+    if outcome.staged:
+        metrics.readings_staged(outcome.staged)
     return {
         "accepted": [asdict(f) for f in outcome.accepted],
+        "staged": list(outcome.staged),
         "rejected": [asdict(f) for f in outcome.rejected],
         "duplicates": [f for f in files if f["status"] == "duplicate"],
         "report_location": outcome.report_location,
@@ -123,13 +126,15 @@ def validate(files: list[dict]) -> dict:
 
 @task
 def plan_loads(validation: dict) -> list[list[dict]]:
-    """Groups of accepted files, one per mapped load task (none on a dry run)."""
+    """Groups of accepted files validation did not stage, one per mapped load task
+    (none on a dry run)."""
     our_process()
     from nem12.pipeline import steps
 
     if _param("dry_run"):
         return []
-    accepted = [steps.Registered(**f) for f in validation["accepted"]]
+    staged = set(validation["staged"])
+    accepted = [steps.Registered(**f) for f in validation["accepted"] if f["file_id"] not in staged]
     return [[asdict(f) for f in group] for group in steps.loading_groups(accepted, settings())]
 
 
@@ -168,7 +173,7 @@ def merge(validation: dict, loaded: list[dict[str, int]] | None = None) -> dict:
             "duplicates": len(validation["duplicates"]),
             "report_location": validation["report_location"],
         }
-    file_ids = sorted({int(k) for part in (loaded or []) for k in part})
+    file_ids = sorted({int(k) for part in (loaded or []) for k in part} | set(validation["staged"]))
     duplicates = [steps.Registered(**f) for f in validation["duplicates"]]
     with postgres() as conn, metrics.merge_timer():
         counts = steps.merge(s3(), conn, settings(), file_ids, also_archive=duplicates)

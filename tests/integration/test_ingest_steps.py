@@ -96,8 +96,10 @@ def test_every_step_logs_each_file_by_key_with_its_counts(env, caplog, tmp_path)
     caplog.set_level("INFO", logger="nem12.pipeline.steps")
     files = steps.register(s3, conn, settings, steps.new_objects(s3, conn, settings))
     outcome = steps.validate(s3, conn, settings, files, "run1")
-    staged = steps.load_group(s3, conn, settings, outcome.accepted)
-    counts = steps.merge(s3, conn, settings, list(staged), also_archive=files[1:2])
+    assert outcome.staged == {1: 192}  # landing/a.csv is small: staged by validation
+    loads = [f for f in outcome.accepted if f.file_id not in outcome.staged]
+    assert steps.load_group(s3, conn, settings, loads) == {}
+    counts = steps.merge(s3, conn, settings, [1], also_archive=files[1:2])
     assert counts.status == {1: "loaded"}
     assert (outcome.errors, outcome.warnings, outcome.rejected_blocks) == (1, 0, 0)
     lines = [r.getMessage() for r in caplog.records if r.name == "nem12.pipeline.steps"]
@@ -108,11 +110,11 @@ def test_every_step_logs_each_file_by_key_with_its_counts(env, caplog, tmp_path)
         f"landing/c.csv: registered as file 3, {len(BAD)} bytes",
         "landing/a.csv: accepted (file 1), 192 readings, 0 errors, 0 warnings, "
         "0 of 2 blocks rejected",
+        "landing/a.csv: 192 readings staged (file 1)",
         "landing/c.csv: rejected (file 3), 0 readings, 1 errors, 0 warnings, "
         "0 of 2 blocks rejected",
         "landing/c.csv rejected: 1 findings, moved to rejected/c.csv",
         f"validation report: {report}",
-        "landing/a.csv: 192 readings staged (file 1)",
         "landing/a.csv: merged (file 1) as loaded: 192 inserted, 0 updated, 0 unchanged, "
         "0 superseded",
         "merge of 1 files: 192 inserted, 0 updated, 0 unchanged, 0 superseded",

@@ -13,7 +13,7 @@ import json
 import logging
 import posixpath
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -227,6 +227,9 @@ class Validation:
     """What validation decided for a run's files."""
 
     accepted: list[Registered] = field(default_factory=list)
+    #: Accepted small files validation staged itself, file id -> readings (the
+    #: others go to load tasks).
+    staged: dict[int, int] = field(default_factory=dict)
     rejected: list[Registered] = field(default_factory=list)
     report_location: str | None = None
     errors: int = 0  # findings of the run's files by severity
@@ -234,10 +237,35 @@ class Validation:
     rejected_blocks: int = 0  # data-stream blocks rejected in files otherwise kept
 
 
+@dataclass
+class _Parsed:
+    """A member parsed in full: its day rows kept (a small file's), and its result."""
+
+    days: list[pl.DataFrame]
+    result: ParseResult
+
+    def batches(self) -> Iterator[pl.DataFrame]:
+        return iter(self.days)
+
+
+@dataclass
+class _Read:
+    """What validation read of a file: each member's parse and the text of the records
+    its findings name ((member, line) -> text)."""
+
+    parses: list[_Parsed]
+    texts: dict[tuple[str, int], str]
+
+    @property
+    def reports(self) -> list[ParseResult]:
+        return [p.result for p in self.parses]
+
+
 def _parse_for_findings(
-    s3: storage.S3Client, settings: Settings, file: Registered, dry_run: bool
-) -> tuple[list[ParseResult], dict[tuple[str, int], str]]:
-    """Every member's report and the text of the records its findings name.
+    s3: storage.S3Client, settings: Settings, file: Registered, dry_run: bool, keep_days: bool
+) -> _Read:
+    """Every member's report and the text of the records its findings name; with
+    ``keep_days``, the day rows too (small files, staged by validation).
 
     A dry run reads the delivered version (it holds no copy).
     """
@@ -245,28 +273,44 @@ def _parse_for_findings(
         source = {"key": file.key, "etag": file.etag, "sha256": file.sha256}
     else:
         source = {"key": file.held(settings).held_key, "sha256": file.sha256}
+    config = settings.parse_config(True, per_day=True)
     with storage.fetched(s3, settings.bucket, **source) as got:
-        reports = []
-        for parse in parse_source(got.file, name=file.key, config=settings.parse_config(True)):
-            for _ in parse.batches():
-                pass
-            reports.append(parse.result)
+        parses = []
+        for parse in parse_source(got.file, name=file.key, config=config):
+            days = [batch for batch in parse.batches() if keep_days]
+            parses.append(_Parsed(days, parse.result))
         wanted: dict[str, set[int]] = {}
-        for finding in (f for r in reports for f in r.findings if f.line is not None):
+        for finding in (f for p in parses for f in p.result.findings if f.line is not None):
             wanted.setdefault(finding.file, set()).add(finding.line)
         got.file.seek(0)
         limits = settings.read_limits()
         texts = record_texts(got.file, wanted, name=file.key, limits=limits) if wanted else {}
-        return reports, texts
+        return _Read(parses, texts)
 
 
-#: Files this small are read and parsed a few at a time; a step holding a
-#: bigger one reads one at a time (a parse's memory is per file).
+#: Files this small are read and parsed a few at a time (a step holding a
+#: bigger one reads one at a time: a parse's memory is per file), and staged
+#: by validation from its own parse: no second download, parse or load task.
 SMALL_FILE_BYTES = 1 << 20
 
 
+def _small(file: Registered) -> bool:
+    return file.size <= SMALL_FILE_BYTES
+
+
 def _workers(files: list[Registered]) -> int:
-    return storage.S3_WORKERS if all(f.size <= SMALL_FILE_BYTES for f in files) else 1
+    return storage.S3_WORKERS if all(_small(f) for f in files) else 1
+
+
+def _stage(conn: psycopg.Connection, file: Registered, parses: list[_Parsed]) -> int | None:
+    """Stage a validated small file's days: its readings, None if another run finished
+    it meanwhile."""
+    rows = staging.stage_days(conn, file.file_id, parses)
+    if not ledger.mark_staged(conn, file.file_id):
+        log.info("%s: finished by another run (file %d) while staging", file.key, file.file_id)
+        return None
+    log.info("%s: %d readings staged (file %d)", file.key, rows, file.file_id)
+    return rows
 
 
 def _moved_by_another_run(conn: psycopg.Connection, file: Registered) -> bool:
@@ -315,7 +359,9 @@ def validate(
             continue
         todo.append(file)
     parsed = storage.each_in_parallel(
-        lambda file: _parse_for_findings(s3, settings, file, dry_run), todo, _workers(todo)
+        lambda file: _parse_for_findings(s3, settings, file, dry_run, _small(file)),
+        todo,
+        _workers(todo),
     )
     for file, got, error in parsed:
         if isinstance(error, storage.ObjectGone | storage.VersionReplaced):
@@ -328,10 +374,10 @@ def validate(
         if error is not None:
             raise error
         assert got is not None
-        reports, texts = got
+        reports = got.reports
         quality = _combined_status(reports)
         if not dry_run:
-            ledger.record_parse(conn, file.file_id, reports, quality, texts)
+            ledger.record_parse(conn, file.file_id, reports, quality, got.texts)
         errors = sum(len(r.errors) for r in reports)
         warnings = sum(len(r.findings) for r in reports) - errors
         rejected_blocks = sum(r.rejected_blocks for r in reports)
@@ -357,8 +403,12 @@ def validate(
             if not dry_run:
                 _quarantine(s3, conn, settings, file, reports)
             outcome.rejected.append(file)
-        else:
-            outcome.accepted.append(file)
+            continue
+        outcome.accepted.append(file)
+        if _small(file) and not dry_run:
+            rows = _stage(conn, file, got.parses)
+            if rows is not None:
+                outcome.staged[file.file_id] = rows
     if record_frames:
         records = pl.concat(record_frames, how="vertical_relaxed")
         outcome.report_location = _write_report(s3, settings, records, run_name)
@@ -548,10 +598,12 @@ def merge(
             None if target is None else storage.free_key(s3, settings.bucket, target, file.file_id)
         )
 
-    placed = []
+    placed: list[tuple[Registered, str | None]] = []
     for file, target, error in storage.each_in_parallel(archive_key, retiring):
         if error is not None:
             raise error
+        if target is not None and target in {t for _, t in placed}:  # a name re-used
+            target = storage.key_beside(target, file.file_id)
         placed.append((file, target))
     _retire(s3, conn, settings, placed)
     return counts

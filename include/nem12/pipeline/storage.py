@@ -209,6 +209,11 @@ def free_key(s3: S3Client, bucket: str, key: str, file_id: int) -> str:
         raise
     if found.get("Metadata", {}).get(FILE_ID_METADATA) == str(file_id):
         return key
+    return key_beside(key, file_id)
+
+
+def key_beside(key: str, file_id: int) -> str:
+    """The name beside ``key`` that only this file's version can have."""
     folder, name = posixpath.split(key)
     stem, dot, extensions = name.partition(".")
     return posixpath.join(folder, f"{stem}.file{file_id}{dot}{extensions}")
