@@ -23,28 +23,17 @@ import psycopg
 
 from nem12.format import spec
 from nem12.warehouse import ledger
-from nem12.warehouse.schema import SCHEMA
+from nem12.warehouse.schema import DAY_FIELDS, DAY_KEY, SCHEMA
 
 OUTCOMES = ("inserted", "updated", "unchanged", "superseded")
 
-_KEY = ("nmi", "nmi_suffix", "interval_date")
+_KEY = DAY_KEY
 _VERSION = (
     "coalesce({t}.update_datetime, '-infinity'), "
     "coalesce({t}.header_datetime, '-infinity'), {t}.file_id"
 )
 #: What a stored day takes from its newest version (besides the key).
-_DAY_FIELDS = (
-    "interval_length",
-    "uom",
-    "interval_values",
-    "quality_method",
-    "reason_code",
-    "reason_description",
-    "interval_quality",
-    "update_datetime",
-    "total",
-    *spec.QUALITY_COUNT_COLUMNS,
-)
+_DAY_FIELDS = DAY_FIELDS
 _JOIN_KEY = " AND ".join(f"{{a}}.{c} = {{b}}.{c}" for c in _KEY)
 
 #: Each staged day ranked among its key's versions and held against the stored

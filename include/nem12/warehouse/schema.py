@@ -222,9 +222,25 @@ SELECT
 """
 
 
-_QUALITY_COUNTS = ",\n".join(
-    f"    {column:<28} smallint NOT NULL" for column in spec.QUALITY_COUNT_COLUMNS
-)
+#: A day's key, then what each version of the day holds (staged and stored alike).
+DAY_KEY = ("nmi", "nmi_suffix", "interval_date")
+_DAY_TYPES = {
+    "nmi": "text NOT NULL",
+    "nmi_suffix": "text NOT NULL",
+    "interval_date": "date NOT NULL",
+    "interval_length": "smallint NOT NULL",
+    "uom": "text NOT NULL",
+    "interval_values": "numeric[] NOT NULL",
+    "quality_method": "text NOT NULL",
+    "reason_code": "text",
+    "reason_description": "text",
+    "interval_quality": "jsonb",
+    "update_datetime": "timestamptz",
+    "total": "numeric NOT NULL",
+    **dict.fromkeys(spec.QUALITY_COUNT_COLUMNS, "smallint NOT NULL"),
+}
+DAY_FIELDS = tuple(c for c in _DAY_TYPES if c not in DAY_KEY)
+_DAY_COLUMNS = ",\n".join(f"    {column:<28} {kind}" for column, kind in _DAY_TYPES.items())
 
 #: Version 5: a day per row. The long table of v4, if any, is renamed
 #: ``meter_reading_v4`` and converted by ``migrate_v4`` in resumable batches.
@@ -243,22 +259,10 @@ DROP TABLE IF EXISTS {SCHEMA}.reading_staging, {SCHEMA}.staged_stream;
 -- One row per staged 300 record. The values are
 -- stored uncompressed here (compressing them twice costs time for nothing).
 CREATE UNLOGGED TABLE IF NOT EXISTS {SCHEMA}.day_staging (
-    file_id              bigint NOT NULL,
-    member               integer NOT NULL,
-    line_number          bigint NOT NULL,
-    nmi                  text NOT NULL,
-    nmi_suffix           text NOT NULL,
-    interval_date        date NOT NULL,
-    interval_length      smallint NOT NULL,
-    uom                  text NOT NULL,
-    interval_values      numeric[] NOT NULL,
-    quality_method       text NOT NULL,
-    reason_code          text,
-    reason_description   text,
-    interval_quality     jsonb,
-    update_datetime      timestamptz,
-    total                numeric NOT NULL,
-{_QUALITY_COUNTS}
+    file_id                      bigint NOT NULL,
+    member                       integer NOT NULL,
+    line_number                  bigint NOT NULL,
+{_DAY_COLUMNS}
 );
 ALTER TABLE {SCHEMA}.day_staging ALTER COLUMN interval_values SET STORAGE EXTERNAL;
 -- A retried load finds its file's rows, the merge each day it ranks.
@@ -272,22 +276,10 @@ CREATE INDEX IF NOT EXISTS day_staging_row ON {SCHEMA}.day_staging (file_id, mem
 -- "reason_code", "reason_description"}}] covering every interval;
 -- total and the *_intervals counts: the day's sum and intervals per QualityFlag.
 CREATE TABLE IF NOT EXISTS {SCHEMA}.meter_day (
-    nmi                  text NOT NULL,
-    nmi_suffix           text NOT NULL,
-    interval_date        date NOT NULL,
-    interval_length      smallint NOT NULL,
-    uom                  text NOT NULL,
-    interval_values      numeric[] NOT NULL,
-    quality_method       text NOT NULL,
-    reason_code          text,
-    reason_description   text,
-    interval_quality     jsonb,
-    update_datetime      timestamptz,
-    header_datetime      timestamptz,
-    file_id              bigint NOT NULL,
-    merged_at            timestamptz NOT NULL DEFAULT now(),
-    total                numeric NOT NULL,
-{_QUALITY_COUNTS},
+{_DAY_COLUMNS},
+    header_datetime              timestamptz,
+    file_id                      bigint NOT NULL,
+    merged_at                    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (nmi, nmi_suffix, interval_date)
 );
 

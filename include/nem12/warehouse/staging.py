@@ -11,28 +11,12 @@ from collections.abc import Iterable, Iterator
 import polars as pl
 import psycopg
 
-from nem12.format import spec
 from nem12.format.output import decimal_as_text, prefetched
 from nem12.format.parsing import Parse
-from nem12.warehouse.schema import SCHEMA
+from nem12.warehouse.schema import DAY_FIELDS, DAY_KEY, SCHEMA
 
 #: Staging columns in the order COPY receives them (after file_id and member).
-STAGED_COLUMNS = (
-    "line_number",
-    "nmi",
-    "nmi_suffix",
-    "interval_date",
-    "interval_length",
-    "uom",
-    "interval_values",
-    "quality_method",
-    "reason_code",
-    "reason_description",
-    "interval_quality",
-    "update_datetime",
-    "total",
-    *spec.QUALITY_COUNT_COLUMNS,
-)
+STAGED_COLUMNS = ("line_number", *DAY_KEY, *DAY_FIELDS)
 
 
 _FIELD = {"interval_values": "values"}
