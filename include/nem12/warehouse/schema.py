@@ -55,6 +55,22 @@ GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {SCHEMA} TO {{role}};
 #: at 50 each row's first new version fits beside the old one.
 METER_FILLFACTOR = 50
 
+
+def _ledger_summary(readings: str) -> str:
+    """The one-row summary view; ``readings`` counts the meter table's readings."""
+    return f"""
+CREATE OR REPLACE VIEW {SCHEMA}.ledger_summary AS
+SELECT
+    (SELECT coalesce(jsonb_object_agg(status, files), '{{}}'::jsonb)
+       FROM (SELECT status, count(*) AS files FROM {SCHEMA}.file_ledger GROUP BY status) s)
+        AS files_by_status,
+    (SELECT min(first_seen) FROM {SCHEMA}.file_ledger
+      WHERE status IN ('registered', 'validated', 'staged')) AS oldest_unprocessed,
+    (SELECT max(updated_at) FROM {SCHEMA}.file_ledger
+      WHERE status IN ('loaded', 'partial')) AS last_merge,
+    ({readings}) AS readings;"""
+
+
 #: Idempotent DDL up to version 4 (one row per interval); ``DDL_V5`` builds on it.
 DDL_V4 = f"""
 CREATE SCHEMA IF NOT EXISTS {SCHEMA};
@@ -209,16 +225,7 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.table_change (
 );
 
 -- One row: what the ledger says at a glance (for people and monitoring).
-CREATE OR REPLACE VIEW {SCHEMA}.ledger_summary AS
-SELECT
-    (SELECT coalesce(jsonb_object_agg(status, files), '{{}}'::jsonb)
-       FROM (SELECT status, count(*) AS files FROM {SCHEMA}.file_ledger GROUP BY status) s)
-        AS files_by_status,
-    (SELECT min(first_seen) FROM {SCHEMA}.file_ledger
-      WHERE status IN ('registered', 'validated', 'staged')) AS oldest_unprocessed,
-    (SELECT max(updated_at) FROM {SCHEMA}.file_ledger
-      WHERE status IN ('loaded', 'partial')) AS last_merge,
-    (SELECT count(*) FROM {SCHEMA}.meter_reading) AS readings;
+{_ledger_summary(f"SELECT count(*) FROM {SCHEMA}.meter_reading")}
 """
 
 
@@ -347,17 +354,12 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.migration_v5 (
     at                timestamptz NOT NULL DEFAULT now()
 );
 
-CREATE OR REPLACE VIEW {SCHEMA}.ledger_summary AS
-SELECT
-    (SELECT coalesce(jsonb_object_agg(status, files), '{{}}'::jsonb)
-       FROM (SELECT status, count(*) AS files FROM {SCHEMA}.file_ledger GROUP BY status) s)
-        AS files_by_status,
-    (SELECT min(first_seen) FROM {SCHEMA}.file_ledger
-      WHERE status IN ('registered', 'validated', 'staged')) AS oldest_unprocessed,
-    (SELECT max(updated_at) FROM {SCHEMA}.file_ledger
-      WHERE status IN ('loaded', 'partial')) AS last_merge,
-    (SELECT coalesce(sum({spec.MINUTES_PER_DAY} / interval_length), 0)::bigint
-       FROM {SCHEMA}.meter_day) AS readings;
+{
+    _ledger_summary(
+        f"SELECT coalesce(sum({spec.MINUTES_PER_DAY} / interval_length), 0)::bigint "
+        f"FROM {SCHEMA}.meter_day"
+    )
+}
 """
 
 #: Readings per batch of the v4 conversion (whole NMIs, so a batch may hold more).
