@@ -19,12 +19,14 @@ from nem12.devtools.demo import airflow_env
 from nem12.devtools.services import LocalServices, local_services
 
 #: Settings that make an hour of the pipeline fit in a test: a sensor that
-#: looks every 3 s and gives up after 40 s, one file per load (more groups),
-#: two load slots, lost tasks noticed within seconds.
+#: looks every 3 s and gives up after 40 s, one file per load (more groups;
+#: the tests' small files go to load tasks too), two load slots, lost tasks
+#: noticed within seconds.
 FAST = {
     "NEM12_SENSE_POKE_SECONDS": "3",
     "NEM12_SENSE_TIMEOUT_SECONDS": "40",
     "NEM12_GROUP_FILES": "1",
+    "NEM12_STAGE_WITH_VALIDATION_BYTES": "0",
     "NEM12_LOAD_SLOTS": "2",
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",

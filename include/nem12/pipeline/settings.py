@@ -60,6 +60,13 @@ class Settings:
         "NEM12_GROUP_BYTES", 64 << 20, "bytes of small files one load task takes", 1
     )
     group_files: int = _setting("NEM12_GROUP_FILES", 50, "files one load task takes at most", 1)
+    stage_with_validation_bytes: int = _setting(
+        "NEM12_STAGE_WITH_VALIDATION_BYTES",
+        1 << 20,
+        "files up to this size are staged by the validate task from its own parse "
+        "(0: every file goes to a load task)",
+        0,
+    )
     reject_file_on_block_error: bool = _setting(
         "NEM12_REJECT_FILE_ON_BLOCK_ERROR", False, "a block-scope error rejects the whole file"
     )

@@ -288,18 +288,18 @@ def _parse_for_findings(
         return _Read(parses, texts)
 
 
-#: Files this small are read and parsed a few at a time (a step holding a
-#: bigger one reads one at a time: a parse's memory is per file), and staged
-#: by validation from its own parse: no second download, parse or load task.
+#: Files this small are read and parsed a few at a time; a step holding a
+#: bigger one reads one at a time (a parse's memory is per file).
 SMALL_FILE_BYTES = 1 << 20
 
 
-def _small(file: Registered) -> bool:
-    return file.size <= SMALL_FILE_BYTES
-
-
 def _workers(files: list[Registered]) -> int:
-    return storage.S3_WORKERS if all(_small(f) for f in files) else 1
+    return storage.S3_WORKERS if all(f.size <= SMALL_FILE_BYTES for f in files) else 1
+
+
+def _staged_by_validation(file: Registered, settings: Settings) -> bool:
+    """Small files are staged from validation's parse: no second download, parse or task."""
+    return file.size <= settings.stage_with_validation_bytes
 
 
 def _stage(conn: psycopg.Connection, file: Registered, parses: list[_Parsed]) -> int | None:
@@ -359,7 +359,9 @@ def validate(
             continue
         todo.append(file)
     parsed = storage.each_in_parallel(
-        lambda file: _parse_for_findings(s3, settings, file, dry_run, _small(file)),
+        lambda file: _parse_for_findings(
+            s3, settings, file, dry_run, _staged_by_validation(file, settings)
+        ),
         todo,
         _workers(todo),
     )
@@ -405,7 +407,7 @@ def validate(
             outcome.rejected.append(file)
             continue
         outcome.accepted.append(file)
-        if _small(file) and not dry_run:
+        if _staged_by_validation(file, settings) and not dry_run:
             rows = _stage(conn, file, got.parses)
             if rows is not None:
                 outcome.staged[file.file_id] = rows
