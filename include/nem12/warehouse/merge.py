@@ -72,8 +72,12 @@ _DAY_READINGS = (
     "{s}.reason_description, {s}.interval_quality"
 )
 _READING = (
-    "({r}.value, {s}.interval_length, {s}.uom, {r}.quality_method, {r}.reason_code, "
-    "{r}.reason_description)"
+    "{r}.value, {s}.interval_length, {s}.uom, {r}.quality_method, {r}.reason_code, "
+    "{r}.reason_description"
+)
+_READING_OF = (
+    "({t}.value, {t}.interval_length, {t}.uom, {t}.quality_method, {t}.reason_code, "
+    "{t}.reason_description)"
 )
 
 #: Each newer version held against its stored day. Most corrections keep the
@@ -112,35 +116,48 @@ _DAY_READINGS = (
     "{s}.reason_description, {s}.interval_quality"
 )
 _READING = (
-    "({r}.value, {s}.interval_length, {s}.uom, {r}.quality_method, {r}.reason_code, "
-    "{r}.reason_description)"
+    "{r}.value, {s}.interval_length, {s}.uom, {r}.quality_method, {r}.reason_code, "
+    "{r}.reason_description"
+)
+_READING_OF = (
+    "({t}.value, {t}.interval_length, {t}.uom, {t}.quality_method, {t}.reason_code, "
+    "{t}.reason_description)"
 )
 
 #: The other newer versions, reading by reading against the stored ones at the
-#: same interval start (another interval length, or 400 ranges).
+#: same interval start (another interval length, or 400 ranges). Both sides'
+#: readings are written out first and the two sets joined by hash: joined as
+#: a lateral function each, the planner may rerun one side per row of the other.
+_NEW_READINGS = f"""
+CREATE TEMP TABLE new_reading ON COMMIT DROP AS
+SELECT c.file_id, c.nmi, c.nmi_suffix, c.interval_date, n.start_minute,
+       {_READING.format(r="n", s="s")}
+FROM compared c
+JOIN {SCHEMA}.day_staging s USING (file_id, member, line_number)
+CROSS JOIN LATERAL {SCHEMA}.day_readings({_DAY_READINGS.format(s="s")}) n
+WHERE c.updated IS NULL
+"""
+
+_OLD_READINGS = f"""
+CREATE TEMP TABLE old_reading ON COMMIT DROP AS
+SELECT t.nmi, t.nmi_suffix, t.interval_date, o.start_minute,
+       {_READING.format(r="o", s="t")}
+FROM compared c
+JOIN {SCHEMA}.meter_day t ON {_JOIN_KEY.format(a="t", b="c")}
+CROSS JOIN LATERAL {SCHEMA}.day_readings({_DAY_READINGS.format(s="t")}) o
+WHERE c.updated IS NULL
+"""
+
 _READING_BY_READING = f"""
-WITH new AS (
-    SELECT c.file_id, c.nmi, c.nmi_suffix, c.interval_date, n.start_minute,
-           {_READING.format(r="n", s="s")} AS reading
-    FROM compared c
-    JOIN {SCHEMA}.day_staging s USING (file_id, member, line_number)
-    CROSS JOIN LATERAL {SCHEMA}.day_readings({_DAY_READINGS.format(s="s")}) n
-    WHERE c.updated IS NULL
-), old AS (
-    SELECT t.nmi, t.nmi_suffix, t.interval_date, o.start_minute,
-           {_READING.format(r="o", s="t")} AS reading
-    FROM compared c
-    JOIN {SCHEMA}.meter_day t ON {_JOIN_KEY.format(a="t", b="c")}
-    CROSS JOIN LATERAL {SCHEMA}.day_readings({_DAY_READINGS.format(s="t")}) o
-    WHERE c.updated IS NULL
-)
 SELECT new.file_id,
        CASE WHEN old.nmi IS NULL THEN 'inserted'
-            WHEN new.reading IS NOT DISTINCT FROM old.reading THEN 'unchanged'
+            WHEN {_READING_OF.format(t="new")} IS NOT DISTINCT FROM {_READING_OF.format(t="old")}
+                THEN 'unchanged'
             ELSE 'updated' END,
        count(*)
-FROM new
-LEFT JOIN old ON {_JOIN_KEY.format(a="old", b="new")} AND old.start_minute = new.start_minute
+FROM new_reading new
+LEFT JOIN old_reading old
+       ON {_JOIN_KEY.format(a="old", b="new")} AND old.start_minute = new.start_minute
 GROUP BY 1, 2
 """
 
@@ -193,7 +210,7 @@ def merge_files(conn: psycopg.Connection, file_ids: list[int]) -> MergeCounts:
         conn.execute("ANALYZE incoming")
         rows = conn.execute(_WHOLE_DAYS).fetchall()
         conn.execute(_PAIRS)
-        rows += conn.execute(_SAME_SHAPE).fetchall() + conn.execute(_READING_BY_READING).fetchall()
+        rows += conn.execute(_SAME_SHAPE).fetchall() + _reading_by_reading(conn)
         conn.execute(_UPSERT)
         for file_id, outcome, n in rows:
             per_file = counts.per_file.setdefault(file_id, dict.fromkeys(OUTCOMES, 0))
@@ -206,6 +223,19 @@ def merge_files(conn: psycopg.Connection, file_ids: list[int]) -> MergeCounts:
                 counts.status[file_id] = ended
         _clear_staging(conn, file_ids)
     return counts
+
+
+def _reading_by_reading(conn: psycopg.Connection) -> list[tuple[int, str, int]]:
+    """Outcomes of the compared days whose shape changed or that hold 400 ranges."""
+    if not conn.execute("SELECT EXISTS (SELECT 1 FROM compared WHERE updated IS NULL)").fetchone()[
+        0
+    ]:
+        return []
+    conn.execute(_NEW_READINGS)
+    conn.execute(_OLD_READINGS)
+    conn.execute("ANALYZE new_reading")
+    conn.execute("ANALYZE old_reading")
+    return conn.execute(_READING_BY_READING).fetchall()
 
 
 def _clear_staging(conn: psycopg.Connection, file_ids: list[int]) -> None:
