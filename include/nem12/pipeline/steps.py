@@ -478,12 +478,8 @@ def _retire(
     for file, target in placed:
         if target is not None:
             ledger.set_moved_to(conn, file.file_id, target)
-    moves = storage.each_in_parallel(
-        lambda move: storage.retire(s3, move[0].held(settings), move[1]), placed
-    )
-    for (file, target), newer_left, error in moves:
-        if error is not None:
-            raise error
+    newer = storage.retire(s3, [(file.held(settings), target) for file, target in placed])
+    for (file, target), newer_left in zip(placed, newer, strict=True):
         if newer_left:
             log.warning(
                 "%s: a newer version is under the key; left there for the next run (file %d done)",

@@ -244,28 +244,59 @@ def delete_version(s3: S3Client, bucket: str, key: str, etag: str, version_id: s
     return True
 
 
-def retire(s3: S3Client, version: HeldVersion, target: str | None) -> bool:
-    """Done with a version: its held copy to ``target`` (see ``free_key``), then the
-    delivered version deleted, then the held copy. Safe to repeat: the held copy goes last.
+def retire(s3: S3Client, versions: list[tuple[HeldVersion, str | None]]) -> list[bool]:
+    """Done with these versions: each held copy to its ``target`` (see ``free_key``),
+    then the delivered version deleted, a few at a time; then the held copies, in
+    batches. Safe to repeat: the held copies go last.
 
-    ``target`` None keeps the delivered object where it is (a backfill of
-    archived objects) and drops only the held copy. True when the delivered
-    key holds a newer version, which stays for the next run.
+    A ``target`` None keeps the delivered object where it is (a backfill of
+    archived objects) and drops only the held copy. Per version, True when the
+    delivered key holds a newer version, which stays for the next run.
     """
     from botocore.exceptions import ClientError
 
-    if target is None:
-        s3.delete_object(Bucket=version.bucket, Key=version.held_key)
-        return False
-    try:  # managed copy: multipart for objects over 5 GB
-        s3.copy({"Bucket": version.bucket, "Key": version.held_key}, version.bucket, target)
-    except ClientError as exc:
-        if _error_code(exc) not in _MISSING:
-            raise
-        return False  # no held copy: an earlier try completed this move
-    kept = delete_version(s3, version.bucket, version.key, version.etag, version.version_id)
-    s3.delete_object(Bucket=version.bucket, Key=version.held_key)
-    return not kept
+    def move(item: tuple[HeldVersion, str | None]) -> bool:
+        version, target = item
+        if target is None:
+            return False
+        try:  # managed copy: multipart for objects over 5 GB
+            s3.copy({"Bucket": version.bucket, "Key": version.held_key}, version.bucket, target)
+        except ClientError as exc:
+            if _error_code(exc) not in _MISSING:
+                raise
+            return False  # no held copy: an earlier try completed this move
+        kept = delete_version(s3, version.bucket, version.key, version.etag, version.version_id)
+        return not kept
+
+    newer_left = []
+    for _, left, error in each_in_parallel(move, versions):
+        if error is not None:
+            raise error
+        assert left is not None
+        newer_left.append(left)
+    by_bucket: dict[str, list[str]] = {}
+    for version, _ in versions:
+        by_bucket.setdefault(version.bucket, []).append(version.held_key)
+    for bucket, keys in by_bucket.items():
+        delete_keys(s3, bucket, keys)
+    return newer_left
+
+
+#: Keys one DeleteObjects request takes at most (S3's limit).
+DELETE_BATCH = 1000
+
+
+def delete_keys(s3: S3Client, bucket: str, keys: list[str]) -> None:
+    """Delete these keys (the pipeline's own objects), a thousand per request."""
+    for start in range(0, len(keys), DELETE_BATCH):
+        batch = [{"Key": key} for key in keys[start : start + DELETE_BATCH]]
+        answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+        if answer.get("Errors"):
+            first = answer["Errors"][0]
+            raise RuntimeError(
+                f"s3://{bucket}: {len(answer['Errors'])} deletes failed, the first "
+                f"{first.get('Key')}: {first.get('Code')} {first.get('Message')}"
+            )
 
 
 def upload_folder(s3: S3Client, folder: Path, bucket: str, prefix: str) -> None:

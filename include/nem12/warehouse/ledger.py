@@ -287,21 +287,29 @@ def keys_of(conn: psycopg.Connection, file_ids: list[int]) -> list[tuple[int, st
     ).fetchall()
 
 
-def record_merged(conn: psycopg.Connection, file_id: int, counts: dict[str, int]) -> str | None:
-    """A merged file's outcome counts; status loaded, or partial if blocks were rejected.
+def record_merged(conn: psycopg.Connection, counts: dict[int, dict[str, int]]) -> dict[int, str]:
+    """Merged files' outcome counts (file id -> counts), in one statement; each file
+    ends loaded, or partial if blocks were rejected: file id -> status.
 
-    Runs inside the merge's transaction; None if the row is gone.
+    Runs inside the merge's transaction; a file whose row is gone is left out.
     """
+    ids = list(counts)
+    column = {
+        o: [counts[f][o] for f in ids] for o in ("inserted", "updated", "unchanged", "superseded")
+    }
     ended = conn.execute(
         f"""
-        UPDATE {SCHEMA}.file_ledger
-        SET status = CASE WHEN quality = 'partial' THEN 'partial' ELSE 'loaded' END,
-            readings = %(readings)s, inserted = %(inserted)s,
-            updated = %(updated)s, unchanged = %(unchanged)s,
-            superseded = %(superseded)s, updated_at = now()
-        WHERE file_id = %(file_id)s
-        RETURNING status
+        UPDATE {SCHEMA}.file_ledger l
+        SET status = CASE WHEN l.quality = 'partial' THEN 'partial' ELSE 'loaded' END,
+            readings = c.inserted + c.updated + c.unchanged + c.superseded,
+            inserted = c.inserted, updated = c.updated, unchanged = c.unchanged,
+            superseded = c.superseded, updated_at = now()
+        FROM unnest(%(ids)s::bigint[], %(inserted)s::bigint[], %(updated)s::bigint[],
+                    %(unchanged)s::bigint[], %(superseded)s::bigint[])
+             AS c(file_id, inserted, updated, unchanged, superseded)
+        WHERE l.file_id = c.file_id
+        RETURNING l.file_id, l.status
         """,
-        {"file_id": file_id, "readings": sum(counts.values()), **counts},
-    ).fetchone()
-    return None if ended is None else ended[0]
+        {"ids": ids, **column},
+    ).fetchall()
+    return dict(ended)

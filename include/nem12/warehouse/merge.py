@@ -217,10 +217,8 @@ def merge_files(conn: psycopg.Connection, file_ids: list[int]) -> MergeCounts:
             per_file[outcome] += int(n)
             setattr(counts, outcome, getattr(counts, outcome) + int(n))
         for file_id in file_ids:
-            got = counts.per_file.setdefault(file_id, dict.fromkeys(OUTCOMES, 0))
-            ended = ledger.record_merged(conn, file_id, got)
-            if ended is not None:
-                counts.status[file_id] = ended
+            counts.per_file.setdefault(file_id, dict.fromkeys(OUTCOMES, 0))
+        counts.status = ledger.record_merged(conn, {f: counts.per_file[f] for f in file_ids})
         _clear_staging(conn, file_ids)
     return counts
 
