@@ -20,8 +20,9 @@ import mimetypes
 import os
 import posixpath
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,7 +112,13 @@ def each_in_parallel(
         yield from map(attempt, items)
         return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nem12-s3") as pool:
-        yield from pool.map(attempt, items)
+        ahead: deque[Future[tuple[T, R | None, Exception | None]]] = deque()
+        for item in items:  # at most two rounds ahead of the caller: memory stays flat
+            ahead.append(pool.submit(attempt, item))
+            if len(ahead) >= 2 * workers:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
 
 
 def list_objects(s3: S3Client, bucket: str, prefix: str) -> list[StoredObject]:
