@@ -46,7 +46,7 @@ class Registered:
         """Where the pipeline holds this version's bytes: a key of its own, per ledger row."""
         held_key = f"{settings.held_prefix}{self.file_id}/{posixpath.basename(self.key)}"
         return storage.HeldVersion(
-            settings.bucket, self.key, self.etag, self.version_id, held_key, self.file_id
+            settings.bucket, self.key, self.etag, self.version_id, held_key, self.file_id, self.size
         )
 
 

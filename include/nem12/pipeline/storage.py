@@ -70,6 +70,12 @@ class HeldVersion:
     version_id: str | None
     held_key: str
     file_id: int
+    size: int = 0  # bytes, when known
+
+
+#: Objects up to this size are copied in one request (S3's CopyObject limit);
+#: bigger ones, or of unknown size, by the managed (multipart) copy.
+COPY_OBJECT_LIMIT = 5 << 30
 
 
 @dataclass
@@ -266,8 +272,12 @@ def retire(s3: S3Client, versions: list[tuple[HeldVersion, str | None]]) -> list
         version, target = item
         if target is None:
             return False
-        try:  # managed copy: multipart for objects over 5 GB
-            s3.copy({"Bucket": version.bucket, "Key": version.held_key}, version.bucket, target)
+        source = {"Bucket": version.bucket, "Key": version.held_key}
+        try:
+            if 0 < version.size <= COPY_OBJECT_LIMIT:
+                s3.copy_object(Bucket=version.bucket, Key=target, CopySource=source)
+            else:  # managed copy: multipart for objects over 5 GB
+                s3.copy(source, version.bucket, target)
         except ClientError as exc:
             if _error_code(exc) not in _MISSING:
                 raise
