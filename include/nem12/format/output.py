@@ -84,12 +84,16 @@ def value_as_text() -> pl.Expr:
 
 def decimal_as_text(column: str) -> pl.Expr:
     """A decimal column as text without trailing zeros."""
-    value = pl.col(column).cast(pl.String)
+    return trimmed_text(pl.col(column)).alias(column)
+
+
+def trimmed_text(decimal: pl.Expr) -> pl.Expr:
+    """A decimal expression as text without trailing zeros (1.500 -> 1.5, 2.000 -> 2)."""
+    value = decimal.cast(pl.String)
     return (
         pl.when(value.str.contains(".", literal=True))
         .then(value.str.strip_chars_end("0").str.strip_chars_end("."))
         .otherwise(value)
-        .alias(column)
     )
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import polars as pl
 import psycopg
 
-from nem12.format.parsing import ParseResult, parse_source
+from nem12.format.parsing import Parse, ParseResult, parse_source
 from nem12.format.reading import record_texts
 from nem12.pipeline import storage
 from nem12.pipeline.settings import Settings
@@ -302,9 +302,11 @@ def _staged_by_validation(file: Registered, settings: Settings) -> bool:
     return file.size <= settings.stage_with_validation_bytes
 
 
-def _stage(conn: psycopg.Connection, file: Registered, parses: list[_Parsed]) -> int | None:
-    """Stage a validated small file's days: its readings, None if another run finished
-    it meanwhile."""
+def _stage(
+    conn: psycopg.Connection, file: Registered, parses: Iterable[_Parsed | Parse]
+) -> int | None:
+    """Stage a file's accepted days: its readings, None if another run finished it
+    meanwhile."""
     rows = staging.stage_days(conn, file.file_id, parses)
     if not ledger.mark_staged(conn, file.file_id):
         log.info("%s: finished by another run (file %d) while staging", file.key, file.file_id)
@@ -511,47 +513,25 @@ def loading_groups(files: Iterable[Registered], settings: Settings) -> list[list
 def load_group(
     s3: storage.S3Client, conn: psycopg.Connection, settings: Settings, group: list[Registered]
 ) -> dict[int, int]:
-    """Parse each file and COPY its accepted days into staging; readings per file.
-
-    A group of small files is read a few at a time while earlier ones load.
-    """
+    """Parse each file and COPY its accepted days into staging; readings per file."""
     staged: dict[int, int] = {}
     config = settings.parse_config(per_day=True)
     finished = ledger.finished_files(conn, [f.file_id for f in group])
-    todo = [f for f in group if f.file_id not in finished]
     for file in group:
         if file.file_id in finished:
             log.info("%s: finished by another run (file %d), not loaded", file.key, file.file_id)
-    workers = _workers(todo)
-
-    def read(file: Registered) -> bytes | None:
-        if workers == 1:
-            return None  # read as it is parsed, never whole in memory
+            continue
         held = file.held(settings)
-        with storage.fetched(s3, settings.bucket, held.held_key, sha256=file.sha256) as got:
-            return got.file.read()
-
-    for file, data, error in storage.each_in_parallel(read, todo, workers):
         try:
-            if error is not None:
-                raise error
-            if data is not None:
-                parses = parse_source(data, name=file.key, config=config)
-                rows = staging.stage_days(conn, file.file_id, parses)
-            else:
-                held = file.held(settings)
-                with storage.fetched(s3, settings.bucket, held.held_key, sha256=file.sha256) as got:
-                    parses = parse_source(got.file, name=file.key, config=config)
-                    rows = staging.stage_days(conn, file.file_id, parses)
+            with storage.fetched(s3, settings.bucket, held.held_key, sha256=file.sha256) as got:
+                parses = parse_source(got.file, name=file.key, config=config)
+                rows = _stage(conn, file, parses)
         except storage.ObjectGone:
             if not _moved_by_another_run(conn, file):
                 raise
             continue
-        if not ledger.mark_staged(conn, file.file_id):
-            log.info("%s: finished by another run (file %d) while loading", file.key, file.file_id)
-            continue
-        staged[file.file_id] = rows
-        log.info("%s: %d readings staged (file %d)", file.key, rows, file.file_id)
+        if rows is not None:
+            staged[file.file_id] = rows
     return staged
 
 
@@ -590,19 +570,13 @@ def merge(
     )
     retiring = registered_files(conn, file_ids + [f.file_id for f in also_archive])
 
-    def archive_key(file: Registered) -> str | None:
-        target = _archive_key(settings, file.key)
-        return (
-            None if target is None else storage.free_key(s3, settings.bucket, target, file.file_id)
+    wanted = [(file, _archive_key(settings, file.key)) for file in retiring]
+    free = iter(
+        storage.free_keys(
+            s3, settings.bucket, [(key, file.file_id) for file, key in wanted if key is not None]
         )
-
-    placed: list[tuple[Registered, str | None]] = []
-    for file, target, error in storage.each_in_parallel(archive_key, retiring):
-        if error is not None:
-            raise error
-        if target is not None and target in {t for _, t in placed}:  # a name re-used
-            target = storage.key_beside(target, file.file_id)
-        placed.append((file, target))
+    )
+    placed = [(file, None if key is None else next(free)) for file, key in wanted]
     _retire(s3, conn, settings, placed)
     return counts
 

@@ -225,6 +225,24 @@ def free_key(s3: S3Client, bucket: str, key: str, file_id: int) -> str:
     return key_beside(key, file_id)
 
 
+def free_keys(s3: S3Client, bucket: str, wanted: list[tuple[str, int]]) -> list[str]:
+    """``free_key`` for many (key, file id) at once, a few at a time; a name two of
+    them want gets, for the later ones, the name beside it of their own."""
+    taken: set[str] = set()
+    free = []
+    for (key, file_id), found, error in each_in_parallel(
+        lambda item: free_key(s3, bucket, *item), wanted
+    ):
+        if error is not None:
+            raise error
+        assert found is not None
+        if found in taken:
+            found = key_beside(key, file_id)
+        taken.add(found)
+        free.append(found)
+    return free
+
+
 def key_beside(key: str, file_id: int) -> str:
     """The name beside ``key`` that only this file's version can have."""
     folder, name = posixpath.split(key)

@@ -27,14 +27,11 @@ from nem12.warehouse.schema import DAY_FIELDS, DAY_KEY, SCHEMA
 
 OUTCOMES = ("inserted", "updated", "unchanged", "superseded")
 
-_KEY = DAY_KEY
 _VERSION = (
     "coalesce({t}.update_datetime, '-infinity'), "
     "coalesce({t}.header_datetime, '-infinity'), {t}.file_id"
 )
-#: What a stored day takes from its newest version (besides the key).
-_DAY_FIELDS = DAY_FIELDS
-_JOIN_KEY = " AND ".join(f"{{a}}.{c} = {{b}}.{c}" for c in _KEY)
+_JOIN_KEY = " AND ".join(f"{{a}}.{c} = {{b}}.{c}" for c in DAY_KEY)
 
 #: Each staged day ranked among its key's versions and held against the stored
 #: day: ``wins`` (it replaces or adds the stored day), ``outcome`` (inserted or
@@ -66,19 +63,6 @@ SELECT r.file_id, r.member, r.line_number, r.nmi, r.nmi_suffix, r.interval_date,
 FROM ranked r
 LEFT JOIN {SCHEMA}.meter_day t ON {_JOIN_KEY.format(a="t", b="r")}
 """
-
-_DAY_READINGS = (
-    "{s}.interval_values, {s}.interval_length, {s}.quality_method, {s}.reason_code, "
-    "{s}.reason_description, {s}.interval_quality"
-)
-_READING = (
-    "{r}.value, {s}.interval_length, {s}.uom, {r}.quality_method, {r}.reason_code, "
-    "{r}.reason_description"
-)
-_READING_OF = (
-    "({t}.value, {t}.interval_length, {t}.uom, {t}.quality_method, {t}.reason_code, "
-    "{t}.reason_description)"
-)
 
 #: Each newer version held against its stored day. Most corrections keep the
 #: day's shape (same interval length, no 400 ranges on either side): then a
@@ -124,29 +108,33 @@ _READING_OF = (
     "{t}.reason_description)"
 )
 
+
 #: The other newer versions, reading by reading against the stored ones at the
 #: same interval start (another interval length, or 400 ranges). Both sides'
 #: readings are written out first and the two sets joined by hash: joined as
 #: a lateral function each, the planner may rerun one side per row of the other.
-_NEW_READINGS = f"""
-CREATE TEMP TABLE new_reading ON COMMIT DROP AS
-SELECT c.file_id, c.nmi, c.nmi_suffix, c.interval_date, n.start_minute,
-       {_READING.format(r="n", s="s")}
+def _readings_of(table: str, staged: bool) -> str:
+    """Write out the readings of the days compared reading by reading: the staged
+    versions, or the stored days they meet."""
+    day = "s" if staged else "t"
+    source = (
+        f"JOIN {SCHEMA}.day_staging s USING (file_id, member, line_number)"
+        if staged
+        else f"JOIN {SCHEMA}.meter_day t ON {_JOIN_KEY.format(a='t', b='c')}"
+    )
+    return f"""
+CREATE TEMP TABLE {table} ON COMMIT DROP AS
+SELECT c.file_id, c.nmi, c.nmi_suffix, c.interval_date, r.start_minute,
+       {_READING.format(r="r", s=day)}
 FROM compared c
-JOIN {SCHEMA}.day_staging s USING (file_id, member, line_number)
-CROSS JOIN LATERAL {SCHEMA}.day_readings({_DAY_READINGS.format(s="s")}) n
+{source}
+CROSS JOIN LATERAL {SCHEMA}.day_readings({_DAY_READINGS.format(s=day)}) r
 WHERE c.updated IS NULL
 """
 
-_OLD_READINGS = f"""
-CREATE TEMP TABLE old_reading ON COMMIT DROP AS
-SELECT t.nmi, t.nmi_suffix, t.interval_date, o.start_minute,
-       {_READING.format(r="o", s="t")}
-FROM compared c
-JOIN {SCHEMA}.meter_day t ON {_JOIN_KEY.format(a="t", b="c")}
-CROSS JOIN LATERAL {SCHEMA}.day_readings({_DAY_READINGS.format(s="t")}) o
-WHERE c.updated IS NULL
-"""
+
+_NEW_READINGS = _readings_of("new_reading", staged=True)
+_OLD_READINGS = _readings_of("old_reading", staged=False)
 
 _READING_BY_READING = f"""
 SELECT new.file_id,
@@ -167,18 +155,18 @@ WHERE outcome <> 'compared' GROUP BY 1, 2
 """
 
 _VERSION_FIELDS = ("header_datetime", "file_id", "merged_at")
-_STORED_COLUMNS = ", ".join((*_KEY, *_DAY_FIELDS, *_VERSION_FIELDS))
+_STORED_COLUMNS = ", ".join((*DAY_KEY, *DAY_FIELDS, *_VERSION_FIELDS))
 
 #: The winning days in place of the stored ones (or beside them, if new).
 _UPSERT = f"""
 INSERT INTO {SCHEMA}.meter_day ({_STORED_COLUMNS})
-SELECT {", ".join(f"s.{c}" for c in (*_KEY, *_DAY_FIELDS))}, l.header_datetime, s.file_id, now()
+SELECT {", ".join(f"s.{c}" for c in (*DAY_KEY, *DAY_FIELDS))}, l.header_datetime, s.file_id, now()
 FROM incoming i
 JOIN {SCHEMA}.day_staging s USING (file_id, member, line_number)
 JOIN {SCHEMA}.file_ledger l ON l.file_id = s.file_id
 WHERE i.wins
-ON CONFLICT ({", ".join(_KEY)}) DO UPDATE SET
-    {", ".join(f"{c} = EXCLUDED.{c}" for c in (*_DAY_FIELDS, *_VERSION_FIELDS))}
+ON CONFLICT ({", ".join(DAY_KEY)}) DO UPDATE SET
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in (*DAY_FIELDS, *_VERSION_FIELDS))}
 """
 
 
@@ -242,8 +230,7 @@ def _clear_staging(conn: psycopg.Connection, file_ids: list[int]) -> None:
     Truncating costs nothing and returns the space at once. The lock waits for
     loads still copying; their rows then count as other files.
     """
-    tables = (f"{SCHEMA}.day_staging",)
-    conn.execute(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
+    conn.execute(f"LOCK TABLE {SCHEMA}.day_staging IN ACCESS EXCLUSIVE MODE")
     others = conn.execute(
         f"""
         SELECT EXISTS (SELECT 1 FROM {SCHEMA}.day_staging WHERE file_id <> ALL(%(ids)s))
@@ -253,7 +240,6 @@ def _clear_staging(conn: psycopg.Connection, file_ids: list[int]) -> None:
         {"ids": file_ids},
     ).fetchone()
     if others and others[0]:
-        for table in tables:
-            conn.execute(f"DELETE FROM {table} WHERE file_id = ANY(%s)", (file_ids,))
+        conn.execute(f"DELETE FROM {SCHEMA}.day_staging WHERE file_id = ANY(%s)", (file_ids,))
     else:
-        conn.execute(f"TRUNCATE {', '.join(tables)}")
+        conn.execute(f"TRUNCATE {SCHEMA}.day_staging")

@@ -18,12 +18,16 @@ import polars as pl
 
 from nem12.format import spec
 from nem12.format.findings import CHUNK_ENGINE
-from nem12.format.parsing.explode import TEXT_DTYPES, day_fields, explode
+from nem12.format.output import trimmed_text
+from nem12.format.parsing.explode import (
+    SHORT_VALUE_BYTES,
+    TEXT_DTYPES,
+    day_fields,
+    explode,
+    text_field,
+)
 from nem12.format.parsing.records import F
 
-#: A value of digits and dots this short cannot hold more digits than
-#: ``spec.VALUE_DTYPE``, so the cast alone tells whether it is well formed.
-_SHORT_VALUE_BYTES = 15
 _QUALITY = ("quality_method", "reason_code", "reason_description")
 
 
@@ -51,7 +55,7 @@ def day_rows(
             & (decimals.list.eval(pl.element().is_null()).list.any().not_())
             & (
                 pl.col("raw_values").list.eval(pl.element().str.len_bytes()).list.max()
-                <= _SHORT_VALUE_BYTES
+                <= SHORT_VALUE_BYTES
             ),
             total=decimals.list.sum(),
         )
@@ -88,13 +92,9 @@ def day_rows(
 
 def _array_literal(decimals: pl.Expr) -> pl.Expr:
     """A day some value of which is not a decimal: the ones that are, NULL for the others."""
-    text = pl.element().cast(pl.String)
-    normal = pl.when(text.str.contains(".", literal=True)).then(
-        text.str.strip_chars_end("0").str.strip_chars_end(".")
-    )
     return pl.concat_str(
         pl.lit("{"),
-        decimals.list.eval(normal.otherwise(text).fill_null("NULL")).list.join(","),
+        decimals.list.eval(trimmed_text(pl.element()).fill_null("NULL")).list.join(","),
         pl.lit("}"),
     )
 
@@ -121,12 +121,7 @@ def _interval_quality(days: pl.DataFrame, events: pl.DataFrame | None) -> pl.Dat
     own = variable.select(
         "line",
         "day",
-        *[
-            pl.when(pl.col(c) != "").then(pl.col(c)).alias(f"own_{c}")
-            if c != "quality_method"
-            else pl.col(c).alias(f"own_{c}")
-            for c in _QUALITY
-        ],
+        *[text_field(c).alias(f"own_{c}") for c in _QUALITY],
     )
     intervals = (
         long.lazy()

@@ -14,7 +14,7 @@ from nem12.format.parsing.records import F
 _NEM_OFFSET_SECONDS = 10 * 3600
 #: A value of digits and dots this short cannot hold more digits than
 #: ``spec.VALUE_DTYPE``, so the cast alone tells whether it is well formed.
-_SHORT_VALUE_BYTES = 15
+SHORT_VALUE_BYTES = 15
 TEXT_DTYPES = {c: spec.READING_SCHEMA[c] for c in spec.READING_TEXT_COLUMNS}
 _EVENT_COLUMNS = ("quality_method", "reason_code", "reason_description")
 
@@ -36,7 +36,7 @@ def _nem_datetime(raw: pl.Expr, fmt: str) -> pl.Expr:
     )
 
 
-def _text(column: str) -> pl.Expr:
+def text_field(column: str) -> pl.Expr:
     """A text field; empty is null for those that may be empty."""
     if column in spec.OPTIONAL_TEXT_COLUMNS:
         return pl.when(pl.col(column) != "").then(pl.col(column))
@@ -110,7 +110,7 @@ def explode(
             # The cast also takes signs and exponents: a line holding any is
             # checked value by value against VALUE_PATTERN below.
             value_ok=pl.col("plain_line")
-            & (pl.col("value").str.len_bytes() <= _SHORT_VALUE_BYTES)
+            & (pl.col("value").str.len_bytes() <= SHORT_VALUE_BYTES)
             & pl.col("decimal").is_not_null(),
             value_raw="value",
         )
