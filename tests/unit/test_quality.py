@@ -125,7 +125,7 @@ def test_suite_sets_and_patterns_are_the_specification_facts_of_mdff():
     def kwarg(rule: str, key: str) -> object:
         return next(k[key] for k in by_rule[rule] if key in k)
 
-    assert kwarg("record_type_unknown", "value_set") == list(spec.RECORD_TYPES)
+    assert kwarg("record_type_unknown", "value_set") == list(spec.ALL_RECORD_TYPES)
     assert kwarg("interval_length", "value_set") == list(spec.INTERVAL_LENGTHS)
     assert set(kwarg("uom_invalid", "value_set")) == set(spec.UNITS_OF_MEASURE.values())
     # the parser's pattern with a non-capturing group (pandas warns about capturing ones)

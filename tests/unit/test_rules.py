@@ -91,7 +91,6 @@ def test_every_invalid_example_is_covered():
 #: nem-reader's text examples that are not valid NEM12 interval data
 EXPECTED_EXTRA_REJECTED = {
     "Example-NEM12.csv": {"event_coverage", "end_missing"},
-    "NEM13#DATA_14121801#WBAYM#3044076134.V01": {"version_unsupported"},
 }
 
 

@@ -31,7 +31,10 @@ EXPECTATIONS = [e for suite in SUITES for e in suite["expectations"]]
 
 #: Where each value set and pattern of the suite comes from, by (rule, kwarg).
 SPEC_FACTS = {
-    ("record_type_unknown", "value_set"): list(spec.RECORD_TYPES),
+    ("record_type_unknown", "value_set"): list(spec.ALL_RECORD_TYPES),
+    # one expectation per version; the NEM13 one is the last
+    ("record_wrong_version", "value_set"): list(spec.RECORD_TYPES_OF["NEM13"]),
+    ("direction_indicator", "value_set"): list(spec.DIRECTION_INDICATORS),
     ("interval_length", "value_set"): list(spec.INTERVAL_LENGTHS),
     ("uom_invalid", "value_set"): sorted(set(spec.UNITS_OF_MEASURE.values())),
     ("quality_method", "regex"): non_capturing(spec.QUALITY_PATTERN),
@@ -70,7 +73,7 @@ def test_every_value_set_and_pattern_is_the_spec_fact_it_comes_from():
             if key in expectation["kwargs"]:
                 found[expectation["meta"]["rule"], key] = expectation["kwargs"][key]
     assert found == SPEC_FACTS
-    assert found["record_type_unknown", "value_set"] == list(spec.RECORD_TYPES)
+    assert found["record_type_unknown", "value_set"] == list(spec.ALL_RECORD_TYPES)
     assert found["interval_length", "value_set"] == list(spec.INTERVAL_LENGTHS)
     assert set(found["uom_invalid", "value_set"]) == set(spec.UNITS_OF_MEASURE.values())
 
@@ -91,9 +94,16 @@ def test_row_condition_constants_are_spec_facts():
         for c in _conditions(expectation["kwargs"].get("row_condition")):
             if c["type"] == "comparison":
                 compared.setdefault((c["column"]["name"], c["operator"]), []).append(c["parameter"])
-    assert {tuple(p) for p in compared["record_type", "IN"]} == {spec.BLOCK_RECORD_TYPES}
-    assert set(compared["field_count", ">="]) == {spec.NMI_DETAILS_MIN_FIELDS}
-    assert set(compared["record_type", "=="]) <= set(spec.RECORD_TYPES)
+    assert {tuple(p) for p in compared["record_type", "IN"]} == {
+        spec.BLOCK_RECORD_TYPES,
+        spec.ALL_RECORD_TYPES,
+    }
+    assert set(compared["field_count", ">="]) == {
+        spec.NMI_DETAILS_MIN_FIELDS,
+        spec.READ_MIN_FIELDS,
+    }
+    assert set(compared["record_type", "=="]) <= set(spec.ALL_RECORD_TYPES)
+    assert set(compared["version", "=="]) == set(spec.RECORD_TYPES_OF)
     [record_fields] = [e for e in EXPECTATIONS if e["meta"]["rule"] == "record_fields"]
     assert record_fields["kwargs"]["min_value"] == spec.NMI_DETAILS_MIN_FIELDS
 
@@ -114,7 +124,7 @@ def test_the_catalogue_messages_quote_the_facts_the_suite_checks():
     described = {e["meta"]["rule"]: e["description"] for e in EXPECTATIONS}
     message = {rule_id: RULES[rule_id].message for rule_id in described if rule_id in RULES}
     assert ", ".join(spec.RECORD_TYPES) in message["record_type_unknown"]
-    assert spoken(spec.RECORD_TYPES) in described["record_type_unknown"]
+    assert spoken(spec.ALL_RECORD_TYPES) in described["record_type_unknown"]
     assert "/".join(spec.BLOCK_RECORD_TYPES) in message["record_outside_block"]
     assert spoken(spec.INTERVAL_LENGTHS) in message["interval_length"]
     assert spoken(spec.INTERVAL_LENGTHS) in described["interval_length"]

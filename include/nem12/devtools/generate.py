@@ -178,10 +178,16 @@ def _without_events(records: list[Record]) -> None:
         del records[start]
 
 
+#: A NEM13 250 record, for a NEM12 file that must not hold one.
+NEM13_READ_RECORD: Record = (
+    "250,QB00000001,11,1,11,11,M1,E,000888,20240108103055,A,,,000999,20240408000000,"
+    "E64,,,111,kWh,20240408,20240409000000,20240109103023"
+).split(",")
+
 DEFECTS: dict[str, Callable[[list[Record]], None]] = {
     "header_missing": lambda r: r.pop(0),
     "header_repeated": lambda r: r.insert(2, list(r[0])),
-    "version_unsupported": lambda r: r[0].__setitem__(1, "NEM13"),
+    "record_wrong_version": lambda r: _insert_after(r, "300", list(NEM13_READ_RECORD)),
     "version_invalid": lambda r: r[0].__setitem__(1, "NEM99"),
     "header_datetime": lambda r: r[0].__setitem__(2, "202313451200"),
     "end_missing": lambda r: r.pop(),

@@ -409,12 +409,14 @@ class Chunk:
     block_complete: bool
 
 
-def iter_chunks(stream: BinaryIO, limits: ReadLimits) -> Iterator[Chunk]:
-    """Cut a member into chunks of about ``chunk_bytes`` ending before a 200 record.
+def iter_chunks(stream: BinaryIO, limits: ReadLimits, block_record: str = "200") -> Iterator[Chunk]:
+    """Cut a member into chunks of about ``chunk_bytes`` ending before a ``block_record``
+    (200 in NEM12; 250 in NEM13, so a 550 stays with its read).
 
     A data-stream block larger than four chunks is cut before a 300 record
     instead (so 400 events stay with their day) and flagged incomplete.
     """
+    boundary = f"\n{block_record},".encode()
     target = limits.chunk_bytes
     buffer = b""
     line = 1
@@ -431,7 +433,7 @@ def iter_chunks(stream: BinaryIO, limits: ReadLimits) -> Iterator[Chunk]:
             if buffer:
                 yield Chunk(buffer, line, True)
             return
-        cut = buffer.rfind(b"\n200,")
+        cut = buffer.rfind(boundary)
         complete = cut > 0
         if not complete:
             cut = -1

@@ -64,15 +64,14 @@ RULES: dict[str, Rule] = _catalogue(
     Rule("file_empty", "error", "file", "the file holds no records"),
     Rule("header_missing", "error", "file", "the first record is not a 100 header"),
     Rule("header_repeated", "error", "file", "more than one 100 header"),
-    Rule(
-        "version_unsupported",
-        "error",
-        "file",
-        "NEM13 (accumulation data) is recognised but not yet supported",
-    ),
     Rule("version_invalid", "error", "file", "VersionHeader is not NEM12 or NEM13"),
     Rule("header_datetime", "error", "file", "header DateTime is not a valid YYYYMMDDHHMM"),
-    Rule("header_only", "error", "file", "the file holds no 200/300 data records"),
+    Rule(
+        "header_only",
+        "error",
+        "file",
+        "the file holds no data records (no 200/300 in NEM12, no 250 in NEM13)",
+    ),
     Rule("end_missing", "error", "file", "no 900 end-of-data record (truncated file?)"),
     Rule("end_repeated", "error", "file", "more than one 900 end-of-data record"),
     Rule("data_after_end", "error", "file", "records after the 900 end-of-data record"),
@@ -80,9 +79,22 @@ RULES: dict[str, Rule] = _catalogue(
         "record_type_unknown",
         "error",
         "file",
-        "unknown record indicator (NEM12 has 100, 200, 300, 400, 500, 900)",
+        "unknown record indicator (NEM12 has 100, 200, 300, 400, 500, 900; "
+        "NEM13 has 100, 250, 550, 900)",
     ),
-    Rule("record_outside_block", "error", "file", "a 300/400/500 record before any 200 record"),
+    Rule(
+        "record_wrong_version",
+        "error",
+        "file",
+        "a NEM13 record (250, 550) in a NEM12 file or a NEM12 record (200-500) in a "
+        "NEM13 file: the spec allows one version per file",
+    ),
+    Rule(
+        "record_outside_block",
+        "error",
+        "file",
+        "a 300/400/500 record before any 200 record (NEM13: a 550 before any 250)",
+    ),
     Rule("blank_line", "warning", "file", "blank line ignored"),
     Rule(
         "filename_participants",
@@ -191,6 +203,83 @@ RULES: dict[str, Rule] = _catalogue(
         "error",
         "block",
         "400 QualityMethod invalid (V is not allowed in a 400 record)",
+    ),
+    # --- 250 basic meter data and 550 B2B details (NEM13) ------------------------
+    # A block of a NEM13 file is one 250 read (with its 550): an error rejects the
+    # read, the file's other reads load. The rules above that a 250 shares with
+    # NEM12 (record_fields, nmi_*, uom_invalid, quality_method*, reason_*,
+    # update_datetime_*, msats_datetime_invalid) apply to it with the same severity.
+    Rule(
+        "direction_indicator",
+        "error",
+        "block",
+        "DirectionIndicator is not I (import) or E (export): the read's sign is unknown",
+    ),
+    Rule(
+        "register_read_invalid",
+        "error",
+        "block",
+        "Previous or CurrentRegisterRead is not a register read (digits, optional decimals)",
+    ),
+    Rule(
+        "read_datetime_invalid",
+        "error",
+        "block",
+        "Previous or CurrentRegisterReadDateTime is not a real YYYYMMDDHHMMSS",
+    ),
+    Rule(
+        "read_period_order",
+        "error",
+        "block",
+        "PreviousRegisterReadDateTime is not before CurrentRegisterReadDateTime "
+        "(the spec: the previous read is the earlier one)",
+    ),
+    Rule(
+        "previous_read_estimated",
+        "warning",
+        "block",
+        "PreviousQualityMethod is E: the spec says an estimate cannot be the previous "
+        "read; a warning, the quantity is still the MDP's",
+    ),
+    Rule("quantity_invalid", "error", "block", "Quantity is not a decimal number"),
+    Rule(
+        "quantity_negative",
+        "warning",
+        "block",
+        "Quantity is negative; the spec forbids it, but AEMO's published NEM13 examples "
+        "carry negative quantities, so it is a warning",
+    ),
+    Rule(
+        "quantity_mismatch",
+        "warning",
+        "block",
+        "an energy Quantity differs from CurrentRegisterRead - PreviousRegisterRead, "
+        "also allowing one rollover at the dial's digits; a warning because the "
+        "register multiplier is not in the file",
+    ),
+    Rule(
+        "next_read_date_invalid",
+        "warning",
+        "block",
+        "NextScheduledReadDate is given but not a real YYYYMMDD date",
+    ),
+    Rule(
+        "read_repeated",
+        "error",
+        "block",
+        "a read of the same NMI, suffix and CurrentRegisterReadDateTime earlier in the file",
+    ),
+    Rule(
+        "trans_code_invalid",
+        "warning",
+        "block",
+        "a 550 TransCode is not an Appendix A transaction code",
+    ),
+    Rule(
+        "b2b_repeated",
+        "warning",
+        "block",
+        "more than one 550 after a 250; the first is kept with the read",
     ),
 )
 

@@ -29,6 +29,16 @@ BLOCK_RECORD_TYPES = ("300", "400", "500")
 #: (the tenth) may be left out.
 NMI_DETAILS_MIN_FIELDS = 9
 NEM13_RECORD_TYPES = ("250", "550")
+#: The record types each version's files hold.
+RECORD_TYPES_OF = {
+    "NEM12": RECORD_TYPES,
+    "NEM13": ("100", "250", "550", "900"),
+}
+#: Every record type of MDFF, both versions.
+ALL_RECORD_TYPES = ("100", "200", "250", "300", "400", "500", "550", "900")
+#: Each version's data record, which opens what the rules call a block: a 200
+#: data stream in NEM12, a 250 read (with its 550) in NEM13.
+BLOCK_RECORD_OF = {"NEM12": "200", "NEM13": "250"}
 
 #: Appendix B units, keyed by their upper-case spelling (files use any case).
 UNITS_OF_MEASURE: dict[str, str] = {
@@ -260,3 +270,91 @@ DAY_SCHEMA: dict[str, pl.DataType] = {
     "total": VALUE_DTYPE,
     **dict.fromkeys(QUALITY_COUNT_COLUMNS, pl.Int32()),
 }
+
+
+# --- NEM13: accumulation (basic meter) data --------------------------------------
+
+#: A read's QualityMethod: V (variable) and N (null) are interval-data flags only.
+READ_QUALITY_PATTERN = r"^[AEFS](\d\d)?$"
+#: DirectionIndicator: I import to the grid, E export from the grid (the 250's meaning).
+DIRECTION_INDICATORS = {"I": "import", "E": "export"}
+#: Appendix A transaction codes, the 550's Previous/CurrentTransCode.
+TRANS_CODES = ("A", "C", "D", "E", "G", "N", "O", "R", "S")
+#: A register read as on the dial (digits, optional fraction; no sign).
+REGISTER_READ_PATTERN = r"^[0-9]{1,15}(\.[0-9]{0,14})?$"
+#: A quantity as written: a sign is a finding (``quantity_negative``), not unreadable.
+QUANTITY_PATTERN = r"^-?([0-9]{1,24}(\.[0-9]{0,14})?|\.[0-9]{1,14})$"
+#: Units of energy (accumulated): quantity = current - previous read (times a
+#: multiplier); for the others (demand) the quantity is the current read.
+ENERGY_UNITS = tuple(unit for unit in UNITS_OF_MEASURE.values() if unit.endswith("h"))
+
+#: The 250 record's fields by index (MDFF names in snake case), as in the file.
+READ_FIELDS = {
+    "nmi": 1,
+    "nmi_configuration": 2,
+    "register_id": 3,
+    "nmi_suffix": 4,
+    "mdm_data_stream_identifier": 5,
+    "meter_serial_number": 6,
+    "direction_indicator": 7,
+    "previous_register_read": 8,
+    "previous_register_read_datetime": 9,
+    "previous_quality_method": 10,
+    "previous_reason_code": 11,
+    "previous_reason_description": 12,
+    "current_register_read": 13,
+    "current_register_read_datetime": 14,
+    "current_quality_method": 15,
+    "current_reason_code": 16,
+    "current_reason_description": 17,
+    "quantity": 18,
+    "uom": 19,
+    "next_scheduled_read_date": 20,
+    "update_datetime": 21,
+    "msats_load_datetime": 22,
+}
+#: A 250 needs its fields up to UOM; the three after it may be left off the line.
+READ_MIN_FIELDS = READ_FIELDS["uom"] + 1
+READ_MAX_FIELDS = len(READ_FIELDS) + 1
+#: The 550 record's fields by index.
+READ_B2B_FIELDS = {
+    "previous_trans_code": 1,
+    "previous_ret_service_order": 2,
+    "current_trans_code": 3,
+    "current_ret_service_order": 4,
+}
+READ_B2B_MAX_FIELDS = len(READ_B2B_FIELDS) + 1
+
+_TIME = pl.Datetime("us", NEM_TIME_ZONE)
+#: One accepted 250 record (and the 550 after it) as ``nem12 parse`` writes it and
+#: the warehouse stages it: reads exact and as written (leading zeros are dial digits).
+READ_SCHEMA: dict[str, pl.DataType] = {
+    "nmi": pl.String(),
+    "nmi_configuration": pl.String(),
+    "register_id": pl.String(),
+    "nmi_suffix": pl.String(),
+    "mdm_data_stream_identifier": pl.String(),
+    "meter_serial_number": pl.String(),
+    "direction_indicator": pl.String(),
+    "previous_register_read": VALUE_DTYPE,
+    "previous_register_read_text": pl.String(),
+    "previous_register_read_datetime": _TIME,
+    "previous_quality_method": pl.String(),
+    "previous_reason_code": pl.String(),
+    "previous_reason_description": pl.String(),
+    "current_register_read": VALUE_DTYPE,
+    "current_register_read_text": pl.String(),
+    "current_register_read_datetime": _TIME,
+    "current_quality_method": pl.String(),
+    "current_reason_code": pl.String(),
+    "current_reason_description": pl.String(),
+    "quantity": VALUE_DTYPE,
+    "uom": pl.String(),
+    "next_scheduled_read_date": pl.Date(),
+    "update_datetime": _TIME,
+    "msats_load_datetime": _TIME,
+    **dict.fromkeys(READ_B2B_FIELDS, pl.String()),
+    "line_number": pl.Int64(),
+}
+#: The READ_SCHEMA columns that are exact decimals (written as text to CSV).
+READ_DECIMAL_COLUMNS = ("previous_register_read", "current_register_read", "quantity")

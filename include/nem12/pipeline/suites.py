@@ -107,14 +107,29 @@ def records_suite() -> Suite:
         _compare("value_count_mismatch", "==", False),
     )
     block_records = spoken(spec.BLOCK_RECORD_TYPES)
+    every_type = list(spec.ALL_RECORD_TYPES)
     expectations = [
         _expect(
             "record_type_unknown",
             "expect_column_values_to_be_in_set",
-            f"every non-blank record starts with {spoken(spec.RECORD_TYPES)}",
+            f"every non-blank record starts with {spoken(every_type)}",
             column="record_type",
-            value_set=list(spec.RECORD_TYPES),
+            value_set=every_type,
             row_condition=_compare("record_type", "!=", ""),
+        ),
+        *(
+            _expect(
+                "record_wrong_version",
+                "expect_column_values_to_be_in_set",
+                f"a {version} file holds only {spoken(types)} records",
+                column="record_type",
+                value_set=list(types),
+                row_condition=_all(
+                    _compare("version", "==", version),
+                    _compare("record_type", "IN", every_type),
+                ),
+            )
+            for version, types in spec.RECORD_TYPES_OF.items()
         ),
         _expect(
             "record_outside_block",
@@ -219,6 +234,7 @@ def records_suite() -> Suite:
             regex=non_capturing(spec.QUALITY_PATTERN),
             row_condition=quality_method_in_place,
         ),
+        *_nem13_expectations(),
         _expect(
             EVERY_RULE,
             "expect_column_values_to_be_null",
@@ -230,8 +246,8 @@ def records_suite() -> Suite:
     return _suite(
         "nem12_records",
         expectations,
-        description="NEM12 structure rules over the per-record frame of nem12.format.parsing"
-        " (one row per record); meta.rule names the rule of nem12.format.rules.RULES.",
+        description="NEM12 and NEM13 structure rules over the per-record frame of"
+        " nem12.format.parsing (one row per record); meta.rule names the rule of nem12.format.rules.RULES.",
         derived_columns={
             "value_count_mismatch": "computed by nem12.pipeline.quality.with_derived_columns"
             " before validation: value_count and expected_value_count are both known and"
@@ -242,6 +258,38 @@ def records_suite() -> Suite:
             " whole file), comma-separated; null when there are none",
         },
     )
+
+
+def _nem13_expectations() -> list[Expectation]:
+    """The 250 and 550 records' rules that a per-record frame shows."""
+    read = _compare("record_type", "==", "250")
+    complete_read = _all(read, _compare("field_count", ">=", spec.READ_MIN_FIELDS))
+    return [
+        _expect(
+            "record_outside_block",
+            "expect_column_values_to_not_be_null",
+            "a 550 record comes after a 250 record (its nmi is not null)",
+            column="nmi",
+            row_condition=_all(
+                _compare("version", "==", "NEM13"), _compare("record_type", "==", "550")
+            ),
+        ),
+        _expect(
+            "direction_indicator",
+            "expect_column_values_to_be_in_set",
+            f"a 250 record's DirectionIndicator is {spoken(spec.DIRECTION_INDICATORS)}",
+            column="direction_indicator",
+            value_set=list(spec.DIRECTION_INDICATORS),
+            row_condition=complete_read,
+        ),
+        _expect(
+            "uom_invalid",
+            "expect_column_values_to_not_be_null",
+            "a 250 record's UOM is a unit of the MDFF list (null: it is not)",
+            column="uom",
+            row_condition=complete_read,
+        ),
+    ]
 
 
 def _suite(name: str, expectations: list[Expectation], **meta: Any) -> Suite:

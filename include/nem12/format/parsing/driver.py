@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from nem12.format.findings import FindingCollector
+from nem12.format.parsing import reads as reads_of
 from nem12.format.parsing import records as rec
 from nem12.format.parsing.checks import Frame, checks_on
 from nem12.format.parsing.config import ParseConfig
@@ -39,7 +40,10 @@ class _Exploding:
 
 
 class Parse:
-    """The parse of one member: iterate ``batches()``, then read ``result``."""
+    """The parse of one NEM12 member: iterate ``batches()``, then read ``result``."""
+
+    #: The VersionHeader this parser reads; another one ends the reading at the header.
+    version = "NEM12"
 
     def __init__(self, member: Member, config: ParseConfig | None = None) -> None:
         self.member = member
@@ -156,11 +160,11 @@ class Parse:
         return first
 
     def _check_header(self, first: rec.HeaderRecord) -> None:
-        """Check the file's first record; a version other than NEM12 ends the reading."""
+        """Check the file's first record; a version other than this parser's ends the reading."""
         self._run("header", first)
         if first.record_type == "100":
             self.state.header = first.header()
-            self.state.stop = self.state.header.version != "NEM12"
+            self.state.stop = self.state.header.version != self.version
 
     def _blocks(self, records: pl.DataFrame) -> pl.DataFrame:
         """Check the chunk's 200 records; the blocks its records belong to, B2B details kept."""
@@ -182,6 +186,7 @@ class Parse:
         return [
             pl.lit(self.state.first_record_line, pl.Int64).alias("first_record_line"),
             pl.lit(self.state.end_line, pl.Int64).alias("end_line"),
+            pl.lit(self.version).alias("version"),
         ]
 
     def _run(self, frame: Frame, rows: pl.LazyFrame | rec.HeaderRecord) -> None:
@@ -227,6 +232,8 @@ class Parse:
         yield readings.drop("block")
 
     # --- the end -----------------------------------------------------------------
+    _data_records = "200/300"
+
     def _finish(self) -> ParseResult:
         state, c = self.state, self.collector
         if state.records == 0:
@@ -238,7 +245,7 @@ class Parse:
             if state.blocks == 0 and state.header.line is not None:
                 c.add(
                     "header_only",
-                    "the file holds a header but no 200/300 data records",
+                    f"the file holds a header but no {self._data_records} data records",
                     line=state.header.line,
                     record_type="100",
                 )
@@ -266,8 +273,94 @@ class Parse:
         )
 
 
+class AccumulationParse(Parse):
+    """The parse of one NEM13 member: ``batches()`` yields accepted reads in
+    ``spec.READ_SCHEMA``, one row per 250 record with its 550's fields.
+
+    A block is one 250 (with its 550): an error in it rejects that read only.
+    """
+
+    version = "NEM13"
+    _data_records = "250"
+
+    def __init__(self, member: Member, config: ParseConfig | None = None) -> None:
+        super().__init__(member, config)
+        self._keys_seen: pl.DataFrame | None = None
+
+    def batches(self) -> Iterator[pl.DataFrame]:
+        for warning in self.member.warnings:
+            self.collector.add(warning.rule, warning.message)
+        try:
+            with self.member.open() as stream:
+                for chunk in iter_chunks(stream, self.config.limits, block_record="250"):
+                    if self.state.stop:
+                        break
+                    self.state.bytes_read += len(chunk.data)
+                    reads = self._reads_chunk(chunk)
+                    if reads is not None and not reads.is_empty():
+                        self.state.readings += reads.height
+                        yield reads
+        except ReadError as exc:
+            self.state.read_failed = True
+            self.collector.add(exc.rule, exc.message, line=exc.line)
+        self._result = self._finish()
+
+    def _reads_chunk(self, chunk: Chunk) -> pl.DataFrame | None:
+        """Check a chunk's records; return its accepted reads (None once the file is rejected)."""
+        state = self.state
+        text, latin1 = rec.decode(chunk)
+        if latin1 and not state.decoded_latin1:
+            state.decoded_latin1 = True
+            self.collector.add("encoding", "bytes that are not UTF-8 were read as Latin-1")
+        records = rec.records_frame(text, chunk.first_line, state.blocks, 0, block_record="250")
+        first = self._note_lines(records)
+        if first is not None:
+            self._check_header(first)
+        if state.stop:
+            return None
+        self._run("lines", records.lazy().with_columns(self._line_context()))
+        state.blocks = int(records.get_column("block").max() or state.blocks)
+        reads = reads_of.reads_frame(records)
+        reads = reads.with_columns(reads_of.repeated_reads(reads, self._keys_seen))
+        self._remember_keys(reads)
+        self._run("reads", reads.lazy())
+        self._run("read_qualities", reads_of.read_qualities(reads).lazy())
+        b2b = reads_of.read_b2b_frame(records)
+        self._run("read_b2b", b2b.lazy())
+        if self.config.keep_records:
+            state.record_frames.append(reads_of.read_record_frame(self.member.name, records, reads))
+        if reads.is_empty() or self.collector.file_rejected:
+            return None
+        return reads_of.accepted_reads(reads, b2b, self.collector.rejected_blocks)
+
+    def _remember_keys(self, reads: pl.DataFrame) -> None:
+        keys = reads_of.new_keys(reads)
+        if self._keys_seen is None:
+            self._keys_seen = keys
+        else:
+            self._keys_seen = pl.concat([self._keys_seen, keys], how="vertical_relaxed").unique()
+
+
+def member_version(member: Member) -> str | None:
+    """The VersionHeader of the member's first record, upper-cased; None if unreadable."""
+    try:
+        with member.open() as stream:
+            head = stream.read(4096)
+    except (ReadError, OSError, EOFError, ValueError):
+        return None
+    text = head.removeprefix(b"\xef\xbb\xbf").decode("latin-1")
+    for line in text.splitlines():
+        if line.strip():
+            fields = [f.strip() for f in line.split(",")]
+            return fields[1].upper() if fields[0] == "100" and len(fields) > 1 else None
+    return None
+
+
 def parse_member(member: Member, config: ParseConfig | None = None) -> Parse:
-    """The parse of one MDFF file; nothing is read until its batches are iterated."""
+    """The parse of one MDFF file, NEM12 or NEM13 as its header says; nothing is read
+    until its batches are iterated (but the header, to choose)."""
+    if member_version(member) == AccumulationParse.version:
+        return AccumulationParse(member, config)
     return Parse(member, config)
 
 

@@ -30,7 +30,7 @@ def text_dtypes(days: pl.DataFrame, enums: Mapping[str, pl.Enum]) -> dict[str, p
     return {**TEXT_DTYPES, **enums}
 
 
-def _nem_datetime(raw: pl.Expr, fmt: str) -> pl.Expr:
+def nem_datetime(raw: pl.Expr, fmt: str) -> pl.Expr:
     return raw.str.to_datetime(fmt, strict=False, time_unit="us").dt.replace_time_zone(
         spec.NEM_TIME_ZONE
     )
@@ -61,10 +61,10 @@ def day_fields(text_dtypes: Mapping[str, pl.DataType]) -> list[pl.Expr]:
             for c in spec.READING_TEXT_COLUMNS
         ],
         pl.when(update.str.len_bytes() == 12)
-        .then(_nem_datetime(update, "%Y%m%d%H%M"))
-        .otherwise(_nem_datetime(update, "%Y%m%d%H%M%S"))
+        .then(nem_datetime(update, "%Y%m%d%H%M"))
+        .otherwise(nem_datetime(update, "%Y%m%d%H%M%S"))
         .alias("update_datetime"),
-        _nem_datetime(pl.col("msats_raw").fill_null(""), "%Y%m%d%H%M%S").alias(
+        nem_datetime(pl.col("msats_raw").fill_null(""), "%Y%m%d%H%M%S").alias(
             "msats_load_datetime"
         ),
     ]

@@ -57,8 +57,13 @@ def quality_position() -> pl.Expr:
     )
 
 
-def records_frame(text: str, first_line: int, blocks: int, days: int) -> pl.DataFrame:
-    """One row per line: line, raw, record_type, block and day numbers continuing the file's."""
+def records_frame(
+    text: str, first_line: int, blocks: int, days: int, block_record: str = "200"
+) -> pl.DataFrame:
+    """One row per line: line, raw, record_type, block and day numbers continuing the file's.
+
+    A block opens at each ``block_record`` (200 in NEM12, 250 in NEM13).
+    """
     return (
         pl.LazyFrame({"raw": [text]})
         .select(pl.col("raw").str.split("\n"))
@@ -67,7 +72,7 @@ def records_frame(text: str, first_line: int, blocks: int, days: int) -> pl.Data
         .with_columns(pl.col("line").cast(pl.Int64))
         .with_columns(record_type=pl.col("raw").str.extract(r"^([^,]*)", 1))
         .with_columns(
-            block=(pl.col("record_type") == "200").cum_sum().cast(pl.Int64) + blocks,
+            block=(pl.col("record_type") == block_record).cum_sum().cast(pl.Int64) + blocks,
             day=(pl.col("record_type") == "300").cum_sum().cast(pl.Int64) + days,
         )
         .collect(engine=CHUNK_ENGINE)
@@ -95,7 +100,7 @@ class HeaderRecord:
         version = self.version.upper()
         return Header(
             version=version or None,
-            datetime=header_datetime(self.datetime) if version == "NEM12" else None,
+            datetime=header_datetime(self.datetime) if version in spec.RECORD_TYPES_OF else None,
             from_participant=self.from_participant or None,
             to_participant=self.to_participant or None,
             line=self.line,
@@ -345,6 +350,7 @@ def record_frame(
         .join(found, on="line", how="left", maintain_order="left")
         .select(
             pl.lit(file).alias("file"),
+            pl.lit("NEM12").alias("version"),
             "line",
             "record_type",
             "field_count",
@@ -356,5 +362,6 @@ def record_frame(
             "quality_method",
             "value_count",
             expected_value_count=(spec.MINUTES_PER_DAY // pl.col("interval_length")).cast(pl.Int32),
+            direction_indicator=pl.lit(None, pl.String),
         )
     )

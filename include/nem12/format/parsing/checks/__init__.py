@@ -1,6 +1,7 @@
 """The parser's checks, one module per record type, registered by rule (see ``registry``)."""
 
 from nem12.format.parsing.checks import (  # noqa: F401  (importing registers the checks)
+    basic_meter_data,
     file,
     header,
     interval_data,

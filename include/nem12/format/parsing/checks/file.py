@@ -35,17 +35,33 @@ def header_repeated(lines: pl.LazyFrame) -> pl.LazyFrame:
     return _line_rows(later, pl.lit("a second 100 header"))
 
 
+NEM13 = pl.col("version") == "NEM13"
+#: The record types of the file's own version (NEM12 unless the header says NEM13).
+OWN_TYPE = pl.when(NEM13).then(RECORD.is_in(spec.RECORD_TYPES_OF["NEM13"])).otherwise(
+    RECORD.is_in(spec.RECORD_TYPES_OF["NEM12"])
+)
+ANY_TYPE = RECORD.is_in(spec.RECORD_TYPES + spec.NEM13_RECORD_TYPES)
+
+
 @check("record_type_unknown", on="lines")
 def record_type_unknown(lines: pl.LazyFrame) -> pl.LazyFrame:
-    unknown = _records(lines).filter(~RECORD.is_in(spec.RECORD_TYPES))
+    unknown = _records(lines).filter(~ANY_TYPE)
     return _line_rows(
         unknown,
+        pl.format("record indicator '{}' is not an MDFF record type", RECORD.str.slice(0, 20)),
+    )
+
+
+@check("record_wrong_version", on="lines")
+def record_wrong_version(lines: pl.LazyFrame) -> pl.LazyFrame:
+    other = _records(lines).filter(ANY_TYPE, ~OWN_TYPE)
+    return _line_rows(
+        other,
         pl.format(
-            "record indicator '{}' is not a NEM12 record type{}",
-            RECORD.str.slice(0, 20),
-            pl.when(RECORD.is_in(spec.NEM13_RECORD_TYPES))
-            .then(pl.lit(" (it is a NEM13 record)"))
-            .otherwise(pl.lit("")),
+            "a {} record in a {} file (it belongs to {})",
+            RECORD,
+            pl.col("version"),
+            pl.when(NEM13).then(pl.lit("NEM12")).otherwise(pl.lit("NEM13")),
         ),
     )
 
@@ -71,5 +87,9 @@ def data_after_end(lines: pl.LazyFrame) -> pl.LazyFrame:
 
 @check("record_outside_block", on="lines")
 def record_outside_block(lines: pl.LazyFrame) -> pl.LazyFrame:
-    outside = lines.filter(RECORD.is_in(spec.BLOCK_RECORD_TYPES), pl.col("block") == 0)
-    return _line_rows(outside, pl.format("{} record before any 200 record", RECORD))
+    in_block = pl.when(NEM13).then(RECORD == "550").otherwise(
+        RECORD.is_in(spec.BLOCK_RECORD_TYPES)
+    )
+    outside = lines.filter(in_block, pl.col("block") == 0)
+    opener = pl.when(NEM13).then(pl.lit("250")).otherwise(pl.lit("200"))
+    return _line_rows(outside, pl.format("{} record before any {} record", RECORD, opener))

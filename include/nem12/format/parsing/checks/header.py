@@ -1,5 +1,7 @@
 """Checks of the 100 header record: that it comes first, its version, DateTime and participants.
 
+The same for NEM12 and NEM13 files.
+
 They read the file's first record (a ``records.HeaderRecord``) in Python: there is one per file.
 """
 
@@ -7,12 +9,13 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
+from nem12.format import spec
 from nem12.format.parsing.checks.registry import FindingRow, check
 from nem12.format.parsing.records import HeaderRecord, header_datetime
 
 
-def _is_nem12(first: HeaderRecord) -> bool:
-    return first.record_type == "100" and first.version.upper() == "NEM12"
+def _is_mdff(first: HeaderRecord) -> bool:
+    return first.record_type == "100" and first.version.upper() in spec.RECORD_TYPES_OF
 
 
 @check("header_missing", on="header")
@@ -23,24 +26,17 @@ def header_missing(first: HeaderRecord) -> list[FindingRow]:
     return [FindingRow(message, first.line, first.record_type)]
 
 
-@check("version_unsupported", on="header")
-def version_unsupported(first: HeaderRecord) -> list[FindingRow]:
-    if first.record_type != "100" or first.version.upper() != "NEM13":
-        return []
-    message = "VersionHeader NEM13: accumulation data is not yet supported"
-    return [FindingRow(message, first.line, "100")]
-
-
 @check("version_invalid", on="header")
 def version_invalid(first: HeaderRecord) -> list[FindingRow]:
-    if first.record_type != "100" or first.version.upper() in ("NEM12", "NEM13"):
+    if first.record_type != "100" or _is_mdff(first):
         return []
-    return [FindingRow(f"VersionHeader {first.version[:20]!r} is not NEM12", first.line, "100")]
+    message = f"VersionHeader {first.version[:20]!r} is not NEM12 or NEM13"
+    return [FindingRow(message, first.line, "100")]
 
 
 @check("header_datetime", on="header")
 def header_datetime_invalid(first: HeaderRecord) -> list[FindingRow]:
-    if not _is_nem12(first) or header_datetime(first.datetime) is not None:
+    if not _is_mdff(first) or header_datetime(first.datetime) is not None:
         return []
     message = f"header DateTime {first.datetime[:20]!r} is not YYYYMMDDHHMM"
     return [FindingRow(message, first.line, "100")]
@@ -49,7 +45,7 @@ def header_datetime_invalid(first: HeaderRecord) -> list[FindingRow]:
 @check("filename_participants", on="header")
 def filename_participants(first: HeaderRecord) -> list[FindingRow]:
     """NEM12#<FileID>#<From>#<To>: compare the participants with the header's."""
-    if not _is_nem12(first):
+    if not _is_mdff(first):
         return []
     parts = PurePosixPath(first.file.replace("!", "/")).name.split("#")
     if len(parts) != 4 or parts[0].upper() not in ("NEM12", "NEM13"):

@@ -1,6 +1,7 @@
 """Checks of the 300 interval data records: shape, IntervalDate, quality fields, timestamps.
 
-The quality flag checks also read the 400 events (``quality_checked`` rows of both).
+The quality flag checks also read the 400 events and NEM13's read qualities
+(``quality_checked`` rows of each); the timestamp checks also read NEM13's 250s.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def _flagged(rows: pl.LazyFrame, condition: pl.Expr, message: pl.Expr) -> pl.Laz
     return finding_rows(rows.filter("quality_checked", condition), message)
 
 
-@check("quality_method_number", on=("days", "events"))
+@check("quality_method_number", on=("days", "events", "read_qualities"))
 def quality_method_number(rows: pl.LazyFrame) -> pl.LazyFrame:
     return _flagged(
         rows,
@@ -101,7 +102,7 @@ def quality_method_number(rows: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-@check("reason_code_required", on=("days", "events"))
+@check("reason_code_required", on=("days", "events", "read_qualities"))
 def reason_code_required(rows: pl.LazyFrame) -> pl.LazyFrame:
     return _flagged(
         rows,
@@ -110,7 +111,7 @@ def reason_code_required(rows: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-@check("reason_code_invalid", on=("days", "events"))
+@check("reason_code_invalid", on=("days", "events", "read_qualities"))
 def reason_code_invalid(rows: pl.LazyFrame) -> pl.LazyFrame:
     return _flagged(
         rows,
@@ -128,7 +129,7 @@ def reason_code_on_variable(rows: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-@check("reason_description_required", on=("days", "events"))
+@check("reason_description_required", on=("days", "events", "read_qualities"))
 def reason_description_required(rows: pl.LazyFrame) -> pl.LazyFrame:
     return _flagged(
         rows,
@@ -149,32 +150,29 @@ UPDATE_14 = _valid(UPDATE, 14, "%Y%m%d%H%M%S")
 UPDATE_12 = _valid(UPDATE, 12, "%Y%m%d%H%M")
 
 
-@check("update_datetime_invalid", on="days")
+@check("update_datetime_invalid", on=("days", "reads"))
 def update_datetime_invalid(days: pl.LazyFrame) -> pl.LazyFrame:
     return finding_rows(
         days.filter("shape_ok", UPDATE != "", ~UPDATE_14, ~UPDATE_12),
         pl.format("UpdateDateTime '{}' is not YYYYMMDDHHMMSS", UPDATE.str.slice(0, 20)),
-        "300",
     )
 
 
-@check("update_datetime_nonstandard", on="days")
+@check("update_datetime_nonstandard", on=("days", "reads"))
 def update_datetime_nonstandard(days: pl.LazyFrame) -> pl.LazyFrame:
     return finding_rows(
         days.filter("shape_ok", (UPDATE == "") | UPDATE_12),
         pl.when(UPDATE == "")
         .then(pl.lit("UpdateDateTime is empty: this version sorts oldest"))
         .otherwise(pl.format("UpdateDateTime '{}' has 12 digits, read as YYYYMMDDHHMM", UPDATE)),
-        "300",
     )
 
 
-@check("msats_datetime_invalid", on="days")
+@check("msats_datetime_invalid", on=("days", "reads"))
 def msats_datetime_invalid(days: pl.LazyFrame) -> pl.LazyFrame:
     return finding_rows(
         days.filter("shape_ok", MSATS != "", ~_valid(MSATS, 14, "%Y%m%d%H%M%S")),
         pl.format("MSATSLoadDateTime '{}' is not YYYYMMDDHHMMSS", MSATS.str.slice(0, 20)),
-        "300",
     )
 
 

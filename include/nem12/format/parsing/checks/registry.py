@@ -12,7 +12,11 @@ Frames: ``lines`` every line of the chunk (``line``, ``raw``, ``record_type``,
 ``days`` the 300 records (``records.days_frame`` with ``seen_before``);
 ``events`` the 400 records (``records.events_frame``); ``variable_days`` the V
 days with their 400 coverage (``records.variable_days``); ``values`` the
-interval values that are not decimal numbers (``explode.explode``).
+interval values that are not decimal numbers (``explode.explode``). NEM13:
+``reads`` the 250 records (``reads.reads_frame`` with ``repeated``);
+``read_qualities`` their previous and current quality fields, one row each
+(``reads.read_qualities``); ``read_b2b`` the 550 records (``reads.read_b2b_frame``).
+The ``lines`` frame also has the file's ``version``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,18 @@ from typing import Literal, NamedTuple, TypeVar, get_args
 
 import polars as pl
 
-Frame = Literal["lines", "header", "blocks", "days", "events", "variable_days", "values"]
+Frame = Literal[
+    "lines",
+    "header",
+    "blocks",
+    "days",
+    "events",
+    "variable_days",
+    "values",
+    "reads",
+    "read_qualities",
+    "read_b2b",
+]
 FRAMES: tuple[Frame, ...] = get_args(Frame)
 
 

@@ -1,0 +1,250 @@
+"""Checks of NEM13's 250 basic meter data and 550 B2B details records (``reads`` frames).
+
+Rules a 250 shares with NEM12 (NMI, suffix, UOM, quality fields, timestamps)
+keep their ids; the quality fields are checked by the 300/400 checks over
+``read_qualities``, the timestamps by the 300 checks over ``reads``.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from nem12.format import spec
+from nem12.format.parsing.checks.registry import check, finding_rows
+
+SHAPED = pl.col("shape_ok")
+NMI = pl.col("nmi")
+READS = ("previous", "current")
+
+
+@check("record_fields", on="reads")
+def record_fields(reads: pl.LazyFrame) -> pl.LazyFrame:
+    return finding_rows(
+        reads.filter(~SHAPED),
+        pl.format(
+            "250 record has {} fields; it needs NMI to UOM ({}) and at most {}",
+            pl.col("field_count"),
+            pl.lit(spec.READ_MIN_FIELDS),
+            pl.lit(spec.READ_MAX_FIELDS),
+        ),
+    )
+
+
+@check("nmi_missing", on="reads")
+def nmi_missing(reads: pl.LazyFrame) -> pl.LazyFrame:
+    return finding_rows(
+        reads.filter(SHAPED, NMI == ""), pl.lit("NMI is empty: the read cannot be attributed")
+    )
+
+
+@check("nmi_format", on="reads")
+def nmi_format(reads: pl.LazyFrame) -> pl.LazyFrame:
+    return finding_rows(
+        reads.filter(SHAPED, NMI != "", ~NMI.str.contains(spec.NMI_PATTERN)),
+        pl.format("NMI '{}' is not 10 characters of A-Z (no I, O) and 0-9", NMI),
+    )
+
+
+@check("nmi_suffix_missing", on="reads")
+def nmi_suffix_missing(reads: pl.LazyFrame) -> pl.LazyFrame:
+    return finding_rows(
+        reads.filter(SHAPED, pl.col("nmi_suffix") == ""),
+        pl.lit("NMISuffix is empty: the read cannot be told apart by data stream"),
+    )
+
+
+@check("direction_indicator", on="reads")
+def direction_indicator(reads: pl.LazyFrame) -> pl.LazyFrame:
+    direction = pl.col("direction_indicator")
+    return finding_rows(
+        reads.filter(SHAPED, ~direction.is_in(list(spec.DIRECTION_INDICATORS))),
+        pl.format("DirectionIndicator '{}' is not I or E", direction.str.slice(0, 20)),
+    )
+
+
+@check("uom_invalid", on="reads")
+def uom_invalid(reads: pl.LazyFrame) -> pl.LazyFrame:
+    return finding_rows(
+        reads.filter(SHAPED, pl.col("uom").is_null()),
+        pl.format("UOM '{}' is not an MDFF unit", pl.col("uom_raw").str.slice(0, 20)),
+    )
+
+
+def _each_read(reads: pl.LazyFrame, bad: str, message: str, raw: str) -> pl.LazyFrame:
+    """Findings for the previous and the current read whose ``bad`` column is null."""
+    found = []
+    for read in READS:
+        text = pl.col(raw.format(read=read))
+        found.append(
+            finding_rows(
+                reads.filter(SHAPED, pl.col(bad.format(read=read)).is_null()),
+                pl.format(message, pl.lit(read.capitalize()), text.str.slice(0, 24)),
+            )
+        )
+    return pl.concat(found)
+
+
+@check("register_read_invalid", on="reads")
+def register_read_invalid(reads: pl.LazyFrame) -> pl.LazyFrame:
+    return _each_read(
+        reads,
+        "{read}_register_read",
+        "{}RegisterRead '{}' is not a register read (digits, optional decimals)",
+        "{read}_text",
+    )
+
+
+@check("read_datetime_invalid", on="reads")
+def read_datetime_invalid(reads: pl.LazyFrame) -> pl.LazyFrame:
+    return _each_read(
+        reads,
+        "{read}_register_read_datetime",
+        "{}RegisterReadDateTime '{}' is not YYYYMMDDHHMMSS",
+        "{read}_datetime_raw",
+    )
+
+
+@check("quality_method", on="read_qualities")
+def read_quality_method(qualities: pl.LazyFrame) -> pl.LazyFrame:
+    quality = pl.col("quality_method")
+    return finding_rows(
+        qualities.filter(~pl.col("quality_ok")),
+        pl.format(
+            "{}QualityMethod '{}' is not A, E, F or S with an optional two-digit method{}",
+            pl.col("which"),
+            quality.str.slice(0, 20),
+            pl.when(quality.str.slice(0, 1).is_in(["V", "N"]))
+            .then(pl.lit(" (V and N are for interval data, not NEM13)"))
+            .otherwise(pl.lit("")),
+        ),
+    )
+
+
+@check("read_period_order", on="reads")
+def read_period_order(reads: pl.LazyFrame) -> pl.LazyFrame:
+    previous = pl.col("previous_register_read_datetime")
+    current = pl.col("current_register_read_datetime")
+    return finding_rows(
+        reads.filter(SHAPED, previous >= current),
+        pl.format(
+            "PreviousRegisterReadDateTime {} is not before CurrentRegisterReadDateTime {}",
+            pl.col("previous_datetime_raw"),
+            pl.col("current_datetime_raw"),
+        ),
+    )
+
+
+@check("previous_read_estimated", on="reads")
+def previous_read_estimated(reads: pl.LazyFrame) -> pl.LazyFrame:
+    quality = pl.col("previous_quality_method")
+    return finding_rows(
+        reads.filter(SHAPED, quality.str.starts_with("E")),
+        pl.format("PreviousQualityMethod '{}': an estimate as the previous read", quality),
+    )
+
+
+QUANTITY = pl.col("quantity")
+WRITTEN_QUANTITY = pl.col("quantity_raw").str.slice(0, 24)
+
+
+@check("quantity_invalid", on="reads")
+def quantity_invalid(reads: pl.LazyFrame) -> pl.LazyFrame:
+    return finding_rows(
+        reads.filter(SHAPED, QUANTITY.is_null()),
+        pl.format("Quantity '{}' is not a decimal number", WRITTEN_QUANTITY),
+    )
+
+
+@check("quantity_negative", on="reads")
+def quantity_negative(reads: pl.LazyFrame) -> pl.LazyFrame:
+    return finding_rows(
+        reads.filter(SHAPED, QUANTITY < 0),
+        pl.format("Quantity {} is negative", WRITTEN_QUANTITY),
+    )
+
+
+def _dial_rollover() -> pl.Expr:
+    """10 to the number of whole digits of the current read: where its dial rolls over."""
+    digits = pl.col("current_text").str.split(".").list.first().str.len_chars()
+    return pl.lit(10, pl.Int64).pow(digits.cast(pl.Int64)).cast(spec.VALUE_DTYPE)
+
+
+@check("quantity_mismatch", on="reads")
+def quantity_mismatch(reads: pl.LazyFrame) -> pl.LazyFrame:
+    advance = pl.col("current_register_read") - pl.col("previous_register_read")
+    return finding_rows(
+        reads.filter(
+            SHAPED,
+            pl.col("uom").is_in(spec.ENERGY_UNITS),
+            QUANTITY != advance,
+            QUANTITY != advance + _dial_rollover(),
+        ),
+        pl.format(
+            "Quantity {} differs from CurrentRegisterRead {} - PreviousRegisterRead {}"
+            " (a multiplier or a rollover the dial's digits do not explain?)",
+            WRITTEN_QUANTITY,
+            pl.col("current_text"),
+            pl.col("previous_text"),
+        ),
+    )
+
+
+@check("next_read_date_invalid", on="reads")
+def next_read_date_invalid(reads: pl.LazyFrame) -> pl.LazyFrame:
+    written = pl.col("nsrd_raw")
+    return finding_rows(
+        reads.filter(SHAPED, written != "", pl.col("next_scheduled_read_date").is_null()),
+        pl.format("NextScheduledReadDate '{}' is not a real date", written.str.slice(0, 20)),
+    )
+
+
+@check("read_repeated", on="reads")
+def read_repeated(reads: pl.LazyFrame) -> pl.LazyFrame:
+    """A key seen before in this file (``repeated``, kept by the driver across chunks)."""
+    return finding_rows(
+        reads.filter(SHAPED, "repeated"),
+        pl.format(
+            "a read of suffix {} at {} appears earlier in this file",
+            pl.col("nmi_suffix"),
+            pl.col("current_datetime_raw"),
+        ),
+    )
+
+
+# --- 550 B2B details --------------------------------------------------------------
+def _b2b_rows(b2b: pl.LazyFrame, message: pl.Expr) -> pl.LazyFrame:
+    return b2b.select("line", "block", "record_type", nmi=pl.lit(None, pl.String), message=message)
+
+
+@check("record_fields", on="read_b2b")
+def b2b_record_fields(b2b: pl.LazyFrame) -> pl.LazyFrame:
+    return _b2b_rows(
+        b2b.filter("extra"),
+        pl.format(
+            "550 record has {} fields; it has at most {}",
+            pl.col("field_count"),
+            pl.lit(spec.READ_B2B_MAX_FIELDS),
+        ),
+    )
+
+
+@check("trans_code_invalid", on="read_b2b")
+def trans_code_invalid(b2b: pl.LazyFrame) -> pl.LazyFrame:
+    found = []
+    for read in ("Previous", "Current"):
+        code = pl.col(f"{read.lower()}_trans_code")
+        found.append(
+            _b2b_rows(
+                b2b.filter(code != "", ~code.is_in(spec.TRANS_CODES)),
+                pl.format("{}TransCode '{}' is not a transaction code", pl.lit(read), code),
+            )
+        )
+    return pl.concat(found)
+
+
+@check("b2b_repeated", on="read_b2b")
+def b2b_repeated(b2b: pl.LazyFrame) -> pl.LazyFrame:
+    return _b2b_rows(
+        b2b.filter(pl.col("nth") > 1),
+        pl.format("550 number {} after one 250; only the first is kept", pl.col("nth")),
+    )
