@@ -247,7 +247,8 @@ def records_suite() -> Suite:
         "nem12_records",
         expectations,
         description="NEM12 and NEM13 structure rules over the per-record frame of"
-        " nem12.format.parsing (one row per record); meta.rule names the rule of nem12.format.rules.RULES.",
+        " nem12.format.parsing (one row per record); meta.rule names the rule of"
+        " nem12.format.rules.RULES.",
         derived_columns={
             "value_count_mismatch": "computed by nem12.pipeline.quality.with_derived_columns"
             " before validation: value_count and expected_value_count are both known and"

@@ -125,9 +125,7 @@ def read_b2b_frame(records: pl.DataFrame) -> pl.DataFrame:
             "line",
             "record_type",
             field_count=F.list.len().cast(pl.Int32),
-            extra=F.list.slice(spec.READ_B2B_MAX_FIELDS)
-            .list.eval(pl.element() != "")
-            .list.any(),
+            extra=F.list.slice(spec.READ_B2B_MAX_FIELDS).list.eval(pl.element() != "").list.any(),
             **{name: field(index).fill_null("") for name, index in spec.READ_B2B_FIELDS.items()},
         )
         .with_columns(nth=pl.int_range(pl.len()).over("block") + 1)

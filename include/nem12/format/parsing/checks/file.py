@@ -37,8 +37,10 @@ def header_repeated(lines: pl.LazyFrame) -> pl.LazyFrame:
 
 NEM13 = pl.col("version") == "NEM13"
 #: The record types of the file's own version (NEM12 unless the header says NEM13).
-OWN_TYPE = pl.when(NEM13).then(RECORD.is_in(spec.RECORD_TYPES_OF["NEM13"])).otherwise(
-    RECORD.is_in(spec.RECORD_TYPES_OF["NEM12"])
+OWN_TYPE = (
+    pl.when(NEM13)
+    .then(RECORD.is_in(spec.RECORD_TYPES_OF["NEM13"]))
+    .otherwise(RECORD.is_in(spec.RECORD_TYPES_OF["NEM12"]))
 )
 ANY_TYPE = RECORD.is_in(spec.RECORD_TYPES + spec.NEM13_RECORD_TYPES)
 
@@ -87,9 +89,7 @@ def data_after_end(lines: pl.LazyFrame) -> pl.LazyFrame:
 
 @check("record_outside_block", on="lines")
 def record_outside_block(lines: pl.LazyFrame) -> pl.LazyFrame:
-    in_block = pl.when(NEM13).then(RECORD == "550").otherwise(
-        RECORD.is_in(spec.BLOCK_RECORD_TYPES)
-    )
+    in_block = pl.when(NEM13).then(RECORD == "550").otherwise(RECORD.is_in(spec.BLOCK_RECORD_TYPES))
     outside = lines.filter(in_block, pl.col("block") == 0)
     opener = pl.when(NEM13).then(pl.lit("250")).otherwise(pl.lit("200"))
     return _line_rows(outside, pl.format("{} record before any {} record", RECORD, opener))
