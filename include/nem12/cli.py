@@ -20,14 +20,18 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 import polars as pl
 
-from nem12.format.parsing import Parse, ParseConfig, ParseResult, parse_member
+from nem12.format import spec
+from nem12.format.parsing import Parse, ParseConfig, ParseResult, member_version, parse_member
 from nem12.format.reading import iter_members
 from nem12.format.rules import RULES, Finding
 from nem12.pipeline.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from nem12.format.output import ReadingsOutput
 
 EXIT_OK, EXIT_ERRORS, EXIT_UNUSABLE = 0, 1, 2
 
@@ -125,8 +129,9 @@ def _run_parse(parse: Parse) -> ParseResult:
 def _summary(report: ParseResult) -> str:
     errors = sum(1 for f in report.findings if f.severity == "error")
     warnings = len(report.findings) - errors
+    counted = "NEM13 reads" if report.header.version == "NEM13" else "readings"
     return (
-        f"{report.file}: {report.status}, {report.readings} readings, "
+        f"{report.file}: {report.status}, {report.readings} {counted}, "
         f"{report.blocks - report.rejected_blocks}/{report.blocks} blocks kept, "
         f"{errors} errors, {warnings} warnings"
     )
@@ -150,22 +155,44 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_ERRORS if any(f.severity == "error" for f in findings) else EXIT_OK
 
 
+def _published(outputs: dict[str, ReadingsOutput], out: Path) -> dict[str, ReadingsOutput]:
+    """Publish ``out`` from the version whose files were kept; when both versions
+    were, the NEM13 reads go beside it (``<name>.nem13.<ext>``). Returns what was written."""
+    from nem12.format.output import ReadingsOutput
+
+    kept = {version: o for version, o in outputs.items() if o.has_rows}
+    for version, output in outputs.items():
+        if version not in kept:
+            output.abandon()
+    if not kept:
+        kept = {"NEM12": ReadingsOutput(out)}
+    if len(kept) == 2:
+        kept["NEM13"].out = out.with_name(f"{out.stem}.nem13{out.suffix}")
+    for output in kept.values():
+        output.publish()
+    return kept
+
+
 def cmd_parse(args: argparse.Namespace) -> int:
     from nem12.format.output import ReadingsOutput
 
     config = _config(args)
     files = list(_input_files([args.path]))
-    try:
-        output = ReadingsOutput(args.out)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
+    out = Path(args.out)
+    if out.suffix.lower() not in (".parquet", ".csv"):
+        raise UsageError(f"output must end in .parquet or .csv, not {out.name!r}")
+    outputs: dict[str, ReadingsOutput] = {}  # by version: readings, reads
     findings: list[Finding] = []
-    readings = 0
+    rows_of = {"NEM12": 0, "NEM13": 0}
     try:
         for path in files:
             with _reading(path):
                 for member in iter_members(path, name=str(path), limits=config.limits):
-                    enums = output.enums_for(member)
+                    version = "NEM13" if member_version(member) == "NEM13" else "NEM12"
+                    if version not in outputs:
+                        outputs[version] = ReadingsOutput(out, spec.OUTPUT_SCHEMAS[version])
+                    output = outputs[version]
+                    enums = output.enums_for(member) if version == "NEM12" else {}
                     parse = parse_member(member, replace(config, stream_enums=enums))
                     rows = output.write(_progress_batches(parse), enums)
                     report = parse.result
@@ -174,18 +201,21 @@ def cmd_parse(args: argparse.Namespace) -> int:
                         output.discard()
                     else:
                         output.keep()
-                        readings += rows
+                        rows_of[version] += rows
                     print(_summary(report), file=sys.stderr)
-        output.publish()
+        outputs = _published(outputs, out)
     except BaseException:
-        output.abandon()
+        for output in outputs.values():
+            output.abandon()
         raise
     if args.findings:
         Path(args.findings).write_text(json.dumps([f.as_dict() for f in findings], indent=2))
     else:
         for finding in findings:
             print(finding.as_line(), file=sys.stderr)
-    print(f"wrote {readings} readings to {args.out}", file=sys.stderr)
+    for version, output in outputs.items():
+        counted = "NEM13 reads" if version == "NEM13" else "readings"
+        print(f"wrote {rows_of[version]} {counted} to {output.out}", file=sys.stderr)
     return EXIT_ERRORS if any(f.severity == "error" for f in findings) else EXIT_OK
 
 

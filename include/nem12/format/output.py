@@ -77,11 +77,6 @@ def _collect_200_fields(data: bytes, values: dict[str, set[str]], end: int | Non
                     values[column].update((fields[index].strip(), fields[index].strip(" \t\r")))
 
 
-def value_as_text() -> pl.Expr:
-    """The exact decimal without trailing zeros (1.500 -> 1.5, 2.000 -> 2)."""
-    return decimal_as_text("value")
-
-
 def decimal_as_text(column: str) -> pl.Expr:
     """A decimal column as text without trailing zeros."""
     return trimmed_text(pl.col(column)).alias(column)
@@ -97,13 +92,11 @@ def trimmed_text(decimal: pl.Expr) -> pl.Expr:
     )
 
 
-def _csv_ready(frame: pl.LazyFrame) -> pl.LazyFrame:
-    return frame.with_columns(value_as_text())
-
-
-def readings_schema(enums: dict[str, pl.Enum]) -> dict[str, pl.DataType]:
-    """READING_SCHEMA with ``enums`` in place of the categoricals they replace."""
-    return {**READING_SCHEMA, **enums}
+def _csv_ready(frame: pl.LazyFrame, schema: dict[str, pl.DataType]) -> pl.LazyFrame:
+    """Exact decimals as text without trailing zeros (CSV would pad them to the scale)."""
+    return frame.with_columns(
+        decimal_as_text(column) for column, dtype in schema.items() if isinstance(dtype, pl.Decimal)
+    )
 
 
 def readings_frame(
@@ -182,15 +175,21 @@ def write_readings(
     if path.suffix == ".parquet":
         frame.sink_parquet(path, compression="lz4", statistics=False)
     else:
-        _csv_ready(frame).sink_csv(path)
+        _csv_ready(frame, schema).sink_csv(path)
     return rows
 
 
 class ReadingsOutput:
-    """Stages each MDFF file's parts, keeps or discards them, publishes ``out`` atomically."""
+    """Stages each MDFF file's parts, keeps or discards them, publishes ``out`` atomically.
 
-    def __init__(self, out: str | os.PathLike[str]) -> None:
+    ``schema``: READING_SCHEMA for NEM12 readings, READ_SCHEMA for NEM13 reads.
+    """
+
+    def __init__(
+        self, out: str | os.PathLike[str], schema: dict[str, pl.DataType] = READING_SCHEMA
+    ) -> None:
         self.out = Path(out)
+        self.schema = schema
         self.fmt = self.out.suffix.lower()
         if self.fmt not in FORMATS:
             raise ValueError(f"output must end in .parquet or .csv, not {self.out.name!r}")
@@ -200,6 +199,11 @@ class ReadingsOutput:
         self._staged: list[tuple[Path, int]] = []
         self._count = 0
 
+    @property
+    def has_rows(self) -> bool:
+        """Whether a kept file gave rows (the output is worth publishing)."""
+        return bool(self._kept)
+
     def enums_for(self, member: Member) -> dict[str, pl.Enum]:
         """The Enums worth reading ahead for ``member``: Parquet only (CSV writes text)."""
         return stream_enums(member) if self.fmt == ".parquet" else {}
@@ -208,7 +212,7 @@ class ReadingsOutput:
         """Stage one MDFF file's readings; returns the rows staged."""
         source = iter(batches)
         held: list[pl.DataFrame] = []
-        schema = readings_schema(enums)
+        schema = {**self.schema, **enums}
         while True:
             if held:
                 schema = dict(held[0].schema)
@@ -252,12 +256,12 @@ class ReadingsOutput:
         """Write ``out`` from the kept parts."""
         target = self._dir / f"out{self.fmt}"
         if not self._kept:
-            write_readings([], target)
+            write_readings([], target, self.schema)
         elif len(self._kept) == 1:
             self._kept[0].replace(target)
         elif self.fmt == ".parquet":
             parts = [pl.scan_parquet(part) for part in self._kept]
-            common = [part.cast(READING_SCHEMA) for part in parts]  # per-file Enums differ
+            common = [part.cast(self.schema) for part in parts]  # per-file Enums differ
             pl.concat(common).sink_parquet(target, compression="lz4", statistics=False)
         else:
             with target.open("wb") as sink:

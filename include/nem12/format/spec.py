@@ -358,3 +358,6 @@ READ_SCHEMA: dict[str, pl.DataType] = {
 }
 #: The READ_SCHEMA columns that are exact decimals (written as text to CSV).
 READ_DECIMAL_COLUMNS = ("previous_register_read", "current_register_read", "quantity")
+
+#: What ``nem12 parse`` writes for each version: readings, or reads.
+OUTPUT_SCHEMAS = {"NEM12": READING_SCHEMA, "NEM13": READ_SCHEMA}

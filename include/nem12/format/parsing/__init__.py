@@ -1,4 +1,8 @@
-"""Parsing NEM12 with Polars: chunks of whole 200 blocks in, long-format readings out.
+"""Parsing MDFF with Polars: chunks of whole 200 blocks in, long-format readings out.
+
+NEM13 files (``AccumulationParse``) are read the same way in chunks of whole
+250 reads, into one row per read (``reads``); ``parse_member`` picks the parser
+by the file's header.
 
 A member is read in chunks (see ``reading.iter_chunks``); each chunk becomes
 frames of its records' fields (``records``), the checks of each record type
@@ -13,16 +17,24 @@ it only when ``Parse.result.status`` is not ``rejected``.
 """
 
 from nem12.format.parsing.config import ParseConfig
-from nem12.format.parsing.driver import Parse, parse_member, parse_source
+from nem12.format.parsing.driver import (
+    AccumulationParse,
+    Parse,
+    member_version,
+    parse_member,
+    parse_source,
+)
 from nem12.format.parsing.result import Header, ParseNotFinished, ParseResult, Status
 
 __all__ = [
+    "AccumulationParse",
     "Header",
     "Parse",
     "ParseConfig",
     "ParseNotFinished",
     "ParseResult",
     "Status",
+    "member_version",
     "parse_member",
     "parse_source",
 ]
