@@ -26,6 +26,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 AEMO = FIXTURES / "aemo"
 #: nem-reader's text examples that shared/nem12-examples does not hold (see its README)
 NEM_READER_EXTRA = FIXTURES / "nem-reader-extra"
+AEMO_NEM13 = FIXTURES / "aemo-nem13"  # AEMO's 31 NEM13 example zips (see its README)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
