@@ -239,10 +239,11 @@ class Validation:
 
 @dataclass
 class _Parsed:
-    """A member parsed in full: its day rows kept (a small file's), and its result."""
+    """A member parsed in full: its rows kept (a small file's), and its result."""
 
     days: list[pl.DataFrame]
     result: ParseResult
+    version: str  # NEM12 (days) or NEM13 (reads)
 
     def batches(self) -> Iterator[pl.DataFrame]:
         return iter(self.days)
@@ -278,7 +279,7 @@ def _parse_for_findings(
         parses = []
         for parse in parse_source(got.file, name=file.key, config=config):
             days = [batch for batch in parse.batches() if keep_days]
-            parses.append(_Parsed(days, parse.result))
+            parses.append(_Parsed(days, parse.result, parse.version))
         wanted: dict[str, set[int]] = {}
         for finding in (f for p in parses for f in p.result.findings if f.line is not None):
             wanted.setdefault(finding.file, set()).add(finding.line)

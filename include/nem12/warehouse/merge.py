@@ -13,6 +13,13 @@ Outcomes are counted per reading, as the ledger and the metrics report them:
 inserted (no stored reading at its interval), updated (a newer version with
 another value or quality), unchanged (a newer version, same reading),
 superseded (not newer than the stored day, or beaten in the same merge).
+
+NEM13 reads (read_staging -> meter_read) are versioned by read, in the same
+transaction: every version is kept in ``read_version``, and a read is current
+when no newer version of its data stream overlaps its period. Outcomes count
+reads: inserted (it overlaps no stored read), unchanged (it replaces the
+stored read at its key with the same reads, quality and quantity), updated
+(it replaces others), superseded (a newer version overlaps it).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import psycopg
 
 from nem12.format import spec
 from nem12.warehouse import ledger
-from nem12.warehouse.schema import DAY_FIELDS, DAY_KEY, SCHEMA
+from nem12.warehouse.schema import DAY_FIELDS, DAY_KEY, READ_FIELDS, READ_KEY, SCHEMA
 
 OUTCOMES = ("inserted", "updated", "unchanged", "superseded")
 
@@ -170,6 +177,110 @@ ON CONFLICT ({", ".join(DAY_KEY)}) DO UPDATE SET
 """
 
 
+# --- NEM13 reads --------------------------------------------------------------------
+_READ_VERSION = (
+    "coalesce({t}.update_datetime, '-infinity'), coalesce({t}.header_datetime, '-infinity'), "
+    "{t}.file_id, {t}.member, {t}.line_number"
+)
+_READ_COLUMNS = ", ".join((*READ_KEY, *READ_FIELDS))
+_SAME_STREAM = "{a}.nmi = {b}.nmi AND {a}.nmi_suffix = {b}.nmi_suffix"
+_SAME_READ_KEY = " AND ".join(f"{{a}}.{c} = {{b}}.{c}" for c in READ_KEY)
+#: Two reads of a stream whose periods (previous to current read) overlap.
+_OVERLAP = (
+    _SAME_STREAM + " AND {a}.previous_register_read_datetime < {b}.current_register_read_datetime"
+    " AND {a}.current_register_read_datetime > {b}.previous_register_read_datetime"
+)
+#: What a reader of the read sees: a same-key version with these equal is unchanged.
+_READ_CONTENT = tuple(c for c in READ_FIELDS if c not in ("update_datetime", "msats_load_datetime"))
+
+#: The merged files' reads become versions (a retried merge finds them there).
+_TAKE_READ_VERSIONS = f"""
+INSERT INTO {SCHEMA}.read_version (file_id, member, line_number, {_READ_COLUMNS}, header_datetime)
+SELECT s.file_id, s.member, s.line_number, {", ".join(f"s.{c}" for c in (*READ_KEY, *READ_FIELDS))},
+       l.header_datetime
+FROM {SCHEMA}.read_staging s
+JOIN {SCHEMA}.file_ledger l USING (file_id)
+WHERE s.file_id = ANY(%(file_ids)s)
+ON CONFLICT (file_id, member, line_number) DO NOTHING
+"""
+
+#: The current reads of the streams the merge touches: versions no newer
+#: overlapping version beats (pairwise non-overlapping, one per key).
+_TOUCHED_STREAMS = f"""
+CREATE TEMP TABLE touched_stream ON COMMIT DROP AS
+SELECT DISTINCT nmi, nmi_suffix FROM {SCHEMA}.read_staging WHERE file_id = ANY(%(file_ids)s)
+"""
+_CURRENT_READS = f"""
+CREATE TEMP TABLE current_read ON COMMIT DROP AS
+SELECT v.*
+FROM {SCHEMA}.read_version v
+JOIN touched_stream t USING (nmi, nmi_suffix)
+WHERE NOT EXISTS (
+    SELECT 1 FROM {SCHEMA}.read_version w
+    WHERE {_OVERLAP.format(a="w", b="v")}
+      AND ({_READ_VERSION.format(t="w")}) > ({_READ_VERSION.format(t="v")})
+)
+"""
+
+#: Each merged read's outcome, against the stored reads before the merge.
+_READ_OUTCOMES = f"""
+SELECT s.file_id,
+       CASE
+           WHEN c.file_id IS NULL THEN 'superseded'
+           WHEN NOT EXISTS (SELECT 1 FROM {SCHEMA}.meter_read m
+                            WHERE {_OVERLAP.format(a="m", b="s")}) THEN 'inserted'
+           WHEN EXISTS (SELECT 1 FROM {SCHEMA}.meter_read m
+                        WHERE {_SAME_READ_KEY.format(a="m", b="s")}
+                          AND ({", ".join(f"m.{c}" for c in _READ_CONTENT)})
+                              IS NOT DISTINCT FROM ({", ".join(f"s.{c}" for c in _READ_CONTENT)}))
+                AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.meter_read m
+                                WHERE {_OVERLAP.format(a="m", b="s")}
+                                  AND m.current_register_read_datetime
+                                      <> s.current_register_read_datetime) THEN 'unchanged'
+           ELSE 'updated'
+       END,
+       count(*)
+FROM {SCHEMA}.read_staging s
+LEFT JOIN current_read c USING (file_id, member, line_number)
+WHERE s.file_id = ANY(%(file_ids)s)
+GROUP BY 1, 2
+"""
+
+#: The touched streams' stored reads made the current ones: the others go, the
+#: new ones come in.
+_DROP_STALE_READS = f"""
+DELETE FROM {SCHEMA}.meter_read m
+USING touched_stream t
+WHERE {_SAME_STREAM.format(a="m", b="t")}
+  AND NOT EXISTS (SELECT 1 FROM current_read c
+                  WHERE {_SAME_READ_KEY.format(a="c", b="m")} AND c.file_id = m.file_id)
+"""
+_ADD_CURRENT_READS = f"""
+INSERT INTO {SCHEMA}.meter_read ({_READ_COLUMNS}, header_datetime, file_id, merged_at)
+SELECT {", ".join(f"c.{c}" for c in (*READ_KEY, *READ_FIELDS))}, c.header_datetime, c.file_id, now()
+FROM current_read c
+WHERE NOT EXISTS (SELECT 1 FROM {SCHEMA}.meter_read m
+                  WHERE {_SAME_READ_KEY.format(a="m", b="c")} AND m.file_id = c.file_id)
+"""
+
+
+def _merge_reads(conn: psycopg.Connection, file_ids: list[int]) -> list[tuple[int, str, int]]:
+    """Merge the staged NEM13 reads of ``file_ids``; their outcomes per file."""
+    staged = conn.execute(
+        f"SELECT EXISTS (SELECT 1 FROM {SCHEMA}.read_staging WHERE file_id = ANY(%s))",
+        (file_ids,),
+    ).fetchone()
+    if not staged or not staged[0]:
+        return []
+    conn.execute(_TAKE_READ_VERSIONS, {"file_ids": file_ids})
+    conn.execute(_TOUCHED_STREAMS, {"file_ids": file_ids})
+    conn.execute(_CURRENT_READS)
+    outcomes = conn.execute(_READ_OUTCOMES, {"file_ids": file_ids}).fetchall()
+    conn.execute(_DROP_STALE_READS)
+    conn.execute(_ADD_CURRENT_READS)
+    return outcomes
+
+
 @dataclass
 class MergeCounts:
     """Readings of a merge by outcome, in all and per file."""
@@ -200,6 +311,7 @@ def merge_files(conn: psycopg.Connection, file_ids: list[int]) -> MergeCounts:
         conn.execute(_PAIRS)
         rows += conn.execute(_SAME_SHAPE).fetchall() + _reading_by_reading(conn)
         conn.execute(_UPSERT)
+        rows += _merge_reads(conn, file_ids)
         for file_id, outcome, n in rows:
             per_file = counts.per_file.setdefault(file_id, dict.fromkeys(OUTCOMES, 0))
             per_file[outcome] += int(n)
@@ -230,16 +342,19 @@ def _clear_staging(conn: psycopg.Connection, file_ids: list[int]) -> None:
     Truncating costs nothing and returns the space at once. The lock waits for
     loads still copying; their rows then count as other files.
     """
-    conn.execute(f"LOCK TABLE {SCHEMA}.day_staging IN ACCESS EXCLUSIVE MODE")
+    for table in ("day_staging", "read_staging"):
+        conn.execute(f"LOCK TABLE {SCHEMA}.{table} IN ACCESS EXCLUSIVE MODE")
     others = conn.execute(
         f"""
         SELECT EXISTS (SELECT 1 FROM {SCHEMA}.day_staging WHERE file_id <> ALL(%(ids)s))
+            OR EXISTS (SELECT 1 FROM {SCHEMA}.read_staging WHERE file_id <> ALL(%(ids)s))
             OR EXISTS (SELECT 1 FROM {SCHEMA}.file_ledger
                         WHERE status = 'staged' AND file_id <> ALL(%(ids)s))
         """,
         {"ids": file_ids},
     ).fetchone()
     if others and others[0]:
-        conn.execute(f"DELETE FROM {SCHEMA}.day_staging WHERE file_id = ANY(%s)", (file_ids,))
+        for table in ("day_staging", "read_staging"):
+            conn.execute(f"DELETE FROM {SCHEMA}.{table} WHERE file_id = ANY(%s)", (file_ids,))
     else:
-        conn.execute(f"TRUNCATE {SCHEMA}.day_staging")
+        conn.execute(f"TRUNCATE {SCHEMA}.day_staging, {SCHEMA}.read_staging")

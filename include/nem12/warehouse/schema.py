@@ -3,9 +3,10 @@
 NEM12 versions data by the day, and so does the warehouse: ``meter_day``
 holds one row per (nmi, nmi_suffix, interval_date) with the day's values as
 an exact ``numeric[]``; ``meter_reading`` is a view of it, one row per
-interval. Parse-and-load tasks only ever write ``day_staging`` (rows keyed by
-their file), so parallel loads never contend on the meter table; the merge
-(``nem12.warehouse.merge``) is the one writer of ``meter_day``.
+interval. NEM13 reads live in ``meter_read`` (one row per current 250 read).
+Parse-and-load tasks only ever write ``day_staging`` and ``read_staging``
+(rows keyed by their file), so parallel loads never contend on the meter
+tables; the merge (``nem12.warehouse.merge``) is their one writer.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ FINISHED = tuple(status for status in FILE_STATUSES if status not in UNFINISHED)
 FINISHED_FOR_GOOD = tuple(status for status in FINISHED if status != "replaced")
 
 #: Bumped with every change to DDL (applied by the owner of the schema).
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 #: The least privilege the tasks need once the schema exists: read and write
 #: rows, no DDL. Run as the schema's owner; ``{role}`` is the tasks' login role.
@@ -362,6 +363,107 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.migration_v5 (
 }
 """
 
+#: A NEM13 read's key, then what each version of the read holds (staged, stored and
+#: kept alike): one 250 record with its 550's fields, in ``spec.READ_SCHEMA``'s order.
+READ_KEY = ("nmi", "nmi_suffix", "current_register_read_datetime")
+_SQL_TYPES = {
+    "String": "text",
+    "Decimal": "numeric",
+    "Datetime": "timestamptz",
+    "Date": "date",
+    "Int64": "bigint",
+}
+_READ_REQUIRED = {
+    "nmi",
+    "nmi_suffix",
+    "direction_indicator",
+    "previous_register_read",
+    "previous_register_read_text",
+    "previous_register_read_datetime",
+    "previous_quality_method",
+    "current_register_read",
+    "current_register_read_text",
+    "current_register_read_datetime",
+    "current_quality_method",
+    "quantity",
+    "uom",
+}
+_READ_TYPES = {
+    column: _SQL_TYPES[type(dtype).__name__] + (" NOT NULL" if column in _READ_REQUIRED else "")
+    for column, dtype in spec.READ_SCHEMA.items()
+    if column != "line_number"
+}
+READ_FIELDS = tuple(c for c in _READ_TYPES if c not in READ_KEY)
+_READ_COLUMNS = ",\n".join(f"    {column:<32} {kind}" for column, kind in _READ_TYPES.items())
+
+#: Version 6: NEM13 reads. ``meter_read`` holds the current reads, ``read_version``
+#: every version ever merged (the merge decides by all of them, see ``merge``).
+DDL_V6 = f"""
+-- One row per staged 250 record (with its 550), keyed by its file.
+CREATE UNLOGGED TABLE IF NOT EXISTS {SCHEMA}.read_staging (
+    file_id                          bigint NOT NULL,
+    member                           integer NOT NULL,
+    line_number                      bigint NOT NULL,
+{_READ_COLUMNS}
+);
+CREATE INDEX IF NOT EXISTS read_staging_row
+    ON {SCHEMA}.read_staging (file_id, member, line_number);
+
+-- Every version of every read the merge took in, current or not: a read
+-- arriving late is judged against all of them, so the outcome does not
+-- depend on the order files arrive in.
+CREATE TABLE IF NOT EXISTS {SCHEMA}.read_version (
+    file_id                          bigint NOT NULL,
+    member                           integer NOT NULL,
+    line_number                      bigint NOT NULL,
+{_READ_COLUMNS},
+    header_datetime                  timestamptz,
+    merged_at                        timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (file_id, member, line_number)
+);
+CREATE INDEX IF NOT EXISTS read_version_stream
+    ON {SCHEMA}.read_version (nmi, nmi_suffix, current_register_read_datetime);
+
+-- The accumulation meter table: the current reads of each data stream, whose
+-- periods (previous to current read datetime) do not overlap. A read is
+-- current when no newer version (UpdateDateTime, header DateTime, arrival)
+-- of the stream overlaps its period: a re-sent read replaces the one at its
+-- CurrentRegisterReadDateTime, and an actual read replaces the estimate whose
+-- period it overlaps, whatever their datetimes.
+CREATE TABLE IF NOT EXISTS {SCHEMA}.meter_read (
+{_READ_COLUMNS},
+    header_datetime                  timestamptz,
+    file_id                          bigint NOT NULL,
+    merged_at                        timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY ({", ".join(READ_KEY)})
+);
+
+-- Each current read's quantity spread over the NEM days of its period, in
+-- proportion to the time in each day (as nem-reader's split_days does), for
+-- joining with interval data. Exact to numeric division's 16+ digits.
+CREATE OR REPLACE VIEW {SCHEMA}.meter_read_daily AS
+WITH period AS (
+    SELECT r.*,
+           previous_register_read_datetime AT TIME ZONE '{spec.NEM_TIME_ZONE}' AS read_from,
+           current_register_read_datetime AT TIME ZONE '{spec.NEM_TIME_ZONE}' AS read_to
+    FROM {SCHEMA}.meter_read r
+)
+SELECT p.nmi, p.nmi_suffix, p.register_id, p.meter_serial_number, p.direction_indicator,
+       d.day::date AS read_date, p.uom,
+       p.quantity
+           * extract(epoch FROM least(d.day + interval '1 day', p.read_to)
+                                 - greatest(d.day, p.read_from))
+           / extract(epoch FROM p.read_to - p.read_from) AS quantity,
+       p.current_quality_method AS quality_method, p.current_register_read_datetime,
+       p.file_id
+FROM period p
+CROSS JOIN LATERAL generate_series(
+    date_trunc('day', p.read_from), p.read_to - interval '1 microsecond', interval '1 day'
+) AS d(day)
+WHERE p.read_to > p.read_from;
+"""
+
+
 #: Readings per batch of the v4 conversion (whole NMIs, so a batch may hold more).
 MIGRATION_BATCH_READINGS = 500_000
 
@@ -447,8 +549,11 @@ _DAY_COLUMNS = (
 
 
 #: The way back to version 4 (run as the owner, then deploy a v4 release): the
-#: view's rows become the long table again, the day table goes.
+#: view's rows become the long table again, the day table goes, and so do the
+#: NEM13 reads (v4 rejected NEM13 files; export ``meter_read`` first to keep them).
 DOWNGRADE_TO_V4 = f"""
+DROP VIEW IF EXISTS {SCHEMA}.meter_read_daily;
+DROP TABLE IF EXISTS {SCHEMA}.meter_read, {SCHEMA}.read_version, {SCHEMA}.read_staging;
 CREATE TABLE {SCHEMA}.meter_reading_long AS SELECT * FROM {SCHEMA}.meter_reading;
 ALTER TABLE {SCHEMA}.meter_reading_long ADD PRIMARY KEY (nmi, nmi_suffix, interval_start);
 ALTER TABLE {SCHEMA}.meter_reading_long ALTER COLUMN merged_at SET DEFAULT now();
@@ -545,6 +650,7 @@ def apply_schema(conn: psycopg.Connection) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('nem12 schema'))")
         conn.execute(DDL_V4)
         conn.execute(DDL_V5)
+        conn.execute(DDL_V6)
     migrate_v4(conn)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('nem12 schema'))")

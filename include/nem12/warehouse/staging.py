@@ -1,4 +1,5 @@
-"""Staging: a file's accepted days COPYed into ``day_staging``, per file and member.
+"""Staging: a file's accepted rows COPYed in, per file and member: NEM12 days into
+``day_staging``, NEM13 reads into ``read_staging``.
 
 Parallel loads write only here (rows keyed by their file); the merge reads them.
 """
@@ -7,16 +8,24 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Iterator
+from itertools import groupby
 
 import polars as pl
 import psycopg
 
+from nem12.format import spec
 from nem12.format.output import decimal_as_text, prefetched
 from nem12.format.parsing import Parse
-from nem12.warehouse.schema import DAY_FIELDS, DAY_KEY, SCHEMA
+from nem12.warehouse.schema import DAY_FIELDS, DAY_KEY, READ_FIELDS, READ_KEY, SCHEMA
 
 #: Staging columns in the order COPY receives them (after file_id and member).
 STAGED_COLUMNS = ("line_number", *DAY_KEY, *DAY_FIELDS)
+STAGED_READ_COLUMNS = ("line_number", *READ_KEY, *READ_FIELDS)
+#: Each version's staging table and columns.
+_STAGING = {
+    "NEM12": ("day_staging", STAGED_COLUMNS),
+    "NEM13": ("read_staging", STAGED_READ_COLUMNS),
+}
 
 
 _FIELD = {"interval_values": "values"}
@@ -27,16 +36,17 @@ COPY_DAYS = 1 << 12
 COPY_PIECES_AHEAD = 4
 
 
-def _copy_text(file_id: int, member: int, batch: pl.DataFrame) -> Iterator[bytes]:
-    """Day rows as COPY csv: exact decimals as written, ISO timestamps with their offset."""
+def _copy_text(file_id: int, member: int, version: str, batch: pl.DataFrame) -> Iterator[bytes]:
+    """Rows as COPY csv: exact decimals as written, ISO timestamps with their offset."""
+    _, staged = _STAGING[version]
     columns = [
         pl.lit(file_id).alias("file_id"),
         pl.lit(member).alias("member"),
         *[
             decimal_as_text(c)
-            if c == "total"
+            if c == "total" or c in spec.READ_DECIMAL_COLUMNS
             else pl.col(_FIELD.get(c, c)).cast(pl.String).alias(c)
-            for c in STAGED_COLUMNS
+            for c in staged
         ],
     ]
     for piece in batch.iter_slices(COPY_DAYS):
@@ -45,16 +55,36 @@ def _copy_text(file_id: int, member: int, batch: pl.DataFrame) -> Iterator[bytes
         yield text.getvalue()
 
 
+class _Pieces:
+    """COPY text of a run of members of one version; counts their rows, notes the rejected."""
+
+    def __init__(
+        self, file_id: int, version: str, run: Iterable[tuple[int, Parse]], rejected: list[int]
+    ) -> None:
+        self.file_id, self.version, self.run, self.rejected = file_id, version, run, rejected
+        self.rows = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for member, parse in self.run:
+            for batch in parse.batches():
+                yield from _copy_text(self.file_id, member, self.version, batch)
+            result = parse.result
+            if result.status == "rejected":
+                self.rejected.append(member)
+            else:
+                self.rows += result.readings
+
+
 def stage_days(conn: psycopg.Connection, file_id: int, parses: Iterable[Parse]) -> int:
-    """Replace the file's staging rows with the accepted days of its members; its readings.
+    """Replace the file's staging rows with the accepted rows of its members: NEM12
+    days and NEM13 reads; returns its readings plus its reads.
 
     One transaction: a load that dies leaves the previous rows, never half of
     them, so a retried load is idempotent. A member rejected only at its end
     (a missing 900, say) has its rows removed before the commit.
     """
     rows = 0
-    rejected: list[int] = []
-    columns = ", ".join(("file_id", "member", *STAGED_COLUMNS))
+    rejected: dict[str, list[int]] = {"NEM12": [], "NEM13": []}
     with conn.transaction(), conn.cursor() as cursor:
         # Overlapping runs loading the same file take turns; the second replaces the rows.
         cursor.execute(
@@ -62,27 +92,25 @@ def stage_days(conn: psycopg.Connection, file_id: int, parses: Iterable[Parse]) 
             (file_id,),
         )
         # a retry after a committed load finds its rows
-        cursor.execute(f"DELETE FROM {SCHEMA}.day_staging WHERE file_id = %s", (file_id,))
-
-        def pieces() -> Iterator[bytes]:
-            nonlocal rows
-            for member, parse in enumerate(parses):
-                for batch in parse.batches():
-                    yield from _copy_text(file_id, member, batch)
-                result = parse.result
-                if result.status == "rejected":
-                    rejected.append(member)
-                else:
-                    rows += result.readings
-
-        with cursor.copy(
-            f"COPY {SCHEMA}.day_staging ({columns}) FROM STDIN (FORMAT csv, NULL '\\N')"
-        ) as copy:
-            for text in prefetched(pieces(), depth=COPY_PIECES_AHEAD):  # parse while it sends
-                copy.write(text)
-        if rejected:
-            cursor.execute(
-                f"DELETE FROM {SCHEMA}.day_staging WHERE file_id = %s AND member = ANY(%s)",
-                (file_id, rejected),
-            )
+        for table, _ in _STAGING.values():
+            cursor.execute(f"DELETE FROM {SCHEMA}.{table} WHERE file_id = %s", (file_id,))
+        # members one after another (an archive's are read in turn), a COPY per run
+        # of members of one version
+        for version, run in groupby(enumerate(parses), key=lambda item: item[1].version):
+            table, staged = _STAGING[version]
+            columns = ", ".join(("file_id", "member", *staged))
+            pieces = _Pieces(file_id, version, run, rejected[version])
+            with cursor.copy(
+                f"COPY {SCHEMA}.{table} ({columns}) FROM STDIN (FORMAT csv, NULL '\\N')"
+            ) as copy:
+                for text in prefetched(pieces, depth=COPY_PIECES_AHEAD):  # parse while it sends
+                    copy.write(text)
+            rows += pieces.rows
+        for version, members in rejected.items():
+            if members:
+                table, _ = _STAGING[version]
+                cursor.execute(
+                    f"DELETE FROM {SCHEMA}.{table} WHERE file_id = %s AND member = ANY(%s)",
+                    (file_id, members),
+                )
     return rows
