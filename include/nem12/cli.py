@@ -222,6 +222,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from nem12.devtools.generate import DEFECTS, GeneratorSpec, write_file
 
+    if args.version == "NEM13":
+        return _generate_nem13(args)
     if args.list_defects:
         for defect in [*sorted(DEFECTS), "file_empty"]:
             print(f"{defect:30} {RULES[defect].severity:8} {RULES[defect].message}")
@@ -255,6 +257,36 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     readings = spec.nmis * len(spec.channels) * spec.days * spec.intervals
     print(f"wrote {out} ({out.stat().st_size} bytes, about {readings} readings)", file=sys.stderr)
+    return EXIT_OK
+
+
+def _generate_nem13(args: argparse.Namespace) -> int:
+    """``generate --version NEM13``: --nmis NMIs of --reads reads per register."""
+    from nem12.devtools.generate import NEM13_DEFECTS, Nem13Spec, nem13_defect_rule, write_file
+
+    if args.list_defects:
+        for defect in NEM13_DEFECTS:
+            rule = RULES[nem13_defect_rule(defect)]
+            print(f"{defect:30} {rule.severity:8} {rule.message}")
+        return EXIT_OK
+    if not args.out:
+        raise UsageError("generate needs OUT (a .csv, .gz or .zip path)")
+    try:
+        start = datetime.combine(date.fromisoformat(args.start_date), datetime.min.time())
+        header = datetime.fromisoformat(args.header_datetime)
+        spec = Nem13Spec(
+            nmis=args.nmis,
+            reads=args.reads,
+            seed=args.seed,
+            start=start.replace(hour=10, minute=30),
+            header_datetime=header,
+            defects=tuple(args.defect or ()),
+        )
+        out = write_file(spec, args.out)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    reads = spec.read_count
+    print(f"wrote {out} ({out.stat().st_size} bytes, about {reads} NEM13 reads)", file=sys.stderr)
     return EXIT_OK
 
 
@@ -318,8 +350,18 @@ def build_parser() -> argparse.ArgumentParser:
     debugging(parse)
     parse.set_defaults(run=cmd_parse)
 
-    generate = commands.add_parser("generate", help="write a synthetic NEM12 file")
+    generate = commands.add_parser("generate", help="write a synthetic NEM12 or NEM13 file")
     generate.add_argument("out", nargs="?", metavar="OUT")
+    generate.add_argument(
+        "--version",
+        choices=("NEM12", "NEM13"),
+        default="NEM12",
+        help="NEM13: accumulation reads, --nmis x 2 registers x --reads (of the other "
+        "options only --seed, --start-date, --header-datetime and --defect apply)",
+    )
+    generate.add_argument(
+        "--reads", type=int, default=3, help="NEM13: reads per register (default 3)"
+    )
     generate.add_argument("--nmis", type=int, default=2)
     generate.add_argument("--days", type=int, default=2)
     generate.add_argument("--interval-length", type=int, default=30)
