@@ -32,14 +32,16 @@ class FaultTally:
     cases: list[CaseFigures] = field(default_factory=list)
 
     def record(
-        self, case: str, faults: int, expected: set[tuple], conn: psycopg.Connection
+        self,
+        case: str,
+        faults: int,
+        expected: set[tuple],
+        conn: psycopg.Connection,
+        stored_keys: str = "SELECT nmi, nmi_suffix, interval_start FROM nem12.meter_reading",
     ) -> CaseFigures:
-        """Compare the table's keys with ``expected``: lost, and held twice or unexpected."""
-        stored = Counter(
-            conn.execute(
-                "SELECT nmi, nmi_suffix, interval_start FROM nem12.meter_reading"
-            ).fetchall()
-        )
+        """Compare the table's keys (``stored_keys``, the readings' by default) with
+        ``expected``: lost, and held twice or unexpected."""
+        stored = Counter(conn.execute(stored_keys).fetchall())
         figures = CaseFigures(
             case,
             faults,

@@ -67,7 +67,8 @@ class Wiring:
             exists = conn.execute("SELECT to_regclass('nem12.file_ledger')").fetchone()[0]
             if exists:
                 conn.execute(
-                    "TRUNCATE nem12.meter_day, nem12.day_staging, "
+                    "TRUNCATE nem12.meter_day, nem12.day_staging, nem12.meter_read, "
+                    "nem12.read_version, nem12.read_staging, "
                     "nem12.finding, nem12.file_ledger RESTART IDENTITY CASCADE"
                 )
         s3 = self.services.s3_client()
