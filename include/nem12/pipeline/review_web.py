@@ -100,6 +100,35 @@ def _files_table(rows: list[dict[str, Any]], base: str) -> str:
     return f"<table>{head}{body}</table>"
 
 
+def _reads_table(reads: review.Page, base: str) -> str:
+    """A NEM13 file's reads, each current or replaced (by which file)."""
+    if not reads.total:
+        return ""
+    heads = "".join(
+        f"<th>{escape(c)}{' (NEM time)' if c.endswith('_datetime') else ''}</th>"
+        for c in review.READ_COLUMNS
+    )
+    rows = "".join(
+        "<tr>"
+        + "".join(f"<td>{_cell(r[c])}</td>" for c in review.READ_COLUMNS)
+        + (
+            "<td>current</td>"
+            if r["current"]
+            else f"<td>replaced by <a href='{base}/files/{r['replaced_by']}'>file "
+            f"{r['replaced_by']}</a></td>"
+            if r["replaced_by"] is not None
+            else "<td>not current</td>"
+        )
+        + "</tr>"
+        for r in reads.rows
+    )
+    shown = f" (the first {len(reads.rows)})" if reads.total > len(reads.rows) else ""
+    return (
+        f"<h2>NEM13 reads: {reads.total}{shown}</h2>"
+        f"<table><tr>{heads}<th>now</th></tr>{rows}</table>"
+    )
+
+
 def create_app(
     connect: Connect,
     reports_root: str,
@@ -189,6 +218,7 @@ def create_app(
             row = _file_or_404(conn, file_id)
             found = review.findings(conn, file_id)
             runs = review.runs_of_file(conn, file_id)
+            reads = review.reads_of_file(conn, file_id)
         facts = "".join(
             f"<tr><th>{escape(k)}</th><td>{_cell(row[k])}</td></tr>"
             for k in (
@@ -266,7 +296,7 @@ def create_app(
             for r in runs
         )
         body = (
-            f"<table>{facts}</table>{members}{report}"
+            f"<table>{facts}</table>{members}{report}{_reads_table(reads, base)}"
             f"<p>Findings: <a href='{base}/files/{file_id}/findings.csv'>CSV</a> "
             f"<a href='{base}/files/{file_id}/findings.json'>JSON</a></p>{groups or '<p>none</p>'}"
             f"<h2>Runs</h2><table><tr><th>DAG</th><th>run</th><th>tasks</th></tr>{run_rows}</table>"

@@ -2,8 +2,8 @@
 
 Reviewers look for what was wrong with which file, and where, to send it back
 to the meter data provider: the ledger (filtered, paged), one file with its
-findings grouped by rule, the files of one DAG run, and how often each rule
-fired by sender.
+findings grouped by rule (and a NEM13 file's reads), the files of one DAG
+run, and how often each rule fired by sender.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from nem12.format import spec
 from nem12.format.rules import RULES
 from nem12.warehouse.schema import FILE_STATUSES, SCHEMA
 
@@ -67,7 +68,9 @@ def _where(chosen: FileFilter) -> tuple[str, dict[str, Any]]:
     if chosen.search:
         clauses.append(
             "(l.key ILIKE %(like)s OR EXISTS (SELECT 1 FROM "
-            f"{SCHEMA}.finding f WHERE f.file_id = l.file_id AND f.nmi = %(search)s))"
+            f"{SCHEMA}.finding f WHERE f.file_id = l.file_id AND f.nmi = %(search)s)"
+            f" OR EXISTS (SELECT 1 FROM {SCHEMA}.read_version v"
+            " WHERE v.file_id = l.file_id AND v.nmi = %(search)s))"
         )
         params["like"] = f"%{chosen.search}%"
         params["search"] = chosen.search
@@ -117,6 +120,65 @@ def findings(conn: psycopg.Connection, file_id: int) -> list[dict[str, Any]]:
             "ORDER BY severity = 'error' DESC, rule, line NULLS FIRST",
             (file_id,),
         ).fetchall()
+
+
+#: What the File page shows of each NEM13 read a file brought.
+READ_COLUMNS = (
+    "line_number",
+    "nmi",
+    "nmi_suffix",
+    "register_id",
+    "meter_serial_number",
+    "direction_indicator",
+    "previous_register_read_text",
+    "previous_register_read_datetime",
+    "current_register_read_text",
+    "current_register_read_datetime",
+    "current_quality_method",
+    "quantity",
+    "uom",
+)
+
+
+def reads_of_file(conn: psycopg.Connection, file_id: int, limit: int = 500) -> Page:
+    """The NEM13 reads a file brought, in file order (datetimes in NEM time, as the
+    file wrote them): each ``current`` if it is the stored read now, else the newer
+    read that replaced it (``replaced_by``: its file)."""
+    columns = ", ".join(
+        f"to_char(v.{c} AT TIME ZONE '{spec.NEM_TIME_ZONE}', 'YYYY-MM-DD HH24:MI:SS') AS {c}"
+        if c.endswith("_datetime")
+        else f"v.{c}"
+        for c in READ_COLUMNS
+    )
+    with conn.cursor(row_factory=dict_row) as cursor:
+        total = cursor.execute(
+            f"SELECT count(*) AS n FROM {SCHEMA}.read_version WHERE file_id = %s", (file_id,)
+        ).fetchone()
+        rows = cursor.execute(
+            f"""
+            SELECT {columns}, m.file_id = v.file_id AS current, r.file_id AS replaced_by
+            FROM {SCHEMA}.read_version v
+            LEFT JOIN {SCHEMA}.meter_read m
+                   ON (m.nmi, m.nmi_suffix, m.current_register_read_datetime)
+                    = (v.nmi, v.nmi_suffix, v.current_register_read_datetime)
+            LEFT JOIN LATERAL (
+                SELECT c.file_id FROM {SCHEMA}.meter_read c
+                WHERE c.nmi = v.nmi AND c.nmi_suffix = v.nmi_suffix AND c.file_id <> v.file_id
+                  AND c.previous_register_read_datetime < v.current_register_read_datetime
+                  AND c.current_register_read_datetime > v.previous_register_read_datetime
+                ORDER BY c.current_register_read_datetime LIMIT 1
+            ) r ON true
+            WHERE v.file_id = %s
+            ORDER BY v.member, v.line_number
+            LIMIT %s
+            """,
+            (file_id, limit),
+        ).fetchall()
+    for row in rows:
+        row["current"] = bool(row["current"])
+        if row["current"]:
+            row["replaced_by"] = None
+    return Page(rows, int(total["n"]) if total else 0, 1, limit)
 
 
 def runs_of_file(conn: psycopg.Connection, file_id: int) -> list[dict[str, Any]]:
