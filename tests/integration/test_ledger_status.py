@@ -96,6 +96,7 @@ def test_status_json_is_exact(conn, capsys):
             "superseded": 2,
         },
         "readings": 48,
+        "reads": 0,
     }
 
 
@@ -121,6 +122,7 @@ def test_status_table_is_exact(conn, capsys, monkeypatch):
         "last merge          2024-05-02T03:00:00+00:00: 2 files, 58 inserted, 40 updated, "
         "8 unchanged, 2 superseded\n"
         "readings            48\n"
+        "NEM13 reads         0\n"
     )
 
 

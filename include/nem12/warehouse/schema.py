@@ -57,8 +57,9 @@ GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {SCHEMA} TO {{role}};
 METER_FILLFACTOR = 50
 
 
-def _ledger_summary(readings: str) -> str:
-    """The one-row summary view; ``readings`` counts the meter table's readings."""
+def _ledger_summary(readings: str, reads: str | None = None) -> str:
+    """The one-row summary view; ``readings`` counts the meter table's readings,
+    ``reads`` (from version 6) the NEM13 reads."""
     return f"""
 CREATE OR REPLACE VIEW {SCHEMA}.ledger_summary AS
 SELECT
@@ -69,7 +70,7 @@ SELECT
       WHERE status IN ('registered', 'validated', 'staged')) AS oldest_unprocessed,
     (SELECT max(updated_at) FROM {SCHEMA}.file_ledger
       WHERE status IN ('loaded', 'partial')) AS last_merge,
-    ({readings}) AS readings;"""
+    ({readings}) AS readings{f", ({reads}) AS reads" if reads else ""};"""
 
 
 #: Idempotent DDL up to version 4 (one row per interval); ``DDL_V5`` builds on it.
@@ -461,6 +462,14 @@ CROSS JOIN LATERAL generate_series(
     date_trunc('day', p.read_from), p.read_to - interval '1 microsecond', interval '1 day'
 ) AS d(day)
 WHERE p.read_to > p.read_from;
+
+{
+    _ledger_summary(
+        f"SELECT coalesce(sum({spec.MINUTES_PER_DAY} / interval_length), 0)::bigint "
+        f"FROM {SCHEMA}.meter_day",
+        f"SELECT count(*) FROM {SCHEMA}.meter_read",
+    )
+}
 """
 
 
@@ -552,13 +561,13 @@ _DAY_COLUMNS = (
 #: view's rows become the long table again, the day table goes, and so do the
 #: NEM13 reads (v4 rejected NEM13 files; export ``meter_read`` first to keep them).
 DOWNGRADE_TO_V4 = f"""
-DROP VIEW IF EXISTS {SCHEMA}.meter_read_daily;
-DROP TABLE IF EXISTS {SCHEMA}.meter_read, {SCHEMA}.read_version, {SCHEMA}.read_staging;
 CREATE TABLE {SCHEMA}.meter_reading_long AS SELECT * FROM {SCHEMA}.meter_reading;
 ALTER TABLE {SCHEMA}.meter_reading_long ADD PRIMARY KEY (nmi, nmi_suffix, interval_start);
 ALTER TABLE {SCHEMA}.meter_reading_long ALTER COLUMN merged_at SET DEFAULT now();
 DROP FUNCTION {SCHEMA}.meter_readings(text, timestamptz, timestamptz);
 DROP VIEW {SCHEMA}.ledger_summary, {SCHEMA}.meter_reading;
+DROP VIEW IF EXISTS {SCHEMA}.meter_read_daily;
+DROP TABLE IF EXISTS {SCHEMA}.meter_read, {SCHEMA}.read_version, {SCHEMA}.read_staging;
 DROP VIEW {SCHEMA}.meter_interval;
 DROP FUNCTION {SCHEMA}.day_readings(numeric[], smallint, text, text, text, jsonb);
 DROP TABLE {SCHEMA}.meter_day, {SCHEMA}.day_staging;
@@ -648,6 +657,8 @@ def apply_schema(conn: psycopg.Connection) -> None:
         return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('nem12 schema'))")
+        # each version's DDL makes the summary anew, with the columns of its time
+        conn.execute(f"DROP VIEW IF EXISTS {SCHEMA}.ledger_summary")
         conn.execute(DDL_V4)
         conn.execute(DDL_V5)
         conn.execute(DDL_V6)

@@ -53,6 +53,7 @@ class LedgerStatus:
     oldest_unprocessed: UnprocessedFile | None
     last_merge: LastMerge | None
     readings: int
+    reads: int  # NEM13
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,10 +69,10 @@ def read_status(conn: psycopg.Connection) -> LedgerStatus:
     if not found or found[0] is None:
         raise LedgerUnavailable(f"no {SCHEMA}.ledger_summary in this database (schema not applied)")
     row = conn.execute(
-        f"SELECT now(), files_by_status, last_merge, readings FROM {SCHEMA}.ledger_summary"
+        f"SELECT now(), files_by_status, last_merge, readings, reads FROM {SCHEMA}.ledger_summary"
     ).fetchone()
     assert row is not None
-    checked_at, by_status, last_merge_at, readings = row
+    checked_at, by_status, last_merge_at, readings, reads = row
     files_by_status = {status: 0 for status in FILE_STATUSES}
     files_by_status.update({str(k): int(v) for k, v in sorted(by_status.items())})
 
@@ -107,6 +108,7 @@ def read_status(conn: psycopg.Connection) -> LedgerStatus:
         ),
         last_merge=last_merge,
         readings=int(readings),
+        reads=int(reads),
     )
 
 
@@ -159,4 +161,5 @@ def format_status(status: LedgerStatus) -> str:
         )
     )
     lines.append(f"readings            {status.readings}")
+    lines.append(f"NEM13 reads         {status.reads}")
     return "\n".join(lines)
