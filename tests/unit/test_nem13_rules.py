@@ -115,6 +115,7 @@ def test_every_nem13_rule_has_a_defect():
         "uom_invalid",
         "register_read_invalid",
         "read_datetime_invalid",
+        "read_datetime_nonstandard",
         "quality_method",
         "quality_method_number",
         "reason_code_required",

@@ -607,6 +607,9 @@ NEM13_DEFECTS: dict[str, Callable[[list[Record]], int | None]] = {
     "read_datetime_invalid": lambda r: _set_read(
         r, "previous_register_read_datetime", "20230231093000"
     ),
+    "read_datetime_nonstandard": lambda r: _set_read(
+        r, "current_register_read_datetime", "209912310000"
+    ),
     "read_period_order": _period_reversed,
     "previous_read_estimated": _previous_estimated,
     "quantity_invalid": lambda r: _set_read(r, "quantity", "12x"),

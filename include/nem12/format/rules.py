@@ -228,6 +228,12 @@ RULES: dict[str, Rule] = _catalogue(
         "Previous or CurrentRegisterReadDateTime is not a real YYYYMMDDHHMMSS",
     ),
     Rule(
+        "read_datetime_nonstandard",
+        "warning",
+        "block",
+        "a read datetime in 12-digit YYYYMMDDHHMM form (the spec has 14 digits); read so",
+    ),
+    Rule(
         "read_period_order",
         "error",
         "block",

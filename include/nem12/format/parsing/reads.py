@@ -44,6 +44,15 @@ def _datetime_14(text: pl.Expr) -> pl.Expr:
     return pl.when(text.str.contains(r"^\d{14}$")).then(nem_datetime(text, "%Y%m%d%H%M%S"))
 
 
+def _read_datetime(text: pl.Expr) -> pl.Expr:
+    """A read datetime: YYYYMMDDHHMMSS, or YYYYMMDDHHMM (read so, with a warning)."""
+    return (
+        pl.when(text.str.contains(r"^\d{12}$"))
+        .then(nem_datetime(text, "%Y%m%d%H%M"))
+        .otherwise(_datetime_14(text))
+    )
+
+
 def _register_read(text: pl.Expr) -> pl.Expr:
     return pl.when(text.str.contains(spec.REGISTER_READ_PATTERN)).then(
         text.cast(spec.VALUE_DTYPE, strict=False)
@@ -87,7 +96,7 @@ def reads_frame(records: pl.DataFrame) -> pl.DataFrame:
             msats_load_datetime=_datetime_14(pl.col("msats_raw")),
             **{f"{read}_register_read": _register_read(pl.col(f"{read}_text")) for read in _READS},
             **{
-                f"{read}_register_read_datetime": _datetime_14(pl.col(f"{read}_datetime_raw"))
+                f"{read}_register_read_datetime": _read_datetime(pl.col(f"{read}_datetime_raw"))
                 for read in _READS
             },
         )

@@ -104,6 +104,24 @@ def read_datetime_invalid(reads: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+@check("read_datetime_nonstandard", on="reads")
+def read_datetime_nonstandard(reads: pl.LazyFrame) -> pl.LazyFrame:
+    found = []
+    for read in READS:
+        written = pl.col(f"{read}_datetime_raw")
+        found.append(
+            finding_rows(
+                reads.filter(SHAPED, written.str.contains(r"^\d{12}$")),
+                pl.format(
+                    "{}RegisterReadDateTime '{}' has 12 digits, read as YYYYMMDDHHMM",
+                    pl.lit(read.capitalize()),
+                    written,
+                ),
+            )
+        )
+    return pl.concat(found)
+
+
 @check("quality_method", on="read_qualities")
 def read_quality_method(qualities: pl.LazyFrame) -> pl.LazyFrame:
     quality = pl.col("quality_method")
