@@ -20,7 +20,7 @@ import polars as pl
 import pytest
 
 from nem12.format.parsing import ParseConfig, ParseResult, parse_source
-from nem12.format.spec import READING_SCHEMA
+from nem12.format.spec import OUTPUT_SCHEMAS
 
 FIXTURES = Path(__file__).parent / "fixtures"
 AEMO = FIXTURES / "aemo"
@@ -37,10 +37,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @dataclass
 class Parsed:
-    """Every file's parse result and the readings of the files not rejected."""
+    """Every file's parse result, and what the files not rejected hold: NEM12
+    readings, NEM13 reads."""
 
     results: list[ParseResult]
     readings: pl.DataFrame
+    reads: pl.DataFrame
 
     @property
     def result(self) -> ParseResult:
@@ -58,16 +60,19 @@ class Parsed:
 
 def parse_all(source, name: str | None = None, config: ParseConfig | None = None) -> Parsed:
     results: list[ParseResult] = []
-    kept: list[pl.DataFrame] = []
+    kept: dict[str, list[pl.DataFrame]] = {"NEM12": [], "NEM13": []}
     for parse in parse_source(source, name=name, config=config):
         batches = list(parse.batches())
         results.append(parse.result)
         if parse.result.status != "rejected":
-            kept.extend(batches)
-    readings = (pl.concat(kept) if kept else pl.DataFrame(schema=READING_SCHEMA)).with_columns(
-        pl.col(pl.Categorical, pl.Enum).cast(pl.String)
+            kept[parse.version].extend(batches)
+    readings, reads = (
+        (
+            pl.concat(frames) if frames else pl.DataFrame(schema=OUTPUT_SCHEMAS[version])
+        ).with_columns(pl.col(pl.Categorical, pl.Enum).cast(pl.String))
+        for version, frames in kept.items()
     )
-    return Parsed(results, readings)
+    return Parsed(results, readings, reads)
 
 
 @pytest.fixture

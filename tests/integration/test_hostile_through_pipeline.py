@@ -48,6 +48,7 @@ def test_every_hostile_file_is_quarantined_or_trimmed_and_the_good_ones_load(lan
     ledger = dict(conn.execute("SELECT key, status FROM nem12.file_ledger").fetchall())
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=services.bucket)["Contents"]}
     expected_keys = {(r["nmi"], r["nmi_suffix"], r["interval_start"]) for r in rows(GOOD)}
+    expected_reads: set[tuple] = set()
     for name, case in MANIFEST.items():
         key = f"landing/hostile/{name}"
         if case["status"] == "rejected":
@@ -60,10 +61,16 @@ def test_every_hostile_file_is_quarantined_or_trimmed_and_the_good_ones_load(lan
         else:
             assert ledger[key] == ("partial" if case["status"] == "partial" else "loaded"), name
             assert f"archive/hostile/{name}" in keys
-            parsed = parse_all(CORPUS / name, name=name).readings
+            parsed = parse_all(CORPUS / name, name=name)
             expected_keys |= {
                 (r["nmi"], r["nmi_suffix"], r["interval_start"])
-                for r in parsed.select("nmi", "nmi_suffix", "interval_start").iter_rows(named=True)
+                for r in parsed.readings.select("nmi", "nmi_suffix", "interval_start").iter_rows(
+                    named=True
+                )
+            }
+            expected_reads |= {
+                (r["nmi"], r["nmi_suffix"], r["current_register_read_datetime"])
+                for r in parsed.reads.iter_rows(named=True)
             }
         rules = {
             r[0]
@@ -80,6 +87,10 @@ def test_every_hostile_file_is_quarantined_or_trimmed_and_the_good_ones_load(lan
     ).fetchall()
     assert len(stored) == len(set(stored)) == len(expected_keys)
     assert set(stored) == expected_keys
+    stored_reads = conn.execute(
+        "SELECT nmi, nmi_suffix, current_register_read_datetime FROM nem12.meter_read"
+    ).fetchall()
+    assert expected_reads and set(stored_reads) == expected_reads
     good_values = {(r["nmi"], r["nmi_suffix"], r["interval_start"]): r["value"] for r in rows(GOOD)}
     held = dict(
         ((nmi, suffix, start), value)

@@ -53,7 +53,7 @@ def naive(value: datetime | None) -> datetime | None:
 def ours(path: Path) -> list[dict]:
     parsed = parse_all(path)
     assert [r.status for r in parsed.results] == ["accepted"], label(path)
-    return list(parsed.readings.iter_rows(named=True))
+    return list(parsed.reads.iter_rows(named=True))
 
 
 # --- nemreader ----------------------------------------------------------------------

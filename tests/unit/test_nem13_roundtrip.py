@@ -57,14 +57,14 @@ def parsed_reads(data: bytes, config: ParseConfig) -> dict[int, dict[str, object
     parsed = parse_all(data, config=config)
     assert parsed.result.findings == []
     assert parsed.result.status == "accepted"
-    assert parsed.readings.columns == list(READ_SCHEMA)
+    assert parsed.reads.columns == list(READ_SCHEMA)
     got = {}
-    for row in parsed.readings.iter_rows(named=True):
+    for row in parsed.reads.iter_rows(named=True):
         for name in DATETIMES:
             if row[name] is not None:
                 row[name] = row[name].replace(tzinfo=None)
         got[row["line_number"]] = row
-    assert len(got) == parsed.readings.height == parsed.result.readings
+    assert len(got) == parsed.reads.height == parsed.result.readings
     return got
 
 

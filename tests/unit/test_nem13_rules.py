@@ -45,7 +45,7 @@ def test_a_valid_generated_file_has_no_findings_and_every_read(spec):
     parsed = parse_all(generate_bytes(spec), name="g.csv")
     assert parsed.result.findings == []
     assert parsed.result.status == "accepted"
-    assert parsed.result.readings == parsed.readings.height == spec.read_count
+    assert parsed.result.readings == parsed.reads.height == spec.read_count
 
 
 def test_the_generator_writes_what_the_rules_look_for():
@@ -96,7 +96,7 @@ def test_each_generated_defect_triggers_exactly_its_rule_at_its_line(defect):
     assert parsed.result.status == status
     reads = sum(r[:1] == ["250"] for r in records)
     kept = {"accepted": reads, "partial": reads - 1, "rejected": 0}[status]
-    assert parsed.result.readings == parsed.readings.height == kept
+    assert parsed.result.readings == parsed.reads.height == kept
 
 
 def test_every_nem13_rule_has_a_defect():
@@ -142,7 +142,7 @@ def test_a_read_error_rejects_that_read_only():
     parsed = parse_all(generate_bytes(spec))
     assert (parsed.result.status, parsed.result.rejected_blocks) == ("partial", 1)
     assert parsed.result.blocks == spec.read_count
-    assert parsed.readings.get_column("line_number").min() > 2
+    assert parsed.reads.get_column("line_number").min() > 2
 
 
 def test_unknown_defect_is_refused():
