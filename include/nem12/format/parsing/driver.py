@@ -23,7 +23,7 @@ from nem12.format.parsing.config import ParseConfig
 from nem12.format.parsing.days import day_rows
 from nem12.format.parsing.explode import concat_readings, explode, text_dtypes
 from nem12.format.parsing.result import ParseNotFinished, ParseResult, Status
-from nem12.format.parsing.state import ParseState
+from nem12.format.parsing.state import KeysSeen, ParseState
 from nem12.format.reading import Chunk, Member, ReadError, iter_chunks, iter_members
 from nem12.format.rules import RuleBook
 
@@ -285,7 +285,7 @@ class AccumulationParse(Parse):
 
     def __init__(self, member: Member, config: ParseConfig | None = None) -> None:
         super().__init__(member, config)
-        self._keys_seen: pl.DataFrame | None = None
+        self._keys_seen = KeysSeen()
 
     def batches(self) -> Iterator[pl.DataFrame]:
         for warning in self.member.warnings:
@@ -321,8 +321,7 @@ class AccumulationParse(Parse):
         self._run("lines", records.lazy().with_columns(self._line_context()))
         state.blocks = int(records.get_column("block").max() or state.blocks)
         reads = reads_of.reads_frame(records)
-        reads = reads.with_columns(reads_of.repeated_reads(reads, self._keys_seen))
-        self._remember_keys(reads)
+        reads = reads.with_columns(self._keys_seen.add_frame(reads_of.read_keys(reads)))
         self._run("reads", reads.lazy())
         self._run("read_qualities", reads_of.read_qualities(reads).lazy())
         b2b = reads_of.read_b2b_frame(records)
@@ -332,13 +331,6 @@ class AccumulationParse(Parse):
         if reads.is_empty() or self.collector.file_rejected:
             return None
         return reads_of.accepted_reads(reads, b2b, self.collector.rejected_blocks)
-
-    def _remember_keys(self, reads: pl.DataFrame) -> None:
-        keys = reads_of.new_keys(reads)
-        if self._keys_seen is None:
-            self._keys_seen = keys
-        else:
-            self._keys_seen = pl.concat([self._keys_seen, keys], how="vertical_relaxed").unique()
 
 
 def member_version(member: Member) -> str | None:

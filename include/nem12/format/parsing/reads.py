@@ -9,6 +9,7 @@ from __future__ import annotations
 import polars as pl
 
 from nem12.format import spec
+from nem12.format.findings import CHUNK_ENGINE
 from nem12.format.parsing.explode import nem_datetime
 from nem12.format.parsing.records import F, field, split_fields
 
@@ -66,16 +67,24 @@ def reads_frame(records: pl.DataFrame) -> pl.DataFrame:
     only such reads are judged field by field and can be accepted.
     """
     update = pl.col("update_raw").fill_null("")
+    raw = pl.col("raw")
+    # One pass over each line: its fields up to the 23rd, the rest kept whole
+    # (``decode`` took stray spaces off already).
+    split = raw.str.splitn(",", spec.READ_MAX_FIELDS + 1).struct
+    rest = split.field(f"field_{spec.READ_MAX_FIELDS}")
     return (
-        split_fields(records.filter(pl.col("record_type") == "250"))
+        records.lazy()
+        .filter(pl.col("record_type") == "250")
         .select(
             "block",
             "line",
             "record_type",
-            field_count=F.list.len().cast(pl.Int32),
-            extra=F.list.slice(spec.READ_MAX_FIELDS).list.eval(pl.element() != "").list.any(),
+            field_count=(raw.str.count_matches(",", literal=True) + 1).cast(pl.Int32),
+            extra=rest.str.strip_chars(",").fill_null("") != "",
             **{
-                name if name not in _RAW_NAMED else _RAW_NAMED[name]: field(index).fill_null("")
+                name if name not in _RAW_NAMED else _RAW_NAMED[name]: split.field(
+                    f"field_{index}"
+                ).fill_null("")
                 for name, index in spec.READ_FIELDS.items()
             },
         )
@@ -100,6 +109,7 @@ def reads_frame(records: pl.DataFrame) -> pl.DataFrame:
                 for read in _READS
             },
         )
+        .collect(engine=CHUNK_ENGINE)
     )
 
 
@@ -169,27 +179,10 @@ def accepted_reads(
     )
 
 
-def repeated_reads(reads: pl.DataFrame, seen: pl.DataFrame | None) -> pl.Series:
-    """True for each read whose (nmi, nmi_suffix, CurrentRegisterReadDateTime) came before,
-    in this chunk or in ``seen`` (the keys of earlier chunks)."""
-    keys = reads.select("nmi", "nmi_suffix", "current_register_read_datetime")
-    again = keys.select(~pl.struct(pl.all()).is_first_distinct()).to_series()
-    if seen is not None and seen.height:
-        earlier = keys.join(seen, on=list(keys.columns), how="left", maintain_order="left").select(
-            pl.col("earlier").fill_null(False)
-        )
-        again = again | earlier.to_series()
-    return again.alias("repeated")
-
-
-def new_keys(reads: pl.DataFrame) -> pl.DataFrame:
-    """The chunk's read keys, to look for repeats in later chunks."""
-    return (
-        reads.filter(pl.col("current_register_read_datetime").is_not_null())
-        .select("nmi", "nmi_suffix", "current_register_read_datetime")
-        .unique()
-        .with_columns(earlier=pl.lit(True))
-    )
+def read_keys(reads: pl.DataFrame) -> pl.DataFrame:
+    """What makes a read the same read: nmi, nmi_suffix, CurrentRegisterReadDateTime
+    (as written, so an unreadable one is compared as text)."""
+    return reads.select("nmi", "nmi_suffix", "current_datetime_raw")
 
 
 def read_record_frame(file: str, records: pl.DataFrame, reads: pl.DataFrame) -> pl.DataFrame:

@@ -18,6 +18,19 @@ F = pl.col("fields")
 _STRAY_SPACE = re.compile(r"[ \t]+(?=[,\r\n]|$)|(?<=[,\n])[ \t]+|^[ \t]+")
 
 
+#: What a stray space needs beside it; free text (a ReasonDescription) has spaces
+#: between words, and looking for these first spares the regex such chunks.
+_STRAY_SPACE_PLACES = ("\t", " ,", ", ", " \r", " \n", "\n ")
+
+
+def _may_have_stray_space(text: str) -> bool:
+    return (
+        text.startswith(" ")
+        or text.endswith(" ")
+        or any(place in text for place in _STRAY_SPACE_PLACES)
+    )
+
+
 def decode(chunk: Chunk) -> tuple[str, bool]:
     """The chunk's text without BOM, stray spaces or CRs; True if it was read as Latin-1."""
     data = chunk.data
@@ -30,7 +43,7 @@ def decode(chunk: Chunk) -> tuple[str, bool]:
         text, latin1 = data.decode("latin-1"), True
     if text.endswith("\n"):
         text = text[:-1]
-    if " " in text or "\t" in text:
+    if _may_have_stray_space(text):
         text = _STRAY_SPACE.sub("", text)
     return (text.replace("\r", "") if "\r" in text else text), latin1
 

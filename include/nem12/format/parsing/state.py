@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
 from nem12.format.parsing.result import Header
@@ -87,6 +88,52 @@ class DaysSeen:
             return repeated
         everywhere = pl.repeat(False, days.height, dtype=pl.Boolean, eager=True)
         return everywhere.scatter(dated.arg_true(), repeated).alias("repeated")
+
+
+class KeysSeen:
+    """The keys of a file's reads so far (NEM13's nmi, suffix and current read time),
+    as two 64-bit hashes each: 16 bytes a read, however long the key.
+
+    Kept as a few sorted runs, merged when there are too many, so a chunk's lookup
+    costs a binary search per run and the runs' upkeep stays linear overall. Two
+    independent hashes must both match: a false repeat would take ~2**64 reads.
+    """
+
+    MAX_RUNS = 8
+
+    def __init__(self) -> None:
+        self._runs: list[tuple[np.ndarray, np.ndarray]] = []
+
+    @staticmethod
+    def _hashes(keys: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        row = pl.struct(keys.columns)
+        hashed = keys.select(first=row.hash(seed=1), second=row.hash(seed=2))
+        return hashed.get_column("first").to_numpy(), hashed.get_column("second").to_numpy()
+
+    def add_frame(self, keys: pl.DataFrame) -> pl.Series:
+        """Record each row's key; True where it was seen before (earlier rows included)."""
+        first, second = self._hashes(keys)
+        again = np.zeros(len(first), dtype=bool)
+        for run_first, run_second in self._runs:
+            at = np.searchsorted(run_first, first)
+            inside = at < len(run_first)
+            found = np.zeros(len(first), dtype=bool)
+            found[inside] = (run_first[at[inside]] == first[inside]) & (
+                run_second[at[inside]] == second[inside]
+            )
+            again |= found
+        pairs = pl.DataFrame({"first": first, "second": second})
+        again |= (
+            ~pairs.select(pl.struct("first", "second").is_first_distinct()).to_series().to_numpy()
+        )
+        order = np.argsort(first, kind="stable")
+        self._runs.append((first[order], second[order]))
+        if len(self._runs) > self.MAX_RUNS:
+            merged_first = np.concatenate([r[0] for r in self._runs])
+            merged_second = np.concatenate([r[1] for r in self._runs])
+            order = np.argsort(merged_first, kind="stable")
+            self._runs = [(merged_first[order], merged_second[order])]
+        return pl.Series("repeated", again)
 
 
 @dataclass
