@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from nem12.devtools.generate import GeneratorSpec, generate_bytes
-from nem12.pipeline import steps
+from nem12.pipeline import steps, storage
 from nem12.pipeline.settings import Settings
 from nem12.warehouse import schema
 
@@ -146,3 +146,58 @@ def test_an_overlapping_run_leaves_files_another_run_finished(env):
     ).fetchall()
     assert ledger == [("loaded", 192, 192)]
     assert conn.execute("SELECT count(*) FROM nem12.meter_reading").fetchone() == (192,)
+
+
+def run_steps(s3, conn, settings: Settings) -> list[steps.Registered]:
+    files = steps.register(s3, conn, settings, steps.new_objects(s3, conn, settings))
+    outcome = steps.validate(s3, conn, settings, files, "run")
+    staged = dict(outcome.staged)
+    loading = [f for f in outcome.accepted if f.file_id not in staged]
+    for group in steps.loading_groups(loading, settings):
+        staged.update(steps.load_group(s3, conn, settings, group))
+    duplicates = [f for f in files if f.status == "duplicate"]
+    steps.merge(s3, conn, settings, list(staged), also_archive=duplicates)
+    return files
+
+
+def test_a_file_resent_after_its_twin_was_archived_is_a_duplicate_never_read(env, caplog):
+    services, conn, s3 = env
+    settings = Settings(bucket=services.bucket, reports_dir="/tmp/nem12-reports-twins")
+    put(s3, services, {"landing/a.csv": GOOD})
+    run_steps(s3, conn, settings)
+    put(s3, services, {"landing/again/a.csv": GOOD, "landing/other.csv": BAD})
+    caplog.set_level("INFO", logger="nem12")
+    files = run_steps(s3, conn, settings)
+    assert [(f.key, f.status) for f in files] == [
+        ("landing/other.csv", "registered"),
+        ("landing/again/a.csv", "duplicate"),
+    ]
+    assert any(
+        "landing/again/a.csv: duplicate of landing/a.csv (file 1, same ETag and size), not read;"
+        " its bytes are at archive/a.csv" in message
+        for message in caplog.messages
+    )
+    rows = {
+        key: rest
+        for key, *rest in conn.execute(
+            "SELECT key, status, moved_to, sha256 = (SELECT sha256 FROM nem12.file_ledger"
+            " WHERE key = 'landing/a.csv') FROM nem12.file_ledger"
+        ).fetchall()
+    }
+    assert rows["landing/again/a.csv"] == ["duplicate", "archive/a.csv", True]
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=services.bucket)["Contents"]}
+    assert not [k for k in keys if k.startswith(("landing/", "held/"))]
+    assert "archive/again/a.csv" not in keys and "archive/a.csv" in keys
+    # a backfill that reprocesses reads it again, as any registered version
+    reread = steps.register(
+        s3,
+        conn,
+        settings,
+        [
+            o
+            for o in storage.list_objects(s3, settings.bucket, "archive/")
+            if o.key == "archive/a.csv"
+        ],
+        reprocess=True,
+    )
+    assert [(f.key, f.status) for f in reread] == [("archive/a.csv", "registered")]

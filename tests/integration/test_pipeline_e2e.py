@@ -123,6 +123,9 @@ def demo_run(tmp_path_factory):
                 "JOIN nem12.file_ledger l USING (file_id) WHERE f.severity = 'error'"
             ).fetchall()
             seen["staging"] = conn.execute("SELECT count(*) FROM nem12.day_staging").fetchone()
+            seen["resent_moved_to"] = conn.execute(
+                "SELECT moved_to FROM nem12.file_ledger WHERE key LIKE '%0001-resent%'"
+            ).fetchone()
         s3 = services.s3_client()
         listed = s3.list_objects_v2(Bucket=services.bucket).get("Contents", [])
         seen["keys"] = sorted(o["Key"] for o in listed)
@@ -223,7 +226,9 @@ def test_landing_is_emptied_into_archive_and_staging_is_clean(demo_run):
     _, seen = demo_run
     assert not [k for k in seen["keys"] if k.startswith("landing/")]
     assert "archive/NEM12#0003#MDPGEN#RETAILER.zip" in seen["keys"]
-    assert "archive/NEM12#0001-resent#MDPGEN#RETAILER.csv" in seen["keys"]
+    # the re-sent twin of an archived file is not copied again: the ledger points at it
+    assert "archive/NEM12#0001-resent#MDPGEN#RETAILER.csv" not in seen["keys"]
+    assert seen["resent_moved_to"] == ("archive/NEM12#0001#MDPGEN#RETAILER.csv",)
     assert seen["staging"] == (0,)
 
 

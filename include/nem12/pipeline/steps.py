@@ -133,6 +133,7 @@ def register(
     """
     registered: list[Registered | None] = []
     to_hold: list[Registered] = []
+    twins: list[tuple[Registered, tuple[int, str, str, str]]] = []
     for obj in sorted(objects, key=lambda o: o.key):
         row = ledger.register_file(conn, obj.bucket, obj.key, obj.etag, obj.size)
         file = Registered(
@@ -141,7 +142,12 @@ def register(
         if row.status in schema.FINISHED_FOR_GOOD and not reprocess:
             log.info("%s: already finished (file %d, %s)", obj.key, file.file_id, row.status)
             continue
-        if row.sha256 is None or row.status in schema.FINISHED:
+        twin = None
+        if row.sha256 is None and not reprocess:
+            twin = ledger.archived_twin(conn, obj.bucket, obj.etag, obj.size, file.file_id)
+        if twin is not None:
+            twins.append((file, twin))
+        elif row.sha256 is None or row.status in schema.FINISHED:
             to_hold.append(file)
             registered.append(None)  # its place, filled once held
         else:
@@ -167,7 +173,39 @@ def register(
             raise error
         assert got is not None
         registered[place] = _record_held(conn, version, got, reprocess)
-    return [file for file in registered if file is not None]
+    return [file for file in registered if file is not None] + _retire_twins(
+        s3, conn, settings, twins
+    )
+
+
+def _retire_twins(
+    s3: storage.S3Client,
+    conn: psycopg.Connection,
+    settings: Settings,
+    twins: list[tuple[Registered, tuple[int, str, str, str]]],
+) -> list[Registered]:
+    """Re-sent files of an archived file's ETag and size: duplicates, never read or
+    copied. The ledger points at the archived bytes, then the delivered version goes
+    (a newer one under its key stays for the next run)."""
+    done = []
+    for file, (original_id, original_key, sha256, archived) in twins:
+        ledger.record_version(conn, file.file_id, sha256, None, "duplicate")
+        ledger.set_moved_to(conn, file.file_id, archived)
+        log.info(
+            "%s: duplicate of %s (file %d, same ETag and size), not read; its bytes are at %s",
+            file.key,
+            original_key,
+            original_id,
+            archived,
+        )
+        done.append(replace(file, status="duplicate", sha256=sha256))
+    deleted = storage.each_in_parallel(
+        lambda file: storage.delete_version(s3, settings.bucket, file.key, file.etag, None), done
+    )
+    for _, _, error in deleted:
+        if error is not None:
+            raise error
+    return done
 
 
 def preview(
@@ -569,7 +607,10 @@ def merge(
         counts.unchanged,
         counts.superseded,
     )
-    retiring = registered_files(conn, file_ids + [f.file_id for f in also_archive])
+    duplicates = [f.file_id for f in also_archive]
+    twins = ledger.twins_of_archived(conn, duplicates)  # nothing held, nothing to move
+    held_duplicates = [f for f in duplicates if f not in twins]
+    retiring = registered_files(conn, file_ids + held_duplicates)
 
     wanted = [(file, _archive_key(settings, file.key)) for file in retiring]
     free = iter(

@@ -63,6 +63,35 @@ def taken_content(
     return (int(row[0]), row[1]) if row else None
 
 
+def archived_twin(
+    conn: psycopg.Connection, bucket: str, etag: str, size_bytes: int, file_id: int
+) -> tuple[int, str, str, str] | None:
+    """An earlier file of the same ETag and size, loaded and archived: (id, key, sha256,
+    moved_to). S3's ETag is the MD5 of the bytes (of its parts' MD5s for a multipart
+    upload), so with the size it tells a re-sent file without reading it."""
+    row = conn.execute(
+        f"SELECT file_id, key, sha256, moved_to FROM {SCHEMA}.file_ledger "
+        "WHERE bucket = %s AND etag = %s AND size_bytes = %s AND file_id < %s "
+        "AND status IN ('loaded', 'partial') AND sha256 IS NOT NULL AND moved_to IS NOT NULL "
+        "ORDER BY file_id LIMIT 1",
+        (bucket, etag, size_bytes, file_id),
+    ).fetchone()
+    return (int(row[0]), row[1], row[2], row[3]) if row else None
+
+
+def twins_of_archived(conn: psycopg.Connection, file_ids: list[int]) -> set[int]:
+    """Those of ``file_ids`` retired as twins of an archived file: their moved_to is an
+    earlier file's (a version's own move names a key no other file has)."""
+    rows = conn.execute(
+        f"SELECT d.file_id FROM {SCHEMA}.file_ledger d "
+        "WHERE d.file_id = ANY(%s) AND d.moved_to IS NOT NULL AND EXISTS ("
+        f"SELECT 1 FROM {SCHEMA}.file_ledger o "
+        "WHERE o.moved_to = d.moved_to AND o.file_id < d.file_id)",
+        (file_ids,),
+    ).fetchall()
+    return {int(r[0]) for r in rows}
+
+
 def record_version(
     conn: psycopg.Connection, file_id: int, sha256: str, version_id: str | None, status: str
 ) -> None:

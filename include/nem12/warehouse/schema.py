@@ -400,6 +400,10 @@ _READ_COLUMNS = ",\n".join(f"    {column:<32} {kind}" for column, kind in _READ_
 #: Version 6: NEM13 reads. ``meter_read`` holds the current reads, ``read_version``
 #: every version ever merged (the merge decides by all of them, see ``merge``).
 DDL_V6 = f"""
+-- A re-sent file is told by its ETag and size before it is read (ledger.archived_twin).
+CREATE INDEX IF NOT EXISTS file_ledger_etag ON {SCHEMA}.file_ledger (etag);
+CREATE INDEX IF NOT EXISTS file_ledger_moved_to ON {SCHEMA}.file_ledger (moved_to);
+
 -- One row per staged 250 record (with its 550), keyed by its file.
 CREATE UNLOGGED TABLE IF NOT EXISTS {SCHEMA}.read_staging (
     file_id                          bigint NOT NULL,
