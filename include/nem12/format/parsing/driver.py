@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from nem12.format import spec
 from nem12.format.findings import FindingCollector
 from nem12.format.parsing import reads as reads_of
 from nem12.format.parsing import records as rec
@@ -110,17 +111,9 @@ class Parse:
     def _chunk(self, chunk: Chunk) -> tuple[pl.DataFrame, pl.DataFrame | None] | None:
         """Check a chunk; return its readable days and 400 ranges to explode."""
         state = self.state
-        text, latin1 = rec.decode(chunk)
-        if latin1 and not state.decoded_latin1:
-            state.decoded_latin1 = True
-            self.collector.add("encoding", "bytes that are not UTF-8 were read as Latin-1")
-        records = rec.records_frame(text, chunk.first_line, state.blocks, state.days)
-        first = self._note_lines(records)
-        if first is not None:
-            self._check_header(first)
-        if state.stop:
+        records = self._records(chunk, state.days)
+        if records is None:
             return None
-        self._run("lines", records.lazy().with_columns(self._line_context()))
         blocks = self._blocks(records)
         days = rec.days_frame(records, blocks)
         if not days.is_empty():
@@ -138,6 +131,24 @@ class Parse:
         rejected = self.collector.rejected_blocks
         days = days.filter(pl.col("shape_ok"), ~pl.col("block").is_in(list(rejected)))
         return days, events
+
+    def _records(self, chunk: Chunk, days: int) -> pl.DataFrame | None:
+        """The chunk's lines as records, their header and line checks run; None once
+        the header ends the reading."""
+        state = self.state
+        text, latin1 = rec.decode(chunk)
+        if latin1 and not state.decoded_latin1:
+            state.decoded_latin1 = True
+            self.collector.add("encoding", "bytes that are not UTF-8 were read as Latin-1")
+        block_record = spec.BLOCK_RECORD_OF[self.version]
+        records = rec.records_frame(text, chunk.first_line, state.blocks, days, block_record)
+        first = self._note_lines(records)
+        if first is not None:
+            self._check_header(first)
+        if state.stop:
+            return None
+        self._run("lines", records.lazy().with_columns(self._line_context()))
+        return records
 
     def _note_lines(self, records: pl.DataFrame) -> rec.HeaderRecord | None:
         """Count the chunk's records and note the first 900; the file's first record if here."""
@@ -308,17 +319,9 @@ class AccumulationParse(Parse):
     def _reads_chunk(self, chunk: Chunk) -> pl.DataFrame | None:
         """Check a chunk's records; return its accepted reads (None once the file is rejected)."""
         state = self.state
-        text, latin1 = rec.decode(chunk)
-        if latin1 and not state.decoded_latin1:
-            state.decoded_latin1 = True
-            self.collector.add("encoding", "bytes that are not UTF-8 were read as Latin-1")
-        records = rec.records_frame(text, chunk.first_line, state.blocks, 0, block_record="250")
-        first = self._note_lines(records)
-        if first is not None:
-            self._check_header(first)
-        if state.stop:
+        records = self._records(chunk, 0)
+        if records is None:
             return None
-        self._run("lines", records.lazy().with_columns(self._line_context()))
         state.blocks = int(records.get_column("block").max() or state.blocks)
         reads = reads_of.reads_frame(records)
         reads = reads.with_columns(self._keys_seen.add_frame(reads_of.read_keys(reads)))

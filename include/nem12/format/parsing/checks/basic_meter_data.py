@@ -7,6 +7,8 @@ keep their ids; the quality fields are checked by the 300/400 checks over
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import polars as pl
 
 from nem12.format import spec
@@ -70,14 +72,17 @@ def uom_invalid(reads: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def _each_read(reads: pl.LazyFrame, bad: str, message: str, raw: str) -> pl.LazyFrame:
-    """Findings for the previous and the current read whose ``bad`` column is null."""
+def _each_read(
+    reads: pl.LazyFrame, failing: Callable[[str], pl.Expr], message: str, raw: str
+) -> pl.LazyFrame:
+    """Findings for the previous and the current read where ``failing(read)`` holds;
+    the message names the read and quotes its field as written (``raw``)."""
     found = []
     for read in READS:
         text = pl.col(raw.format(read=read))
         found.append(
             finding_rows(
-                reads.filter(SHAPED, pl.col(bad.format(read=read)).is_null()),
+                reads.filter(SHAPED, failing(read)),
                 pl.format(message, pl.lit(read.capitalize()), text.str.slice(0, 24)),
             )
         )
@@ -88,7 +93,7 @@ def _each_read(reads: pl.LazyFrame, bad: str, message: str, raw: str) -> pl.Lazy
 def register_read_invalid(reads: pl.LazyFrame) -> pl.LazyFrame:
     return _each_read(
         reads,
-        "{read}_register_read",
+        lambda read: pl.col(f"{read}_register_read").is_null(),
         "{}RegisterRead '{}' is not a register read (digits, optional decimals)",
         "{read}_text",
     )
@@ -98,7 +103,7 @@ def register_read_invalid(reads: pl.LazyFrame) -> pl.LazyFrame:
 def read_datetime_invalid(reads: pl.LazyFrame) -> pl.LazyFrame:
     return _each_read(
         reads,
-        "{read}_register_read_datetime",
+        lambda read: pl.col(f"{read}_register_read_datetime").is_null(),
         "{}RegisterReadDateTime '{}' is not YYYYMMDDHHMMSS",
         "{read}_datetime_raw",
     )
@@ -106,20 +111,12 @@ def read_datetime_invalid(reads: pl.LazyFrame) -> pl.LazyFrame:
 
 @check("read_datetime_nonstandard", on="reads")
 def read_datetime_nonstandard(reads: pl.LazyFrame) -> pl.LazyFrame:
-    found = []
-    for read in READS:
-        written = pl.col(f"{read}_datetime_raw")
-        found.append(
-            finding_rows(
-                reads.filter(SHAPED, written.str.contains(r"^\d{12}$")),
-                pl.format(
-                    "{}RegisterReadDateTime '{}' has 12 digits, read as YYYYMMDDHHMM",
-                    pl.lit(read.capitalize()),
-                    written,
-                ),
-            )
-        )
-    return pl.concat(found)
+    return _each_read(
+        reads,
+        lambda read: pl.col(f"{read}_datetime_raw").str.contains(r"^\d{12}$"),
+        "{}RegisterReadDateTime '{}' has 12 digits, read as YYYYMMDDHHMM",
+        "{read}_datetime_raw",
+    )
 
 
 @check("quality_method", on="read_qualities")
