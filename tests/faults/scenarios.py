@@ -31,6 +31,7 @@ SLOW_LOAD = textwrap.dedent(
     class Slow:
         def __init__(self, parse):
             self.parse = parse
+            self.version = parse.version
 
         def batches(self):
             for n, batch in enumerate(self.parse.batches()):
