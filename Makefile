@@ -55,6 +55,7 @@ bench: setup
 	$(BIN)/python bench/parse_bench.py
 	$(BIN)/python bench/pipeline_bench.py
 	$(BIN)/python bench/review_bench.py
+	$(BIN)/python bench/usage_bench.py
 
 # The GX suites are written from the rule catalogue and the MDFF facts; commit the JSON.
 suites: setup

@@ -313,6 +313,47 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_usage(args: argparse.Namespace) -> int:
+    """Print energy per NMI and suffix over a period, grouped as asked."""
+    import psycopg
+
+    from nem12.pipeline.connections import postgres_dsn_from_env
+    from nem12.warehouse.usage import UsageQuery, usage
+
+    try:
+        query = UsageQuery(
+            tuple(args.nmi),
+            args.date_from,
+            args.date_to,
+            args.group_by,
+            tuple(args.suffix or ()),
+            tuple(args.quality or ()),
+        )
+        dsn = args.dsn or Settings.from_env().dsn or postgres_dsn_from_env()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if not dsn:
+        raise UsageError("usage needs --dsn or NEM12_DSN (a PostgreSQL connection string)")
+    try:
+        with psycopg.connect(dsn, connect_timeout=10) as conn:
+            rows = usage(conn, query)
+    except psycopg.Error as exc:
+        raise UsageError(
+            f"cannot read the meter table: {str(exc).strip().splitlines()[0]}"
+        ) from exc
+    if args.json:
+        json.dump([row.as_json() for row in rows], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    columns = ("nmi", "nmi_suffix", "uom", "period", "quality_class", "energy", "intervals",
+               "estimated_intervals", "substituted_intervals")  # fmt: skip
+    print("\t".join(columns))
+    for row in rows:
+        shown = row.as_json()
+        print("\t".join("" if shown[c] is None else str(shown[c]) for c in columns))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nem12", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -401,6 +442,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     status.set_defaults(run=cmd_status)
+
+    usage = commands.add_parser(
+        "usage", help="energy per NMI and suffix over a period, exact, with interval counts"
+    )
+    usage.add_argument("--nmi", action="append", required=True, help="an NMI (repeatable)")
+    usage.add_argument(
+        "--from", dest="date_from", type=date.fromisoformat, required=True,
+        help="first NEM day, YYYY-MM-DD",
+    )  # fmt: skip
+    usage.add_argument(
+        "--to", dest="date_to", type=date.fromisoformat, required=True,
+        help="the day after the last, YYYY-MM-DD",
+    )  # fmt: skip
+    usage.add_argument("--group-by", default="day", choices=("interval", "day", "month", "quality"))
+    usage.add_argument("--suffix", action="append", help="an NMI suffix (repeatable; all if none)")
+    usage.add_argument(
+        "--quality", action="append", help="a quality flag to count: A, E, F, N, S or V"
+    )
+    usage.add_argument(
+        "--dsn",
+        default=None,
+        help="PostgreSQL connection string [NEM12_DSN, else AIRFLOW_CONN_NEM12_POSTGRES]",
+    )
+    usage.add_argument("--json", action="store_true", help="print the figures as JSON")
+    usage.set_defaults(run=cmd_usage)
     return parser
 
 

@@ -26,6 +26,7 @@ import psycopg
 from nem12.format.rules import RULES
 from nem12.warehouse import review
 from nem12.warehouse.schema import FILE_STATUSES, apply_schema
+from nem12.warehouse.usage import UsageQuery, usage
 
 Connect = Callable[[], psycopg.Connection]
 
@@ -302,6 +303,32 @@ def create_app(
             f"<h2>Runs</h2><table><tr><th>DAG</th><th>run</th><th>tasks</th></tr>{run_rows}</table>"
         )
         return _page(base, str(row["key"]), body)
+
+    @app.get("/usage.json")
+    def usage_json(
+        nmi: list[str] = Query(description="an NMI; repeat for several"),  # noqa: B008
+        date_from: date = Query(alias="from", description="first NEM day"),  # noqa: B008
+        date_to: date = Query(alias="to", description="the day after the last"),  # noqa: B008
+        group_by: str = Query("day", description="interval, day, month or quality"),
+        suffix: list[str] | None = Query(None, description="an NMI suffix"),  # noqa: B008
+        quality: list[str] | None = Query(None, description="a quality flag"),  # noqa: B008
+    ) -> JSONResponse:
+        """Energy per NMI and suffix, exact (decimals as strings), with the intervals behind
+        each figure and how many were estimated or substituted."""
+        try:
+            query = UsageQuery(
+                tuple(nmi),
+                date_from,
+                date_to,
+                group_by,  # type: ignore[arg-type]  (checked by UsageQuery)
+                tuple(suffix or ()),
+                tuple(quality or ()),
+            )
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from exc
+        with db() as conn:
+            rows = usage(conn, query)
+        return JSONResponse([row.as_json() for row in rows])
 
     @app.get("/files/{file_id}/findings.json")
     def findings_json(file_id: int) -> JSONResponse:
