@@ -188,6 +188,15 @@ def test_a_file_resent_after_its_twin_was_archived_is_a_duplicate_never_read(env
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=services.bucket)["Contents"]}
     assert not [k for k in keys if k.startswith(("landing/", "held/"))]
     assert "archive/again/a.csv" not in keys and "archive/a.csv" in keys
+    # a backfill of the archive (not landed objects) reads and keeps them, as before
+    archived = [
+        o for o in storage.list_objects(s3, settings.bucket, "archive/") if o.key == "archive/a.csv"
+    ]
+    again = steps.register(s3, conn, settings, archived)
+    assert [(f.key, f.status) for f in again] == [("archive/a.csv", "duplicate")]
+    steps.merge(s3, conn, settings, [], also_archive=again)
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=services.bucket)["Contents"]}
+    assert "archive/a.csv" in keys and not [k for k in keys if k.startswith("held/")]
     # a backfill that reprocesses reads it again, as any registered version
     reread = steps.register(
         s3,

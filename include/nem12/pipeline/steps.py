@@ -143,7 +143,8 @@ def register(
             log.info("%s: already finished (file %d, %s)", obj.key, file.file_id, row.status)
             continue
         twin = None
-        if row.sha256 is None and not reprocess:
+        # only a landed object is deleted once done; an archived one (a backfill) stays
+        if row.sha256 is None and not reprocess and _archive_key(settings, obj.key):
             twin = ledger.archived_twin(conn, obj.bucket, obj.etag, obj.size, file.file_id)
         if twin is not None:
             twins.append((file, twin))
