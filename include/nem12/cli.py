@@ -354,6 +354,43 @@ def cmd_usage(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_history(args: argparse.Namespace) -> int:
+    """Print the versions of an NMI's days, or the one held as of a moment."""
+    import psycopg
+
+    from nem12.pipeline.connections import postgres_dsn_from_env
+    from nem12.warehouse.history import day_versions
+
+    if args.date_to <= args.date_from:
+        raise UsageError(f"the period is empty: {args.date_from} to {args.date_to}")
+    try:
+        dsn = args.dsn or Settings.from_env().dsn or postgres_dsn_from_env()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if not dsn:
+        raise UsageError("history needs --dsn or NEM12_DSN (a PostgreSQL connection string)")
+    try:
+        with psycopg.connect(dsn, connect_timeout=10) as conn:
+            versions = day_versions(
+                conn, args.nmi, args.date_from, args.date_to, args.as_of, tuple(args.suffix or ())
+            )
+    except psycopg.Error as exc:
+        raise UsageError(
+            f"cannot read the meter table: {str(exc).strip().splitlines()[0]}"
+        ) from exc
+    if args.json:
+        json.dump([v.as_json() for v in versions], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    columns = ("nmi_suffix", "interval_date", "file_id", "merged_at", "replaced_at",
+               "replaced_by", "quality_method", "total")  # fmt: skip
+    print("\t".join(columns))
+    for version in versions:
+        shown = version.as_json()
+        print("\t".join("" if shown[c] is None else str(shown[c]) for c in columns))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nem12", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -467,6 +504,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     usage.add_argument("--json", action="store_true", help="print the figures as JSON")
     usage.set_defaults(run=cmd_usage)
+
+    history = commands.add_parser(
+        "history", help="the versions of an NMI's days, or what was held as of a moment"
+    )
+    history.add_argument("--nmi", required=True)
+    history.add_argument(
+        "--from", dest="date_from", type=date.fromisoformat, required=True,
+        help="first NEM day, YYYY-MM-DD",
+    )  # fmt: skip
+    history.add_argument(
+        "--to", dest="date_to", type=date.fromisoformat, required=True,
+        help="the day after the last, YYYY-MM-DD",
+    )  # fmt: skip
+    history.add_argument(
+        "--as-of", type=datetime.fromisoformat, default=None,
+        help="a moment (ISO, with its offset): the version held then; all versions if not given",
+    )  # fmt: skip
+    history.add_argument("--suffix", action="append", help="an NMI suffix (repeatable)")
+    history.add_argument(
+        "--dsn",
+        default=None,
+        help="PostgreSQL connection string [NEM12_DSN, else AIRFLOW_CONN_NEM12_POSTGRES]",
+    )
+    history.add_argument("--json", action="store_true", help="print the versions as JSON")
+    history.set_defaults(run=cmd_history)
     return parser
 
 

@@ -67,6 +67,12 @@ class Settings:
         "(0: every file goes to a load task)",
         0,
     )
+    history_days: int | None = _setting(
+        "NEM12_HISTORY_DAYS",
+        None,
+        "days a replaced day version is kept for history (unset: for ever)",
+        0,
+    )
     reject_file_on_block_error: bool = _setting(
         "NEM12_REJECT_FILE_ON_BLOCK_ERROR", False, "a block-scope error rejects the whole file"
     )

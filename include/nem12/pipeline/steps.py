@@ -590,7 +590,7 @@ def merge(
     also_archive: Iterable[Registered] = (),
 ) -> MergeCounts:
     """Merge staged files, then archive their objects and the duplicates (after the commit)."""
-    counts = merge_files(conn, file_ids) if file_ids else MergeCounts()
+    counts = merge_files(conn, file_ids, settings.history_days) if file_ids else MergeCounts()
     for file_id, key in ledger.keys_of(conn, file_ids):
         got = counts.per_file.get(file_id, {})
         log.info(

@@ -281,6 +281,21 @@ def _merge_reads(conn: psycopg.Connection, file_ids: list[int]) -> list[tuple[in
     return outcomes
 
 
+#: The stored days the winners replace, kept as versions (``history``).
+_KEEP_REPLACED = f"""
+INSERT INTO {SCHEMA}.meter_day_version ({_STORED_COLUMNS}, replaced_at, replaced_by)
+SELECT {", ".join(f"t.{c}" for c in (*DAY_KEY, *DAY_FIELDS, *_VERSION_FIELDS))}, now(), i.file_id
+FROM incoming i
+JOIN {SCHEMA}.meter_day t ON {_JOIN_KEY.format(a="t", b="i")}
+WHERE i.wins
+"""
+
+#: Versions replaced longer ago than the retention go.
+_FORGET_VERSIONS = f"""
+DELETE FROM {SCHEMA}.meter_day_version WHERE replaced_at < now() - %(keep)s * interval '1 day'
+"""
+
+
 @dataclass
 class MergeCounts:
     """Readings of a merge by outcome, in all and per file."""
@@ -298,8 +313,11 @@ class MergeCounts:
         return self.inserted + self.updated + self.unchanged + self.superseded
 
 
-def merge_files(conn: psycopg.Connection, file_ids: list[int]) -> MergeCounts:
-    """Merge the staged days of ``file_ids``; mark them loaded with their counts."""
+def merge_files(
+    conn: psycopg.Connection, file_ids: list[int], history_days: int | None = None
+) -> MergeCounts:
+    """Merge the staged days and reads of ``file_ids``; mark them loaded with their
+    counts. Each day version replaced is kept, for ``history_days`` if given."""
     counts = MergeCounts()
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('nem12 merge'))")
@@ -310,7 +328,10 @@ def merge_files(conn: psycopg.Connection, file_ids: list[int]) -> MergeCounts:
         rows = conn.execute(_WHOLE_DAYS).fetchall()
         conn.execute(_PAIRS)
         rows += conn.execute(_SAME_SHAPE).fetchall() + _reading_by_reading(conn)
+        conn.execute(_KEEP_REPLACED)
         conn.execute(_UPSERT)
+        if history_days is not None:
+            conn.execute(_FORGET_VERSIONS, {"keep": history_days})
         rows += _merge_reads(conn, file_ids)
         for file_id, outcome, n in rows:
             per_file = counts.per_file.setdefault(file_id, dict.fromkeys(OUTCOMES, 0))

@@ -41,7 +41,7 @@ FINISHED = tuple(status for status in FILE_STATUSES if status not in UNFINISHED)
 FINISHED_FOR_GOOD = tuple(status for status in FINISHED if status != "replaced")
 
 #: Bumped with every change to DDL (applied by the owner of the schema).
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 #: The least privilege the tasks need once the schema exists: read and write
 #: rows, no DDL. Run as the schema's owner; ``{role}`` is the tasks' login role.
@@ -477,6 +477,24 @@ WHERE p.read_to > p.read_from;
 """
 
 
+#: Version 7: every day version a merge replaces is kept, with when and by which
+#: file, so that what was held for a day at any time is one query (``history``).
+DDL_V7 = f"""
+CREATE TABLE IF NOT EXISTS {SCHEMA}.meter_day_version (
+{_DAY_COLUMNS},
+    header_datetime              timestamptz,
+    file_id                      bigint NOT NULL,
+    merged_at                    timestamptz NOT NULL,
+    replaced_at                  timestamptz NOT NULL,
+    replaced_by                  bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS meter_day_version_day
+    ON {SCHEMA}.meter_day_version (nmi, nmi_suffix, interval_date);
+CREATE INDEX IF NOT EXISTS meter_day_version_replaced
+    ON {SCHEMA}.meter_day_version (replaced_at);
+"""
+
+
 #: Readings per batch of the v4 conversion (whole NMIs, so a batch may hold more).
 MIGRATION_BATCH_READINGS = 500_000
 
@@ -572,6 +590,7 @@ DROP FUNCTION {SCHEMA}.meter_readings(text, timestamptz, timestamptz);
 DROP VIEW {SCHEMA}.ledger_summary, {SCHEMA}.meter_reading;
 DROP VIEW IF EXISTS {SCHEMA}.meter_read_daily;
 DROP TABLE IF EXISTS {SCHEMA}.meter_read, {SCHEMA}.read_version, {SCHEMA}.read_staging;
+DROP TABLE IF EXISTS {SCHEMA}.meter_day_version;
 DROP VIEW {SCHEMA}.meter_interval;
 DROP FUNCTION {SCHEMA}.day_readings(numeric[], smallint, text, text, text, jsonb);
 DROP TABLE {SCHEMA}.meter_day, {SCHEMA}.day_staging;
@@ -666,6 +685,7 @@ def apply_schema(conn: psycopg.Connection) -> None:
         conn.execute(DDL_V4)
         conn.execute(DDL_V5)
         conn.execute(DDL_V6)
+        conn.execute(DDL_V7)
     migrate_v4(conn)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('nem12 schema'))")
