@@ -16,11 +16,11 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import polars as pl
 
@@ -290,19 +290,52 @@ def _generate_nem13(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    """Print what the file ledger says: files by status, oldest unprocessed, last merge."""
+def _dsn(args: argparse.Namespace) -> str:
+    """The PostgreSQL a database command reads: --dsn, NEM12_DSN, else the Airflow
+    connection."""
     from nem12.pipeline.connections import postgres_dsn_from_env
-    from nem12.warehouse.status import LedgerUnavailable, fetch_status, format_status
 
     try:
         dsn = args.dsn or Settings.from_env().dsn or postgres_dsn_from_env()
     except ValueError as exc:  # an AIRFLOW_CONN_NEM12_POSTGRES that is neither URI nor JSON
         raise UsageError(str(exc)) from exc
     if not dsn:
-        raise UsageError("status needs --dsn or NEM12_DSN (a PostgreSQL connection string)")
+        raise UsageError(
+            f"{args.command} needs --dsn or NEM12_DSN (a PostgreSQL connection string)"
+        )
+    return dsn
+
+
+def _read_meter_table(dsn: str, read: Callable[[Any], list]) -> list:
+    """``read(conn)`` on the meter database; one line if it cannot be read."""
+    import psycopg
+
     try:
-        status = fetch_status(dsn)
+        with psycopg.connect(dsn, connect_timeout=10) as conn:
+            return read(conn)
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise UsageError(f"cannot read the meter table: {first}") from exc
+
+
+def _print_rows(rows: list, columns: tuple[str, ...], as_json: bool) -> None:
+    """Rows (each with ``as_json``) as a JSON list, or as a tab-separated table."""
+    shown = [row.as_json() for row in rows]
+    if as_json:
+        json.dump(shown, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    print("\t".join(columns))
+    for row in shown:
+        print("\t".join("" if row[c] is None else str(row[c]) for c in columns))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print what the file ledger says: files by status, oldest unprocessed, last merge."""
+    from nem12.warehouse.status import LedgerUnavailable, fetch_status, format_status
+
+    try:
+        status = fetch_status(_dsn(args))
     except LedgerUnavailable as exc:
         raise UsageError(str(exc)) from exc
     if args.json:
@@ -315,9 +348,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_usage(args: argparse.Namespace) -> int:
     """Print energy per NMI and suffix over a period, grouped as asked."""
-    import psycopg
-
-    from nem12.pipeline.connections import postgres_dsn_from_env
     from nem12.warehouse.usage import UsageQuery, usage
 
     try:
@@ -329,66 +359,52 @@ def cmd_usage(args: argparse.Namespace) -> int:
             tuple(args.suffix or ()),
             tuple(args.quality or ()),
         )
-        dsn = args.dsn or Settings.from_env().dsn or postgres_dsn_from_env()
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    if not dsn:
-        raise UsageError("usage needs --dsn or NEM12_DSN (a PostgreSQL connection string)")
-    try:
-        with psycopg.connect(dsn, connect_timeout=10) as conn:
-            rows = usage(conn, query)
-    except psycopg.Error as exc:
-        raise UsageError(
-            f"cannot read the meter table: {str(exc).strip().splitlines()[0]}"
-        ) from exc
-    if args.json:
-        json.dump([row.as_json() for row in rows], sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        return EXIT_OK
+    rows = _read_meter_table(_dsn(args), lambda conn: usage(conn, query))
     columns = ("nmi", "nmi_suffix", "uom", "period", "quality_class", "energy", "intervals",
                "estimated_intervals", "substituted_intervals")  # fmt: skip
-    print("\t".join(columns))
-    for row in rows:
-        shown = row.as_json()
-        print("\t".join("" if shown[c] is None else str(shown[c]) for c in columns))
+    _print_rows(rows, columns, args.json)
     return EXIT_OK
 
 
 def cmd_history(args: argparse.Namespace) -> int:
     """Print the versions of an NMI's days, or the one held as of a moment."""
-    import psycopg
-
-    from nem12.pipeline.connections import postgres_dsn_from_env
     from nem12.warehouse.history import day_versions
 
     if args.date_to <= args.date_from:
         raise UsageError(f"the period is empty: {args.date_from} to {args.date_to}")
-    try:
-        dsn = args.dsn or Settings.from_env().dsn or postgres_dsn_from_env()
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
-    if not dsn:
-        raise UsageError("history needs --dsn or NEM12_DSN (a PostgreSQL connection string)")
-    try:
-        with psycopg.connect(dsn, connect_timeout=10) as conn:
-            versions = day_versions(
-                conn, args.nmi, args.date_from, args.date_to, args.as_of, tuple(args.suffix or ())
-            )
-    except psycopg.Error as exc:
-        raise UsageError(
-            f"cannot read the meter table: {str(exc).strip().splitlines()[0]}"
-        ) from exc
-    if args.json:
-        json.dump([v.as_json() for v in versions], sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        return EXIT_OK
+    suffixes = tuple(args.suffix or ())
+    versions = _read_meter_table(
+        _dsn(args),
+        lambda conn: day_versions(
+            conn, args.nmi, args.date_from, args.date_to, args.as_of, suffixes
+        ),
+    )
     columns = ("nmi_suffix", "interval_date", "file_id", "merged_at", "replaced_at",
                "replaced_by", "quality_method", "total")  # fmt: skip
-    print("\t".join(columns))
-    for version in versions:
-        shown = version.as_json()
-        print("\t".join("" if shown[c] is None else str(shown[c]) for c in columns))
+    _print_rows(versions, columns, args.json)
     return EXIT_OK
+
+
+def _database_arguments(sub: argparse.ArgumentParser, what: str) -> None:
+    sub.add_argument(
+        "--dsn",
+        default=None,
+        help="PostgreSQL connection string [NEM12_DSN, else AIRFLOW_CONN_NEM12_POSTGRES]",
+    )
+    sub.add_argument("--json", action="store_true", help=f"print {what} as JSON")
+
+
+def _period_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--from", dest="date_from", type=date.fromisoformat, required=True,
+        help="first NEM day, YYYY-MM-DD",
+    )  # fmt: skip
+    sub.add_argument(
+        "--to", dest="date_to", type=date.fromisoformat, required=True,
+        help="the day after the last, YYYY-MM-DD",
+    )  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -472,62 +488,33 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser(
         "status", help="files by status, oldest unprocessed file and last merge"
     )
-    status.add_argument(
-        "--dsn",
-        default=None,
-        help="PostgreSQL connection string [NEM12_DSN, else AIRFLOW_CONN_NEM12_POSTGRES]",
-    )
-    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    _database_arguments(status, "the status")
     status.set_defaults(run=cmd_status)
 
     usage = commands.add_parser(
         "usage", help="energy per NMI and suffix over a period, exact, with interval counts"
     )
     usage.add_argument("--nmi", action="append", required=True, help="an NMI (repeatable)")
-    usage.add_argument(
-        "--from", dest="date_from", type=date.fromisoformat, required=True,
-        help="first NEM day, YYYY-MM-DD",
-    )  # fmt: skip
-    usage.add_argument(
-        "--to", dest="date_to", type=date.fromisoformat, required=True,
-        help="the day after the last, YYYY-MM-DD",
-    )  # fmt: skip
+    _period_arguments(usage)
     usage.add_argument("--group-by", default="day", choices=("interval", "day", "month", "quality"))
     usage.add_argument("--suffix", action="append", help="an NMI suffix (repeatable; all if none)")
     usage.add_argument(
         "--quality", action="append", help="a quality flag to count: A, E, F, N, S or V"
     )
-    usage.add_argument(
-        "--dsn",
-        default=None,
-        help="PostgreSQL connection string [NEM12_DSN, else AIRFLOW_CONN_NEM12_POSTGRES]",
-    )
-    usage.add_argument("--json", action="store_true", help="print the figures as JSON")
+    _database_arguments(usage, "the figures")
     usage.set_defaults(run=cmd_usage)
 
     history = commands.add_parser(
         "history", help="the versions of an NMI's days, or what was held as of a moment"
     )
     history.add_argument("--nmi", required=True)
-    history.add_argument(
-        "--from", dest="date_from", type=date.fromisoformat, required=True,
-        help="first NEM day, YYYY-MM-DD",
-    )  # fmt: skip
-    history.add_argument(
-        "--to", dest="date_to", type=date.fromisoformat, required=True,
-        help="the day after the last, YYYY-MM-DD",
-    )  # fmt: skip
+    _period_arguments(history)
     history.add_argument(
         "--as-of", type=datetime.fromisoformat, default=None,
         help="a moment (ISO, with its offset): the version held then; all versions if not given",
     )  # fmt: skip
     history.add_argument("--suffix", action="append", help="an NMI suffix (repeatable)")
-    history.add_argument(
-        "--dsn",
-        default=None,
-        help="PostgreSQL connection string [NEM12_DSN, else AIRFLOW_CONN_NEM12_POSTGRES]",
-    )
-    history.add_argument("--json", action="store_true", help="print the versions as JSON")
+    _database_arguments(history, "the versions")
     history.set_defaults(run=cmd_history)
     return parser
 
