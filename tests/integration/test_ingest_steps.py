@@ -148,9 +148,10 @@ def test_an_overlapping_run_leaves_files_another_run_finished(env):
     assert conn.execute("SELECT count(*) FROM nem12.meter_reading").fetchone() == (192,)
 
 
-def run_steps(s3, conn, settings: Settings) -> list[steps.Registered]:
+def run_steps(s3, conn, settings: Settings, name: str = "run") -> list[steps.Registered]:
+    """One run of the DAG's steps over what landed, as the tasks chain them."""
     files = steps.register(s3, conn, settings, steps.new_objects(s3, conn, settings))
-    outcome = steps.validate(s3, conn, settings, files, "run")
+    outcome = steps.validate(s3, conn, settings, files, name)
     staged = dict(outcome.staged)
     loading = [f for f in outcome.accepted if f.file_id not in staged]
     for group in steps.loading_groups(loading, settings):

@@ -18,10 +18,10 @@ import pytest
 from nem12.devtools import demo
 from nem12.devtools.generate import GeneratorSpec, generate_bytes
 from nem12.format.parsing import parse_source
-from nem12.pipeline import steps
 from nem12.pipeline.settings import Settings
 from nem12.warehouse import schema
 from tests.conftest import AEMO, AEMO_NEM13
+from tests.integration.test_ingest_steps import run_steps
 
 _NEM = timezone(timedelta(hours=10))
 EARLIEST = datetime.min.replace(tzinfo=UTC)  # what coalesce(..., '-infinity') sorts as
@@ -119,17 +119,6 @@ def stored_reads(conn: psycopg.Connection) -> set[tuple]:
         )
         for nmi, suffix, at, text, quantity in rows
     }
-
-
-def run_steps(s3, conn, settings: Settings, name: str) -> None:
-    files = steps.register(s3, conn, settings, steps.new_objects(s3, conn, settings))
-    checked = steps.validate(s3, conn, settings, files, name)
-    staged = dict(checked.staged)
-    loading = [f for f in checked.accepted if f.file_id not in checked.staged]
-    for group in steps.loading_groups(loading, settings):
-        staged.update(steps.load_group(s3, conn, settings, group))
-    duplicates = [f for f in files if f.status == "duplicate"]
-    steps.merge(s3, conn, settings, list(staged), also_archive=duplicates)
 
 
 @pytest.mark.parametrize("staged_by", ["validation", "load task"])

@@ -10,10 +10,8 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from nem12.format.parsing import ParseConfig, parse_source
-from nem12.warehouse.ledger import record_parse, register_file
 from nem12.warehouse.merge import merge_files
-from nem12.warehouse.staging import stage_days
+from tests.integration.test_load_and_merge import load
 
 NEM = timezone(timedelta(hours=10))
 HEADER = "100,NEM13,{header},MDPA,RETB"
@@ -43,16 +41,6 @@ def nem13(*reads: str, header: str = "202404020000", b2b: str | None = None) -> 
         if b2b:
             records.append(b2b)
     return ("\r\n".join([*records, "900"]) + "\r\n").encode()
-
-
-def load(conn: psycopg.Connection, key: str, data: bytes) -> int:
-    """Register, parse and stage one file as a task would; returns its ledger id."""
-    file_id = register_file(conn, "landing", key, etag=key, size_bytes=len(data)).file_id
-    parses = list(parse_source(data, name=key, config=ParseConfig(per_day=True)))
-    stage_days(conn, file_id, parses)
-    reports = [p.result for p in parses]
-    record_parse(conn, file_id, reports, reports[0].status)
-    return file_id
 
 
 def meter_reads(conn: psycopg.Connection) -> list[tuple]:

@@ -13,7 +13,8 @@ from nem12.pipeline.review_web import create_app
 from nem12.pipeline.settings import Settings
 from nem12.warehouse import schema
 from tests.conftest import AEMO, empty_services
-from tests.integration.test_nem13_through_pipeline import ACTUAL, BROKEN, run_steps
+from tests.integration.test_ingest_steps import run_steps
+from tests.integration.test_nem13_through_pipeline import ACTUAL, BROKEN
 
 ESTIMATE = (AEMO / "unzipped" / "Example_NEM13_forward_estimate.csv").read_bytes()
 

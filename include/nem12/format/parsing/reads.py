@@ -162,7 +162,6 @@ def accepted_reads(
     texts = {
         "previous_register_read_text": pl.col("previous_text"),
         "current_register_read_text": pl.col("current_text"),
-        "uom": pl.col("uom"),
         "line_number": pl.col("line"),
     }
     return (
