@@ -27,7 +27,7 @@ def dagbag(tmp_path_factory):
 
 def test_no_import_errors_and_both_dags(dagbag):
     assert dagbag.import_errors == {}
-    assert set(dagbag.dag_ids) == {"nem12_ingest", "nem12_backfill", "nem12_changes"}
+    assert set(dagbag.dag_ids) == {"nem12_ingest", "nem12_backfill", "nem12_changes", "nem12_daily"}
 
 
 def test_parsing_the_dags_imports_nothing_heavy(tmp_path):

@@ -26,7 +26,13 @@ from nem12.warehouse.merge import merge_files
 from nem12.warehouse.usage import GROUPS, UsageQuery, UsageRow, usage
 from tests.integration.test_load_and_merge import load
 
-SHAPE = GeneratorSpec(nmis=2, days=3, channels=("E1", "B1"), variable_day_share=0.5)
+SHAPE = GeneratorSpec(
+    nmis=2,
+    days=3,
+    channels=("E1", "B1"),
+    variable_day_share=0.5,
+    day_qualities=("A", "E52", "S14", "F14", "N"),
+)
 T0 = datetime(2024, 3, 1, 9, 0)
 START = SHAPE.start_date
 NEM = timezone(timedelta(hours=10))

@@ -40,6 +40,9 @@ class GeneratorSpec:
     from_participant: str = "MDPGEN"
     to_participant: str = "RETAILER"
     variable_day_share: float = 0.1
+    #: The other days' QualityMethod, drawn per day when there are several (S and F
+    #: days get reason code 76).
+    day_qualities: tuple[str, ...] = ("A",)
     value_pool: int = 0  # 0: every day gets fresh values; N: draw days from N templates
     defects: tuple[str, ...] = field(default_factory=tuple)
 
@@ -103,14 +106,19 @@ class _Writer:
         for day in range(s.days):
             interval_date = (s.start_date + timedelta(days=day)).strftime("%Y%m%d")
             variable = self.rng.random() < s.variable_day_share
-            quality = "V" if variable else "A"
-            yield ["300", interval_date, *self.values(), quality, "", "", update, msats]
+            quality = "V" if variable else self.day_quality()
+            reason = "76" if quality[0] in "SF" else ""
+            yield ["300", interval_date, *self.values(), quality, reason, "", update, msats]
             if variable:
                 n = s.intervals
                 cut_a, cut_b = sorted(self.rng.sample(range(1, n), 2))
                 yield ["400", "1", str(cut_a), "A", "", ""]
                 yield ["400", str(cut_a + 1), str(cut_b), "S14", "76", ""]
                 yield ["400", str(cut_b + 1), str(n), "E52", "", ""]
+
+    def day_quality(self) -> str:
+        qualities = self.spec.day_qualities
+        return qualities[self.rng.randrange(len(qualities))] if len(qualities) > 1 else qualities[0]
 
     def records(self) -> Iterator[Record]:
         s = self.spec

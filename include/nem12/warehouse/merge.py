@@ -7,7 +7,8 @@ replaces the whole stored day, so a day re-sent at another interval length
 leaves nothing of the old one; one with identical values still moves the
 stored version forward, so that a later-arriving middle version cannot win.
 Everything happens in one transaction under an advisory lock: one merge at a
-time, all or nothing.
+time, all or nothing. Every day a newer version won is noted in ``day_change``
+for the consumers downstream (``nem12.warehouse.changes``).
 
 Outcomes are counted per reading, as the ledger and the metrics report them:
 inserted (no stored reading at its interval), updated (a newer version with
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from nem12.format import spec
-from nem12.warehouse import ledger
+from nem12.warehouse import changes, ledger
 from nem12.warehouse.schema import DAY_FIELDS, DAY_KEY, READ_FIELDS, READ_KEY, SCHEMA
 
 OUTCOMES = ("inserted", "updated", "unchanged", "superseded")
@@ -330,6 +331,7 @@ def merge_files(
         rows += conn.execute(_SAME_SHAPE).fetchall() + _reading_by_reading(conn)
         conn.execute(_KEEP_REPLACED)
         conn.execute(_UPSERT)
+        conn.execute(changes.NOTE_CHANGED_DAYS)
         if history_days is not None:
             conn.execute(_FORGET_VERSIONS, {"keep": history_days})
         rows += _merge_reads(conn, file_ids)

@@ -41,7 +41,7 @@ FINISHED = tuple(status for status in FILE_STATUSES if status not in UNFINISHED)
 FINISHED_FOR_GOOD = tuple(status for status in FINISHED if status != "replaced")
 
 #: Bumped with every change to DDL (applied by the owner of the schema).
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 #: The least privilege the tasks need once the schema exists: read and write
 #: rows, no DDL. Run as the schema's owner; ``{role}`` is the tasks' login role.
@@ -231,6 +231,11 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.table_change (
 """
 
 
+def _column_lines(types: dict[str, str]) -> str:
+    """Column definitions of a CREATE TABLE, one per line."""
+    return ",\n".join(f"    {column:<28} {kind}" for column, kind in types.items())
+
+
 #: A day's key, then what each version of the day holds (staged and stored alike).
 DAY_KEY = ("nmi", "nmi_suffix", "interval_date")
 _DAY_TYPES = {
@@ -249,7 +254,7 @@ _DAY_TYPES = {
     **dict.fromkeys(spec.QUALITY_COUNT_COLUMNS, "smallint NOT NULL"),
 }
 DAY_FIELDS = tuple(c for c in _DAY_TYPES if c not in DAY_KEY)
-_DAY_COLUMNS = ",\n".join(f"    {column:<28} {kind}" for column, kind in _DAY_TYPES.items())
+_DAY_COLUMNS = _column_lines(_DAY_TYPES)
 
 #: Version 5: a day per row. The long table of v4, if any, is renamed
 #: ``meter_reading_v4`` and converted by ``migrate_v4`` in resumable batches.
@@ -495,6 +500,103 @@ CREATE INDEX IF NOT EXISTS meter_day_version_replaced
 """
 
 
+#: Who reads ``day_change`` in order, each from its own cursor.
+CHANGE_CONSUMERS = ("day_rollup", "alert")
+#: Alert severities, least to most severe.
+SEVERITIES = ("medium", "high", "critical")
+
+#: The rollup's intervals per quality class; N (null data) is ``missing_intervals``.
+ROLLUP_QUALITY_COLUMNS = tuple(c for c in spec.QUALITY_COUNT_COLUMNS if c != "null_intervals")
+_ROLLUP_TYPES = {
+    "nmi": "text NOT NULL",
+    "nmi_suffix": "text NOT NULL",
+    "interval_date": "date NOT NULL",
+    "uom": "text NOT NULL",
+    "interval_length": "smallint NOT NULL",
+    "intervals": "smallint NOT NULL",
+    "total": "numeric NOT NULL",
+    **dict.fromkeys(ROLLUP_QUALITY_COLUMNS, "smallint NOT NULL"),
+    "missing_intervals": "smallint NOT NULL",
+    "file_id": "bigint NOT NULL",
+}
+#: A rollup row's columns, in table order (``refreshed_at`` follows).
+ROLLUP_COLUMNS = tuple(_ROLLUP_TYPES)
+_ROLLUP_DDL_COLUMNS = _column_lines(_ROLLUP_TYPES)
+
+#: Version 8: downstream of the meter table. The merge notes every day it
+#: changes in ``day_change``; the nem12_daily DAG reads the changes from its
+#: cursor, refreshes those days of ``day_rollup`` and raises ``alert`` rows.
+DDL_V8 = f"""
+-- One row per day a merge changed (a newer version won), in merge order:
+-- merges run one at a time, so change_id grows in commit order.
+CREATE TABLE IF NOT EXISTS {SCHEMA}.day_change (
+    change_id      bigserial PRIMARY KEY,
+    nmi            text NOT NULL,
+    nmi_suffix     text NOT NULL,
+    interval_date  date NOT NULL,
+    file_id        bigint NOT NULL,
+    changed_at     timestamptz NOT NULL DEFAULT now()
+);
+-- How far each consumer of day_change has read (the changes up to change_id are done).
+CREATE TABLE IF NOT EXISTS {SCHEMA}.change_cursor (
+    consumer       text PRIMARY KEY,
+    change_id      bigint NOT NULL DEFAULT 0,
+    moved_at       timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO {SCHEMA}.change_cursor (consumer)
+SELECT unnest(ARRAY{list(CHANGE_CONSUMERS)}) ON CONFLICT DO NOTHING;
+
+-- The daily rollup: a stream's day as the meter table holds it, summed.
+-- intervals: 1440 / interval_length; missing_intervals: those the MDP had
+-- no reading for (QualityFlag N, null data); file_id: the version's file.
+CREATE TABLE IF NOT EXISTS {SCHEMA}.day_rollup (
+{_ROLLUP_DDL_COLUMNS},
+    refreshed_at                 timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (nmi, nmi_suffix, interval_date)
+);
+
+-- Alerts: one per rule, stream and day (a re-run finds it and adds nothing).
+-- rule: the rule's name in the alert config; observed and threshold: the
+-- figures it compared; notified_at: when the notifiers took it (null: not yet).
+CREATE TABLE IF NOT EXISTS {SCHEMA}.alert (
+    alert_id       bigserial PRIMARY KEY,
+    rule           text NOT NULL,
+    nmi            text NOT NULL,
+    nmi_suffix     text NOT NULL,
+    interval_date  date NOT NULL,
+    severity       text NOT NULL CHECK (severity IN ({", ".join(f"'{s}'" for s in SEVERITIES)})),
+    observed       numeric,
+    threshold      numeric,
+    message        text NOT NULL,
+    config_version text NOT NULL,
+    raised_at      timestamptz NOT NULL DEFAULT now(),
+    notified_at    timestamptz,
+    UNIQUE (rule, nmi, nmi_suffix, interval_date)
+);
+CREATE INDEX IF NOT EXISTS alert_unsent ON {SCHEMA}.alert (alert_id) WHERE notified_at IS NULL;
+CREATE INDEX IF NOT EXISTS alert_day ON {SCHEMA}.alert (interval_date);
+
+-- Notifications sent (a retried task sends each once): kind run or file,
+-- subject its run id or file id, channel the notifier's name in the config.
+CREATE TABLE IF NOT EXISTS {SCHEMA}.notification (
+    kind           text NOT NULL,
+    subject        text NOT NULL,
+    channel        text NOT NULL,
+    sent_at        timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (kind, subject, channel)
+);
+"""
+
+#: A database upgraded with days already merged (after any v4 conversion): every
+#: stored day counts as changed once, so the downstream consumers catch up on it.
+_SEED_CHANGES = f"""
+INSERT INTO {SCHEMA}.day_change (nmi, nmi_suffix, interval_date, file_id)
+SELECT nmi, nmi_suffix, interval_date, file_id FROM {SCHEMA}.meter_day
+WHERE NOT EXISTS (SELECT 1 FROM {SCHEMA}.day_change)
+  AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.day_rollup)
+ORDER BY nmi, nmi_suffix, interval_date
+"""
+
 #: Readings per batch of the v4 conversion (whole NMIs, so a batch may hold more).
 MIGRATION_BATCH_READINGS = 500_000
 
@@ -591,6 +693,8 @@ DROP VIEW {SCHEMA}.ledger_summary, {SCHEMA}.meter_reading;
 DROP VIEW IF EXISTS {SCHEMA}.meter_read_daily;
 DROP TABLE IF EXISTS {SCHEMA}.meter_read, {SCHEMA}.read_version, {SCHEMA}.read_staging;
 DROP TABLE IF EXISTS {SCHEMA}.meter_day_version;
+DROP TABLE IF EXISTS {SCHEMA}.day_change, {SCHEMA}.change_cursor, {SCHEMA}.day_rollup;
+DROP TABLE IF EXISTS {SCHEMA}.alert, {SCHEMA}.notification;
 DROP VIEW {SCHEMA}.meter_interval;
 DROP FUNCTION {SCHEMA}.day_readings(numeric[], smallint, text, text, text, jsonb);
 DROP TABLE {SCHEMA}.meter_day, {SCHEMA}.day_staging;
@@ -686,9 +790,12 @@ def apply_schema(conn: psycopg.Connection) -> None:
         conn.execute(DDL_V5)
         conn.execute(DDL_V6)
         conn.execute(DDL_V7)
+        conn.execute(DDL_V8)
     migrate_v4(conn)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('nem12 schema'))")
+        if found is None or found < 8:
+            conn.execute(_SEED_CHANGES)
         conn.execute(
             f"INSERT INTO {SCHEMA}.schema_version (version) VALUES (%s) ON CONFLICT DO NOTHING",
             (SCHEMA_VERSION,),
