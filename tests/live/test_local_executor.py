@@ -186,8 +186,9 @@ def test_loads_are_bounded_by_the_pool_and_overlapping_runs_merge_one_at_a_time(
     assert sorted(live.ledger()) == sorted((k, "loaded") for k in SIX)
 
 
-def test_the_meter_table_asset_event_starts_the_downstream_dag(live):
-    live.cluster.request("PATCH", "/api/v2/dags/nem12_changes", {"is_paused": False})
+def test_the_meter_table_asset_event_alone_starts_the_downstream_dags(live):
+    for dag_id in ("nem12_changes", "nem12_daily"):
+        live.cluster.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
     live.deliver({"landing/a.csv": GOOD})
     run = live.trigger("nem12_backfill", {"prefix": "landing/"})
     assert live.finished("nem12_backfill", run) == "success"
@@ -199,8 +200,23 @@ def test_the_meter_table_asset_event_starts_the_downstream_dag(live):
         ),
     )
     assert recorded == [("nem12_backfill", 1, len(keys_of(GOOD)))]
-    runs = live.cluster.request("GET", "/api/v2/dags/nem12_changes/dagRuns")["dag_runs"]
-    assert {r["run_type"] for r in runs} == {"asset_triggered"}
+
+    def rollup_against_meter_day() -> list[tuple]:
+        rows = live.sql(
+            "SELECT nmi, nmi_suffix, interval_date, r.total = d.total, r.file_id = d.file_id "
+            "FROM nem12.day_rollup r FULL JOIN nem12.meter_day d "
+            "USING (nmi, nmi_suffix, interval_date) ORDER BY 1, 2, 3"
+        )
+        return rows if rows and all(row[3] is not None for row in rows) else []
+
+    rolled_up = live.cluster.wait_for("nem12_daily to roll the days up", rollup_against_meter_day)
+    days = sorted({(nmi, suffix, start.date()) for nmi, suffix, start in keys_of(GOOD)})
+    assert rolled_up == [(*day, True, True) for day in days]
+    for dag_id in ("nem12_changes", "nem12_daily"):
+        runs = live.cluster.request("GET", f"/api/v2/dags/{dag_id}/dagRuns")["dag_runs"]
+        assert {r["run_type"] for r in runs} == {"asset_triggered"}, dag_id
+    daily = live.cluster.request("GET", "/api/v2/dags/nem12_daily/dagRuns")["dag_runs"]
+    assert live.finished("nem12_daily", daily[0]["dag_run_id"]) == "success"
 
 
 def test_the_review_plugin_is_loaded_by_the_api_server_and_needs_a_login(live):
