@@ -8,8 +8,10 @@ and slowest of 5): the year of the one NMI grouped by interval, day, month
 and quality class, and the month of the 10,000 NMIs grouped by day. Targets:
 the year of one NMI under 50 ms (grouped by day, month or quality; by
 interval it returns 210,240 rows and is reported), the month of 10,000 NMIs
-in seconds (under 10 s). Writes ``usage_bench.md``. A report, not a test: it
-exits 0 whatever the figures.
+in seconds (under 10 s). Then times the daily rollup's refresh
+(``nem12.warehouse.rollup.refresh``) of every day, and of a tenth of the days
+changed again (as a 10% correction's merge notes them). Writes
+``usage_bench.md``. A report, not a test: it exits 0 whatever the figures.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 import psycopg
 
 from nem12.devtools.services import local_services
-from nem12.warehouse import schema
+from nem12.warehouse import rollup, schema
 from nem12.warehouse.usage import UsageQuery, usage
 
 OUT = Path(__file__).parent / "out"
@@ -76,6 +78,22 @@ def fill(conn: psycopg.Connection) -> None:
     conn.execute("ANALYZE nem12.meter_day")
 
 
+#: Every stored day noted as changed (the merge notes the days it stores), or one in ten.
+_CHANGED = """
+INSERT INTO nem12.day_change (nmi, nmi_suffix, interval_date, file_id)
+SELECT nmi, nmi_suffix, interval_date, file_id FROM nem12.meter_day
+WHERE %(every)s = 1 OR hashtext(nmi || interval_date) %% %(every)s = 0
+"""
+
+
+def timed_refresh(conn: psycopg.Connection, every: int) -> tuple[int, float]:
+    """Days refreshed and seconds, after noting every ``every``-th stored day as changed."""
+    conn.execute(_CHANGED, {"every": every})
+    started = time.perf_counter()
+    done = rollup.refresh(conn)
+    return done.days, time.perf_counter() - started
+
+
 def timed(conn: psycopg.Connection, query: UsageQuery) -> tuple[int, float, float]:
     times, rows = [], 0
     for _ in range(5):
@@ -83,6 +101,9 @@ def timed(conn: psycopg.Connection, query: UsageQuery) -> tuple[int, float, floa
         rows = len(usage(conn, query))
         times.append((time.perf_counter() - started) * 1000)
     return rows, statistics.median(times), max(times)
+
+
+REFRESHES = (("every stored day", 1), ("a tenth of them changed again", 10))
 
 
 def main() -> int:
@@ -105,6 +126,7 @@ def main() -> int:
                 fill(conn)
                 print(f"filled meter_day in {time.monotonic() - started:.1f} s", file=sys.stderr)
                 results = [(name, *timed(conn, query), target) for name, query, target in cases]
+                refreshes = [(what, *timed_refresh(conn, every)) for what, every in REFRESHES]
     lines = [
         "Usage queries on `meter_day` (median and slowest of 5 runs, `usage()` in Python,"
         " rows fetched):",
@@ -116,6 +138,15 @@ def main() -> int:
         verdict = "reported" if target is None else ("PASS" if median < target else "FAIL")
         shown = "" if target is None else f"< {target:,.0f} ms"
         lines.append(f"| {name} | {rows:,} | {median:.1f} | {worst:.1f} | {shown} | {verdict} |")
+    lines += [
+        "",
+        "Daily rollup refresh (`rollup.refresh`, the days noted in `day_change`):",
+        "",
+        "| refresh | days | seconds | days/s |",
+        "|---|---:|---:|---:|",
+    ]
+    for what, days, seconds in refreshes:
+        lines.append(f"| {what} | {days:,} | {seconds:.2f} | {days / seconds:,.0f} |")
     text = "\n".join(lines) + "\n"
     (OUT / "usage_bench.md").write_text(text)
     print(text)
