@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 #: The checkout's expectation suites (an install says where it keeps them).
 CHECKOUT_SUITES_DIR = Path(__file__).resolve().parents[3] / "great_expectations" / "expectations"
+#: The checkout's alert config (versioned in git; the Variable nem12_alert_config wins).
+CHECKOUT_ALERT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "alerts.json"
 
 _TRUE = ("1", "true", "yes", "on", "y", "t")
 _FALSE = ("0", "false", "no", "off", "n", "f", "")
@@ -55,6 +57,11 @@ class Settings:
     )
     suites_dir: Path = _setting(  # noqa: RUF009 (a Path is immutable)
         "NEM12_SUITES_DIR", CHECKOUT_SUITES_DIR, "the Great Expectations suites (JSON)"
+    )
+    alert_config: Path = _setting(  # noqa: RUF009 (a Path is immutable)
+        "NEM12_ALERT_CONFIG",
+        CHECKOUT_ALERT_CONFIG,
+        "the alert rules and notifiers (JSON); the Airflow Variable nem12_alert_config wins",
     )
     group_bytes: int = _setting(
         "NEM12_GROUP_BYTES", 64 << 20, "bytes of small files one load task takes", 1
