@@ -369,20 +369,26 @@ def cmd_usage(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    """Print the versions of an NMI's days, or the one held as of a moment."""
-    from nem12.warehouse.history import day_versions
+    """Print the versions of an NMI's days (or with --reads its NEM13 reads), or the
+    ones held as of a moment."""
+    from nem12.warehouse.history import day_versions, read_versions
 
     if args.date_to <= args.date_from:
         raise UsageError(f"the period is empty: {args.date_from} to {args.date_to}")
     suffixes = tuple(args.suffix or ())
+    query = read_versions if args.reads else day_versions
     versions = _read_meter_table(
         _dsn(args),
-        lambda conn: day_versions(
-            conn, args.nmi, args.date_from, args.date_to, args.as_of, suffixes
-        ),
+        lambda conn: query(conn, args.nmi, args.date_from, args.date_to, args.as_of, suffixes),
     )
-    columns = ("nmi_suffix", "interval_date", "file_id", "merged_at", "replaced_at",
-               "replaced_by", "quality_method", "total")  # fmt: skip
+    if args.reads:
+        columns = ("nmi_suffix", "register_id", "previous_register_read_datetime",
+                   "current_register_read_datetime", "current_register_read_text",
+                   "current_quality_method", "quantity", "uom", "file_id", "merged_at",
+                   "replaced_at", "replaced_by")  # fmt: skip
+    else:
+        columns = ("nmi_suffix", "interval_date", "file_id", "merged_at", "replaced_at",
+                   "replaced_by", "quality_method", "total")  # fmt: skip
     _print_rows(versions, columns, args.json)
     return EXIT_OK
 
@@ -514,6 +520,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="a moment (ISO, with its offset): the version held then; all versions if not given",
     )  # fmt: skip
     history.add_argument("--suffix", action="append", help="an NMI suffix (repeatable)")
+    history.add_argument(
+        "--reads", action="store_true",
+        help="the NEM13 reads whose period meets the days, instead of the NEM12 days",
+    )  # fmt: skip
     _database_arguments(history, "the versions")
     history.set_defaults(run=cmd_history)
     return parser
