@@ -17,8 +17,8 @@ this module imports nothing of Airflow)::
 
 Numbers may be JSON numbers or decimal strings; both are kept exact
 (``Decimal``). A notifier holds no secret: its ``conn_id`` names the Airflow
-connection that does. A rule's ``notify`` lists the notifiers of its alerts
-(absent: the config's ``notify.alerts``; ``[]``: none). Every error is an
+connection that does. A rule's alerts go to the notifiers of the config's
+``notify.alerts`` and to those of the rule's own ``notify``. Every error is an
 ``AlertConfigError``, one line: the source, the JSON path of the field and
 what is wrong with it.
 
@@ -36,9 +36,10 @@ absent or ``[]``: every stream; ``nem12.warehouse.alerts`` evaluates them):
 ``missing_days``
     a day a stream that was reporting did not deliver: after a delivered day
     of the stream, and before a later delivered day of the stream (a gap) or
-    up to the newest day delivered for any stream of its NMI (it stopped while
-    the NMI's others go on). One alert per missing day, the first
-    ``max_days`` (31) days of a gap; observed: the days missing so far.
+    up to the newest day delivered for any stream of its NMI less ``grace_days``
+    (0; it stopped while the NMI's others go on). One alert per missing day, the
+    first ``max_days`` (31) days of a gap; observed: the days missing so far
+    (the day's distance from the stream's last delivered day), threshold 0.
 ``estimated_share``
     the share of a day's intervals in the quality ``classes`` (``["E", "N"]``:
     estimated and null, i.e. missing) above ``limit`` (a fraction, 0 < limit < 1).
@@ -46,7 +47,8 @@ absent or ``[]``: every stream; ``nem12.warehouse.alerts`` evaluates them):
     an export stream's day (``suffixes``, default ``["B"]``) with a total above
     ``threshold`` at an NMI that, over the ``window_days`` (30) days before it,
     delivered consumption days (``consumption_suffixes``, default ``["E"]``)
-    and no export day above ``threshold``.
+    and no export day above ``threshold``; ``uom`` optional. One alert when
+    export starts, not one a day after.
 
 Severity, by how far a day is over: an alert is ``medium``; ``high`` when the
 observed figure is at least ``severity.high`` times the threshold (1.5 by
@@ -82,7 +84,16 @@ RULE_KINDS = (
 SHARE_CLASSES = ("A", "E", "F", "N", "S")
 
 #: Option names that would hold a secret: those belong in an Airflow connection.
-_SECRET_WORDS = ("password", "secret", "token", "api_key", "apikey", "passwd", "credential")
+_SECRET_WORDS = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "credential",
+    "authorization",
+)
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _SUFFIX = re.compile(r"[A-Z][A-Z0-9]?")
@@ -128,16 +139,17 @@ class AlertRule:
     name: str
     kind: str
     severity: Bands
-    notify: tuple[str, ...]
+    notify: tuple[str, ...]  # besides the config's notify.alerts
     suffixes: tuple[str, ...] = ()
     description: str = ""
     threshold: Decimal | None = None  # usage_above, export_on_consumption_only
-    uom: str | None = None  # usage_above (required), usage_above_median (a filter)
+    uom: str | None = None  # usage_above (required), the others' optional filter
     factor: Decimal | None = None  # usage_above_median
     window_days: int = 30  # usage_above_median, export_on_consumption_only
     min_prior_days: int = 7  # usage_above_median
     minimum: Decimal = Decimal(0)  # usage_above_median
     max_days: int = 31  # missing_days
+    grace_days: int = 0  # missing_days
     classes: tuple[str, ...] = ("E", "N")  # estimated_share
     limit: Decimal | None = None  # estimated_share
     consumption_suffixes: tuple[str, ...] = ("E",)  # export_on_consumption_only
@@ -171,9 +183,12 @@ _KIND_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # kind: (required, optional)
     "usage_above": (("threshold", "uom"), ()),
     "usage_above_median": (("factor",), ("window_days", "min_prior_days", "minimum", "uom")),
-    "missing_days": ((), ("max_days",)),
+    "missing_days": ((), ("max_days", "grace_days")),
     "estimated_share": (("limit",), ("classes",)),
-    "export_on_consumption_only": (("threshold",), ("window_days", "consumption_suffixes")),
+    "export_on_consumption_only": (
+        ("threshold",),
+        ("window_days", "consumption_suffixes", "uom"),
+    ),
 }
 _TOP_KEYS = ("version", "description", "notifiers", "notify", "rules")
 
@@ -324,7 +339,7 @@ def parse_config(text: str, source: str) -> AlertConfig:
     rules: list[AlertRule] = []
     seen: dict[str, int] = {}
     for index, entry in enumerate(top["rules"]):
-        rule = _rule(read, entry, f"rules[{index}]", notifiers, notify_alerts)
+        rule = _rule(read, entry, f"rules[{index}]", notifiers)
         if rule.name in seen:
             raise read.fail(
                 f"rules[{index}].name",
@@ -357,13 +372,11 @@ def _notifier(read: _Reader, name: str, entry: Any, path: str) -> NotifierConfig
             f"unknown notifier type {_shown(kind)}; expected one of {', '.join(NOTIFIER_KINDS)}",
         )
     options = {key: value for key, value in entry.items() if key != "type"}
-    for key in options:
-        if any(word in key.lower() for word in _SECRET_WORDS):
-            raise read.fail(
-                f"{path}.{key}",
-                "no secrets in the alert config: keep them in the Airflow connection "
-                "its conn_id names",
-            )
+    for where in _secret_keys(options, path):
+        raise read.fail(
+            where,
+            "no secrets in the alert config: keep them in the Airflow connection its conn_id names",
+        )
     if "conn_id" in options:
         read.text(options["conn_id"], f"{path}.conn_id")
     if kind == "smtp":
@@ -376,12 +389,22 @@ def _notifier(read: _Reader, name: str, entry: Any, path: str) -> NotifierConfig
     return NotifierConfig(name=name, kind=kind, options=options)
 
 
+def _secret_keys(options: dict[str, Any], path: str) -> list[str]:
+    """The paths of keys (nested ones too, e.g. a webhook's headers) naming a secret."""
+    found = []
+    for key, value in options.items():
+        if any(word in str(key).lower() for word in _SECRET_WORDS):
+            found.append(f"{path}.{key}")
+        if isinstance(value, dict):
+            found += _secret_keys(value, f"{path}.{key}")
+    return found
+
+
 def _rule(
     read: _Reader,
     entry: Any,
     path: str,
     notifiers: dict[str, NotifierConfig],
-    notify_alerts: tuple[str, ...],
 ) -> AlertRule:
     entry = read.object(entry, path)
     if "name" not in entry:
@@ -417,6 +440,8 @@ def _rule(
                 raise read.fail(where, f"must be a fraction below 1, not {_shown(value)}")
         elif key in ("window_days", "min_prior_days", "max_days"):
             values[key] = read.whole(value, where, least=1)
+        elif key == "grace_days":
+            values[key] = read.whole(value, where, least=0)
         elif key == "uom":
             values[key] = read.text(value, where)
         elif key == "description":
@@ -429,11 +454,7 @@ def _rule(
         "window_days", 30
     ):
         raise read.fail(f"{path}.min_prior_days", "must not exceed window_days")
-    notify = (
-        read.names(entry["notify"], f"{path}.notify", notifiers)
-        if "notify" in entry
-        else notify_alerts
-    )
+    notify = read.names(entry.get("notify", []), f"{path}.notify", notifiers)
     defaults = DAY_BANDS if kind == "missing_days" else RATIO_BANDS
     bands = _bands(read, entry.get("severity", {}), f"{path}.severity", defaults, kind)
     if kind == "export_on_consumption_only" and "suffixes" not in values:

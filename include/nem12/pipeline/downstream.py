@@ -12,7 +12,8 @@ from dataclasses import asdict
 
 import psycopg
 
-from nem12.warehouse import rollup
+from nem12.pipeline.alert_config import AlertConfig
+from nem12.warehouse import alerts, rollup
 
 log = logging.getLogger(__name__)
 
@@ -28,3 +29,40 @@ def refresh_rollups(conn: psycopg.Connection) -> dict[str, int]:
         done.removed,
     )
     return asdict(done)
+
+
+def raise_alerts(conn: psycopg.Connection, config: AlertConfig) -> dict:
+    """Raise the alerts of ``config``'s rules for every day changed since the last run
+    that the rollup holds (run it after ``refresh_rollups``)."""
+    done = alerts.raise_alerts(conn, config.rules, config.version)
+    log.info(
+        "alerts (config %s): %d changes taken in %d batches, %d raised %s; %d changes wait "
+        "for the rollup",
+        config.version,
+        done.changes,
+        done.batches,
+        done.raised,
+        done.alerts,
+        done.waiting,
+    )
+    return {
+        "config_version": config.version,
+        "changes": done.changes,
+        "batches": done.batches,
+        "raised": done.raised,
+        "alerts": done.alerts,
+        "waiting": done.waiting,
+    }
+
+
+def send_alerts(
+    conn: psycopg.Connection,
+    config: AlertConfig,
+    origin: str | None = None,
+    context: dict | None = None,
+) -> dict:
+    """Send the alerts not notified yet through their rules' notifiers, one message per
+    channel (``nem12.pipeline.notify.send_alerts``); run it after ``raise_alerts``."""
+    from nem12.pipeline import notify
+
+    return notify.send_alerts(conn, config, origin, context)

@@ -25,10 +25,16 @@ ORDER BY nmi, nmi_suffix, interval_date
 """
 
 
-def take_changes(conn: psycopg.Connection, consumer: str, limit: int = BATCH_CHANGES) -> int:
+def take_changes(
+    conn: psycopg.Connection,
+    consumer: str,
+    limit: int = BATCH_CHANGES,
+    through: int | None = None,
+) -> int:
     """Within the caller's transaction: the next ``limit`` changes after ``consumer``'s
-    cursor as ``TEMP TABLE changed_day`` (nmi, nmi_suffix, interval_date; each day
-    once), the cursor moved past them. Returns how many changes were taken."""
+    cursor (up to change ``through`` when given) as ``TEMP TABLE changed_day`` (nmi,
+    nmi_suffix, interval_date; each day once), the cursor moved past them. Returns how
+    many changes were taken."""
     if consumer not in CHANGE_CONSUMERS:
         raise ValueError(f"unknown consumer of day_change: {consumer!r}")
     row = conn.execute(
@@ -42,12 +48,14 @@ def take_changes(conn: psycopg.Connection, consumer: str, limit: int = BATCH_CHA
         CREATE TEMP TABLE changed_day ON COMMIT DROP AS
         WITH batch AS (
             SELECT change_id, nmi, nmi_suffix, interval_date FROM {SCHEMA}.day_change
-            WHERE change_id > %(after)s ORDER BY change_id LIMIT %(limit)s
+            WHERE change_id > %(after)s
+              AND (%(through)s::bigint IS NULL OR change_id <= %(through)s::bigint)
+            ORDER BY change_id LIMIT %(limit)s
         )
         SELECT nmi, nmi_suffix, interval_date, max(change_id) AS change_id, count(*) AS changes
         FROM batch GROUP BY nmi, nmi_suffix, interval_date
         """,
-        {"after": after, "limit": limit},
+        {"after": after, "limit": limit, "through": through},
     )
     taken, upto = conn.execute("SELECT sum(changes), max(change_id) FROM changed_day").fetchone()
     if not taken:
@@ -62,6 +70,14 @@ def take_changes(conn: psycopg.Connection, consumer: str, limit: int = BATCH_CHA
     )
     conn.execute("ANALYZE changed_day")
     return int(taken)
+
+
+def cursor(conn: psycopg.Connection, consumer: str) -> int:
+    """The last change ``consumer`` has taken (0: none)."""
+    row = conn.execute(
+        f"SELECT change_id FROM {SCHEMA}.change_cursor WHERE consumer = %s", (consumer,)
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def pending(conn: psycopg.Connection, consumer: str) -> int:
