@@ -1,4 +1,5 @@
-"""Downstream of the merge, on every change of the meter table: the daily rollup.
+"""Downstream of the merge, on every change of the meter table: the daily rollup,
+then the alerts of the alert config for the days it refreshed.
 
 Scheduled on the ``nem12_meter_reading`` Asset alone. Each run takes every day
 changed since the previous run (however many events or hours it missed), so
@@ -10,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from airflow.sdk import dag, task
-from nem12_common import DEFAULT_ARGS, METER_READING, our_process, postgres
+from nem12_common import DEFAULT_ARGS, METER_READING, our_process, postgres, settings
 
 
 @dag(
@@ -33,7 +34,24 @@ def nem12_daily() -> None:
             steps.prepare(conn)
             return downstream.refresh_rollups(conn)
 
-    refresh_rollups()
+    @task
+    def raise_alerts() -> dict:
+        """Raise the alerts of the config (the Variable ``nem12_alert_config`` when set,
+        else the ``NEM12_ALERT_CONFIG`` file) for the days the rollup now holds."""
+        our_process()
+        from airflow.sdk import Variable
+
+        from nem12.pipeline import alert_config, downstream, steps
+
+        variable = Variable.get(alert_config.VARIABLE, default=None)
+        config = alert_config.load_config(settings(), variable)
+        with postgres() as conn:
+            steps.prepare(conn)
+            return downstream.raise_alerts(conn, config)
+
+    rolled_up = refresh_rollups()
+    raised = raise_alerts()
+    rolled_up >> raised
 
 
 nem12_daily()
