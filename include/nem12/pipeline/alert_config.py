@@ -269,7 +269,10 @@ class _Reader:
         return number
 
     def whole(self, value: Any, path: str, *, least: int) -> int:
-        number = self.number(value, path) if not isinstance(value, bool) else None
+        try:
+            number = self.number(value, path) if not isinstance(value, bool) else None
+        except AlertConfigError:
+            number = None
         if number is None or number != number.to_integral_value():
             raise self.fail(path, f"must be a whole number, not {_shown(value)}")
         if number < least:
