@@ -93,13 +93,20 @@ def register(objects: list[dict]) -> list[dict]:
         files = steps.register(s3(), conn, settings(), stored, reprocess=_param("reprocess"))
         _touched(conn, [f.file_id for f in files])
     metrics.files_registered(files)
-    return [asdict(f) for f in files]
+    return [asdict(f) for f in files if not f.retired]
 
 
 @task
 def validate(files: list[dict]) -> dict:
+    """Structure rules and the suites; with nothing left to do, this and every later
+    task are skipped (no merge, no Asset event)."""
     our_process()
     from nem12.pipeline import metrics, steps
+
+    if not files:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException("nothing to validate: every object was finished with")
 
     run_name = get_current_context()["run_id"].replace(":", "_").replace("+", "_")
     with postgres() as conn:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,9 @@ from nem12.devtools import demo
 from nem12.devtools.services import LOCAL_ROLE, LOCAL_S3_SECRET, LocalServices
 from nem12.format.parsing import parse_source
 from nem12.format.spec import NEM_TIME_ZONE
+
+#: The archived twin of 0001, delivered again after the backfill.
+AGAIN = "landing/NEM12#0001-again#MDPGEN#RETAILER.csv"
 
 
 def expected_table(deliveries: list[dict[str, bytes]]) -> pl.DataFrame:
@@ -161,6 +165,39 @@ def demo_run(tmp_path_factory):
                 "SELECT count(*), sum(value) FROM nem12.meter_reading"
             ).fetchone()
             seen["table_sum"] = sum(row[3] for row in seen["table"])
+        resend_archived_twin(services, env, workdir)
+
+    def resend_archived_twin(services: LocalServices, env: dict[str, str], workdir: Path) -> None:
+        """The archived 0001 delivered once more, alone: the run has nothing to do after
+        registering it."""
+        s3 = services.s3_client()
+        (archived,) = seen["resent_moved_to"]
+        body = s3.get_object(Bucket=services.bucket, Key=archived)["Body"].read()
+        s3.put_object(Bucket=services.bucket, Key=AGAIN, Body=body)
+        demo.airflow(
+            ["dags", "test", "nem12_ingest", "2024-01-03T00:00:00+00:00"],
+            env,
+            workdir / "again.log",
+        )
+        with psycopg.connect(services.postgres_dsn) as conn:
+            seen["again"] = conn.execute(
+                "SELECT status, moved_to = %s FROM nem12.file_ledger WHERE key = %s",
+                (archived, AGAIN),
+            ).fetchall()
+            seen["changes_after_again"] = conn.execute(
+                "SELECT count(*) FROM nem12.table_change"
+            ).fetchone()
+        with sqlite3.connect(workdir / "airflow" / "airflow.db") as db:
+            seen["again_tasks"] = dict(
+                db.execute(
+                    "SELECT task_id, state FROM task_instance WHERE dag_id = 'nem12_ingest' "
+                    "AND run_id = (SELECT run_id FROM dag_run WHERE dag_id = 'nem12_ingest' "
+                    "ORDER BY id DESC LIMIT 1)"
+                ).fetchall()
+            )
+        seen["keys_after_again"] = sorted(
+            o["Key"] for o in s3.list_objects_v2(Bucket=services.bucket).get("Contents", [])
+        )
 
     with statsd_listener() as metric_lines:
         result = demo.run(None, workdir, check=look_and_backfill)
@@ -278,11 +315,27 @@ def test_the_tasks_send_nem12_metrics_to_statsd(demo_run):
         name, _, rest = line.partition(":")
         if name.startswith("airflow.nem12.") and rest.endswith("|c"):
             counted[name] = counted.get(name, 0) + int(rest.removesuffix("|c"))
-    # two ingest runs and a backfill that reprocesses file 0006 (changing nothing)
+    # two ingest runs, a backfill that reprocesses file 0006 (changing nothing), and a
+    # run of only a re-sent twin (no merge)
     assert counted["airflow.nem12.readings.inserted"] == result["readings_merged"] == 3840
-    assert counted["airflow.nem12.files.duplicate"] == 1
+    assert counted["airflow.nem12.files.duplicate"] == 2
     assert counted["airflow.nem12.files.rejected"] == 1
     assert counted["airflow.nem12.files.loaded"] == 5 + 1
     assert counted["airflow.nem12.files.partial"] == 1
     timers = [line for line in seen["metrics"] if line.startswith("airflow.nem12.merge.duration:")]
     assert len(timers) == 3 and all(line.endswith("|ms") for line in timers)
+
+
+def test_a_run_of_only_a_resent_twin_skips_every_task_after_registering_it(demo_run):
+    _, seen = demo_run
+    assert seen["again"] == [("duplicate", True)]
+    assert seen["again_tasks"] == {
+        "sense": "success",
+        "register": "success",
+        "validate": "skipped",
+        "plan_loads": "skipped",
+        "parse_and_load": "skipped",
+        "merge": "skipped",
+        "publish": "skipped",
+    }
+    assert AGAIN not in seen["keys_after_again"]  # its bytes are the archived twin's

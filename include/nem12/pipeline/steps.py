@@ -41,6 +41,9 @@ class Registered:
     etag: str = ""
     sha256: str = ""
     version_id: str | None = None
+    #: Finished at registration (a re-sent twin of an archived file): no later step has
+    #: anything to do with it.
+    retired: bool = False
 
     def held(self, settings: Settings) -> storage.HeldVersion:
         """Where the pipeline holds this version's bytes: a key of its own, per ledger row."""
@@ -199,7 +202,7 @@ def _retire_twins(
             original_id,
             archived,
         )
-        done.append(replace(file, status="duplicate", sha256=sha256))
+        done.append(replace(file, status="duplicate", sha256=sha256, retired=True))
     deleted = storage.each_in_parallel(
         lambda file: storage.delete_version(s3, settings.bucket, file.key, file.etag, None), done
     )
@@ -608,9 +611,7 @@ def merge(
         counts.unchanged,
         counts.superseded,
     )
-    duplicates = [f.file_id for f in also_archive]
-    twins = ledger.twins_of_archived(conn, duplicates)  # nothing held, nothing to move
-    held_duplicates = [f for f in duplicates if f not in twins]
+    held_duplicates = [f.file_id for f in also_archive if not f.retired]
     retiring = registered_files(conn, file_ids + held_duplicates)
 
     wanted = [(file, _archive_key(settings, file.key)) for file in retiring]

@@ -79,19 +79,6 @@ def archived_twin(
     return (int(row[0]), row[1], row[2], row[3]) if row else None
 
 
-def twins_of_archived(conn: psycopg.Connection, file_ids: list[int]) -> set[int]:
-    """Those of ``file_ids`` retired as twins of an archived file: their moved_to is an
-    earlier file's (a version's own move names a key no other file has)."""
-    rows = conn.execute(
-        f"SELECT d.file_id FROM {SCHEMA}.file_ledger d "
-        "WHERE d.file_id = ANY(%s) AND d.moved_to IS NOT NULL AND EXISTS ("
-        f"SELECT 1 FROM {SCHEMA}.file_ledger o "
-        "WHERE o.moved_to = d.moved_to AND o.file_id < d.file_id)",
-        (file_ids,),
-    ).fetchall()
-    return {int(r[0]) for r in rows}
-
-
 def record_version(
     conn: psycopg.Connection, file_id: int, sha256: str, version_id: str | None, status: str
 ) -> None:
