@@ -25,9 +25,10 @@ near misses beside them:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -321,3 +322,36 @@ def test_corrections_keep_the_alerts_raised_and_raise_only_new_reasons(the_month
     after = {(a["rule"], a["nmi"], a["interval_date"]): a for a in alerts.alerts(the_month)}
     assert all(after[key] == row for key, row in before.items())  # as they were raised
     assert run(the_month).raised == 0
+
+
+def rules_like(name: str, **changes: Any) -> list[Any]:
+    """CONFIG's rule ``name`` with ``changes``, alone."""
+    return [replace(CONFIG.rule(name), **changes)]
+
+
+@pytest.mark.parametrize(
+    ("rule", "changes", "kept"),
+    [
+        # two days' grace: the stream that stopped is missing up to the NMI's newest day less 2
+        ("missing", {"grace_days": 2}, lambda a: a[1] != nmi(4) or a[3].day <= 29),
+        # the first 2 days of each gap only
+        ("missing", {"max_days": 2}, lambda a: a[3].day in (12, 13, 25, 26)),
+        # streams of another unit: none
+        ("usage_above_50", {"uom": "MWh"}, lambda a: False),
+        # a threshold of 100 kWh: the 120 kWh day alone, now medium (1.2x)
+        ("usage_above_50", {"threshold": Decimal(100)}, lambda a: a[3].day == 10),
+        # only the null intervals count: the null day (critical) alone
+        ("estimated", {"classes": ("N",)}, lambda a: a[3].day == 27),
+        # B1 only: the other streams are not looked at
+        ("missing", {"suffixes": ("B1",)}, lambda a: a[2] == "B1"),
+    ],
+)
+def test_a_rules_parameters_narrow_what_it_raises(conn, rule, changes, kept):
+    deliver(conn, "month.csv", nem12(month()))
+    rollup.refresh(conn)
+    alerts.raise_alerts(conn, rules_like(rule, **changes), "narrowed")
+    expected = {a for a in planted() if a[0] == rule and kept(a)}
+    if "threshold" in changes:
+        expected = {(*a[:4], "medium") for a in expected}
+    assert raised(conn) == expected
+    assert expected or changes == {"uom": "MWh"}
