@@ -2,7 +2,8 @@
 
 Pages are plain HTML with their style inline (nothing is fetched from another
 host); every route needs a logged-in Airflow user unless built with
-``auth=False`` (tests). Data comes from ``nem12.warehouse.review`` only.
+``auth=False`` (tests). Data comes from ``nem12.warehouse.review`` and
+``nem12.warehouse.history`` (a day's versions) only.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -24,8 +26,8 @@ from urllib.parse import quote, urlencode
 import psycopg
 
 from nem12.format.rules import RULES
-from nem12.warehouse import review
-from nem12.warehouse.schema import FILE_STATUSES, apply_schema
+from nem12.warehouse import history, review
+from nem12.warehouse.schema import FILE_STATUSES, SEVERITIES, apply_schema
 from nem12.warehouse.usage import UsageQuery, usage
 
 Connect = Callable[[], psycopg.Connection]
@@ -52,6 +54,9 @@ th,td{border-bottom:1px solid #dde3ea;padding:.3rem .5rem;text-align:left;vertic
 th{background:#f3f6f9}.error{color:#b00020;font-weight:600}.warning{color:#8a5a00}
 .rejected{background:#fde8ea}.partial{background:#fff6dc}code{font-size:12px;word-break:break-all}
 nav a{margin-right:1rem}form *{margin-right:.4rem}
+td.changed{background:#ffe08a;font-weight:600}.held{background:#e3f1e3}
+.medium{color:#8a5a00}.high{color:#b34700;font-weight:600}.critical{color:#b00020;font-weight:700}
+table.versions td,table.versions th{white-space:nowrap}
 """
 
 
@@ -59,6 +64,7 @@ def _page(base: str, title: str, body: str) -> str:
     return (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
         f"<style>{STYLE}</style></head><body><nav><a href='{base}/'>Files</a>"
+        f"<a href='{base}/alerts'>Alerts</a><a href='{base}/days'>Day versions</a>"
         f"<a href='{base}/rules'>Rules</a></nav><h1>{escape(title)}</h1>{body}</body></html>"
     )
 
@@ -69,6 +75,205 @@ def _cell(value: Any) -> str:
     if isinstance(value, datetime):
         return escape(value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     return escape(str(value))
+
+
+def _utc(value: datetime | None) -> str:
+    """A moment of this system (merged, replaced, raised) in UTC, to the second."""
+    return "" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _nem(value: datetime | None) -> str:
+    """A datetime a file wrote (UpdateDateTime, header DateTime), in NEM time."""
+    if value is None:
+        return ""
+    return value.astimezone(history.NEM_TZ).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _moment(text: str | None) -> datetime | None:
+    """An "as of" moment: ISO text, UTC unless it names its offset."""
+    from fastapi import HTTPException
+
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise HTTPException(400, f"as_of is not an ISO date and time: {text!r}") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _local(moment: datetime | None) -> str:
+    """A moment as a datetime-local input shows it: UTC, to the second."""
+    return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _day(text: str | None, name: str) -> date | None:
+    from fastapi import HTTPException
+
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise HTTPException(400, f"{name} is not a date (YYYY-MM-DD): {text!r}") from exc
+
+
+def _day_path(base: str, nmi: str, suffix: str, day: date) -> str:
+    """The versions page of one stream's day."""
+    return f"{base}/days/{quote(nmi, safe='')}/{quote(suffix, safe='')}/{day.isoformat()}"
+
+
+def _plain(value: Any) -> Any:
+    """A query row's value as JSON: decimals as strings (exact), dates as ISO text."""
+    if isinstance(value, Decimal):
+        return history.decimal_text(value)
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    return value
+
+
+def _alerts_table(rows: list[dict[str, Any]], base: str) -> str:
+    if not rows:
+        return "<p>none</p>"
+    head = (
+        "<tr><th>raised</th><th>severity</th><th>rule</th><th>NMI</th><th>suffix</th>"
+        "<th>day</th><th>observed</th><th>threshold</th><th>message</th><th>config</th>"
+        "<th>notified</th></tr>"
+    )
+    body = "".join(
+        f"<tr><td>{_utc(a['raised_at'])}</td>"
+        f"<td class='{escape(a['severity'])}'>{escape(a['severity'])}</td>"
+        f"<td>{_cell(a['rule'])}</td><td>{_cell(a['nmi'])}</td><td>{_cell(a['nmi_suffix'])}</td>"
+        f"<td><a href='{_day_path(base, a['nmi'], a['nmi_suffix'], a['interval_date'])}'>"
+        f"{a['interval_date'].isoformat()}</a></td>"
+        f"<td>{_cell(history.decimal_text(a['observed']))}</td>"
+        f"<td>{_cell(history.decimal_text(a['threshold']))}</td>"
+        f"<td>{_cell(a['message'])}</td><td>{_cell(a['config_version'])}</td>"
+        f"<td>{_utc(a['notified_at']) or 'not yet'}</td></tr>"
+        for a in rows
+    )
+    return f"<table>{head}{body}</table>"
+
+
+def _days_table(days: review.Page, base: str) -> str:
+    """The NEM12 days a file brought, each current or replaced, linked to its versions."""
+    if not days.total:
+        return ""
+    rows = "".join(
+        f"<tr><td>{_cell(d['nmi'])}</td><td>{_cell(d['nmi_suffix'])}</td>"
+        f"<td><a href='{_day_path(base, d['nmi'], d['nmi_suffix'], d['interval_date'])}'>"
+        f"{d['interval_date'].isoformat()}</a></td><td>{_cell(d['quality_method'])}</td>"
+        f"<td>{_cell(history.decimal_text(d['total']))} {_cell(d['uom'])}</td>"
+        + (
+            "<td>current</td>"
+            if d["current"]
+            else f"<td>replaced by <a href='{base}/files/{d['replaced_by']}'>file "
+            f"{d['replaced_by']}</a></td>"
+        )
+        + "</tr>"
+        for d in days.rows
+    )
+    shown = f" (the first {len(days.rows)})" if days.total > len(days.rows) else ""
+    return (
+        f"<h2>NEM12 days: {days.total}{shown}</h2>"
+        "<table><tr><th>NMI</th><th>suffix</th><th>day (versions)</th><th>quality</th>"
+        f"<th>total</th><th>now</th></tr>{rows}</table>"
+    )
+
+
+def _versions_table(versions: list[history.DayVersion], base: str, held: int | None) -> str:
+    """A day's versions side by side: a column pair (value, quality) per version, its
+    facts on top, then one row per interval; cells that differ from the version
+    before are marked ``changed``; ``held``: the version held as of the moment asked."""
+
+    def facts(name: str, cell: Callable[[history.DayVersion], str]) -> str:
+        return (
+            f"<tr><th>{name}</th>"
+            + "".join(f"<td colspan='2'>{cell(v)}</td>" for v in versions)
+            + "</tr>"
+        )
+
+    def file_link(file_id: int | None) -> str:
+        return f"<a href='{base}/files/{file_id}'>file {file_id}</a>"
+
+    def quality(method: str, reason: str | None) -> str:
+        return escape(method) + (f" ({escape(reason)})" if reason else "")
+
+    heads = "".join(
+        f"<th colspan='2'{_HELD if n == held else ''}>version {n + 1}"
+        + (" (current)" if v.replaced_at is None else "")
+        + (" (held then)" if n == held else "")
+        + "</th>"
+        for n, v in enumerate(versions)
+    )
+    top = (
+        facts("file", lambda v: file_link(v.file_id))
+        + facts("UpdateDateTime (NEM time)", lambda v: _nem(v.update_datetime))
+        + facts("header DateTime (NEM time)", lambda v: _nem(v.header_datetime))
+        + facts("merged at", lambda v: _utc(v.merged_at))
+        + facts("replaced at", lambda v: _utc(v.replaced_at))
+        + facts(
+            "replaced by",
+            lambda v: file_link(v.replaced_by) if v.replaced_by is not None else "current",
+        )
+        + facts("quality", lambda v: quality(v.quality_method, v.reason_code))
+        + facts("interval length", lambda v: f"{v.interval_length} min")
+        + facts("total", lambda v: f"{history.decimal_text(v.total)} {escape(v.uom)}")
+    )
+    rows = "".join(
+        f"<tr><th>{row.start.strftime('%H:%M')}</th>"
+        + "".join(
+            (
+                f"<td{_mark(row.value_changed[n])}>"
+                f"{_cell(history.decimal_text(c.value)) if c else ''}</td>"
+                f"<td{_mark(row.quality_changed[n])}>"
+                f"{quality(c.quality_method, c.reason_code) if c else ''}</td>"
+            )
+            for n, c in enumerate(row.cells)
+        )
+        + "</tr>"
+        for row in history.side_by_side(versions)
+    )
+    return (
+        f"<table class='versions'><tr><th></th>{heads}</tr>{top}"
+        "<tr><th>interval start (NEM time)</th>"
+        + "<th>value</th><th>quality</th>" * len(versions)
+        + f"</tr>{rows}</table>"
+    )
+
+
+def _read_versions_table(reads: list[history.ReadVersion], base: str) -> str:
+    """NEM13 read versions: the read (datetimes in NEM time), its file, when it was held."""
+    rows = "".join(
+        f"<tr><td>{_cell(r.nmi_suffix)}</td><td>{_cell(r.register_id)}</td>"
+        f"<td>{_nem(r.previous_register_read_datetime)}</td>"
+        f"<td>{_nem(r.current_register_read_datetime)}</td>"
+        f"<td>{_cell(r.current_register_read_text)}</td><td>{_cell(r.current_quality_method)}</td>"
+        f"<td>{_cell(history.decimal_text(r.quantity))} {_cell(r.uom)}</td>"
+        f"<td><a href='{base}/files/{r.file_id}'>file {r.file_id}</a></td>"
+        f"<td>{_utc(r.merged_at)}</td><td>{_utc(r.replaced_at)}</td>"
+        + (
+            "<td>current</td>"
+            if r.current
+            else f"<td>replaced by <a href='{base}/files/{r.replaced_by}'>file "
+            f"{r.replaced_by}</a>{'' if r.ever_held else ' (never held)'}</td>"
+        )
+        + "</tr>"
+        for r in reads
+    )
+    return (
+        "<table><tr><th>suffix</th><th>register</th><th>previous read (NEM time)</th>"
+        "<th>current read (NEM time)</th><th>read</th><th>quality</th><th>quantity</th>"
+        "<th>file</th><th>merged at</th><th>replaced at</th><th>now</th></tr>"
+        f"{rows}</table>"
+    )
+
+
+_HELD = " class='held'"
+
+
+def _mark(changed: bool) -> str:
+    return " class='changed' title='differs from the version before'" if changed else ""
 
 
 def _files_table(rows: list[dict[str, Any]], base: str) -> str:
@@ -140,7 +345,7 @@ def create_app(
     """The review app; ``reports_root`` is the reports folder or ``s3://bucket/prefix``
     (read with the client ``s3()`` gives)."""
     from fastapi import Depends, FastAPI, HTTPException, Query
-    from fastapi.responses import HTMLResponse, JSONResponse, Response
+    from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
     dependencies = []
     if auth:
@@ -220,6 +425,8 @@ def create_app(
             found = review.findings(conn, file_id)
             runs = review.runs_of_file(conn, file_id)
             reads = review.reads_of_file(conn, file_id)
+            days = review.days_of_file(conn, file_id)
+            alerts = review.alerts_of_file(conn, file_id) if days.total else []
         facts = "".join(
             f"<tr><th>{escape(k)}</th><td>{_cell(row[k])}</td></tr>"
             for k in (
@@ -298,11 +505,237 @@ def create_app(
         )
         body = (
             f"<table>{facts}</table>{members}{report}{_reads_table(reads, base)}"
-            f"<p>Findings: <a href='{base}/files/{file_id}/findings.csv'>CSV</a> "
+            f"{_days_table(days, base)}"
+            + (
+                f"<h2>Alerts on its days: {len(alerts)}</h2>{_alerts_table(alerts, base)}"
+                if days.total
+                else ""
+            )
+            + f"<p>Findings: <a href='{base}/files/{file_id}/findings.csv'>CSV</a> "
             f"<a href='{base}/files/{file_id}/findings.json'>JSON</a></p>{groups or '<p>none</p>'}"
             f"<h2>Runs</h2><table><tr><th>DAG</th><th>run</th><th>tasks</th></tr>{run_rows}</table>"
         )
         return _page(base, str(row["key"]), body)
+
+    @app.get("/days", response_class=HTMLResponse)
+    def days_page(
+        nmi: str | None = None,
+        day: str | None = None,
+        suffix: str | None = None,
+        as_of: str | None = None,
+    ) -> Response:
+        """Find a day by NMI and date: its NEM12 streams (each linked to its versions)
+        and the versions of the NEM13 reads whose period meets it."""
+        chosen, moment = _day(day, "day"), _moment(as_of)
+        form = (
+            f"<form action='{base}/days'>NMI <input name='nmi' value='{_cell(nmi)}' required>"
+            f"day <input type='date' name='day' value='{_cell(chosen)}' required>"
+            f"suffix <input name='suffix' size='4' value='{_cell(suffix)}' placeholder='any'>"
+            f"as of (UTC) <input type='datetime-local' step='1' name='as_of' "
+            f"value='{_local(moment)}'><button>Show versions</button></form>"
+        )
+        if not nmi or chosen is None:
+            return HTMLResponse(_page(base, "Day versions", form))
+        if suffix:
+            target = _day_path(base, nmi, suffix, chosen)
+            return RedirectResponse(
+                target + (f"?{urlencode({'as_of': as_of})}" if as_of else ""), 303
+            )
+        after = chosen + timedelta(days=1)
+        with db() as conn:
+            days = history.day_versions(conn, nmi, chosen, after, moment)
+            reads = history.read_versions(conn, nmi, chosen, after, moment)
+        streams: dict[str, list[history.DayVersion]] = {}
+        for v in days:
+            streams.setdefault(v.nmi_suffix, []).append(v)
+        query = f"?{urlencode({'as_of': as_of})}" if as_of else ""
+        stream_rows = "".join(
+            f"<tr><td><a href='{_day_path(base, nmi, s, chosen)}{query}'>{escape(s)}</a></td>"
+            f"<td>{len(vs)}</td><td><a href='{base}/files/{vs[-1].file_id}'>"
+            f"file {vs[-1].file_id}</a></td>"
+            f"<td>{escape(vs[-1].quality_method)}</td>"
+            f"<td>{history.decimal_text(vs[-1].total)} {escape(vs[-1].uom)}</td></tr>"
+            for s, vs in streams.items()
+        )
+        held = "held as of " + _utc(moment) if moment else "stored"
+        body = form + (
+            f"<h2>NEM12 streams</h2><table><tr><th>suffix</th><th>versions {held}</th>"
+            f"<th>latest version</th><th>quality</th><th>total</th></tr>{stream_rows}</table>"
+            if streams
+            else f"<p>No NEM12 day {held} for {escape(nmi)} on {chosen}.</p>"
+        )
+        if reads:
+            body += f"<h2>NEM13 read versions {held}</h2>" + _read_versions_table(reads, base)
+        return HTMLResponse(_page(base, f"Day versions: {nmi} on {chosen}", body))
+
+    def _versions_of(
+        conn: psycopg.Connection, nmi: str, suffix: str, day: date, moment: datetime | None
+    ) -> tuple[list[history.DayVersion], list[history.DayVersion]]:
+        """Every version of the day, and those held as of ``moment`` (all if none)."""
+        after = day + timedelta(days=1)
+        every = history.day_versions(conn, nmi, day, after, suffixes=(suffix,))
+        if not every:
+            raise HTTPException(404, f"no version of {nmi} {suffix} on {day} is stored")
+        if moment is None:
+            return every, every
+        return every, history.day_versions(conn, nmi, day, after, moment, (suffix,))
+
+    @app.get("/days/{nmi}/{suffix}/{day}", response_class=HTMLResponse)
+    def day_page(nmi: str, suffix: str, day: date, as_of: str | None = None) -> str:
+        """One stream's day: its versions side by side, or with ``as_of`` beside the
+        others the one held then."""
+        moment = _moment(as_of)
+        with db() as conn:
+            every, held = _versions_of(conn, nmi, suffix, day, moment)
+            alerts = review.alerts(
+                conn, review.AlertFilter(nmi=nmi, suffix=suffix, day_from=day, day_to=day)
+            )
+        here = _day_path(base, nmi, suffix, day)
+        form = (
+            f"<form action='{here}'>as of (UTC) <input type='datetime-local' step='1' "
+            f"name='as_of' value='{_local(moment)}'><button>Show what was held</button>"
+            + (f" <a href='{here}'>all versions</a>" if moment else "")
+            + "</form>"
+        )
+        shown, marked = every, None
+        if moment is None:
+            summary = f"<p>{len(every)} versions, oldest first; the last is current.</p>"
+        else:  # the versions that had come by then, the one held then marked
+            shown = [v for v in every if v.merged_at <= moment]
+            if held:
+                marked = shown.index(held[0])
+                summary = (
+                    f"<p>As of {_utc(moment)} the table held version {marked + 1} "
+                    f"(<a href='{base}/files/{held[0].file_id}'>file {held[0].file_id}</a>, "
+                    f"merged {_utc(held[0].merged_at)}); {len(every)} versions in all.</p>"
+                )
+            else:
+                summary = (
+                    f"<p>As of {_utc(moment)} the table held nothing for this day: its first "
+                    f"version was merged {_utc(every[0].merged_at)}.</p>"
+                )
+        body = (
+            form
+            + summary
+            + "<p>Marked cells differ from the version before them.</p>"
+            + (_versions_table(shown, base, marked) if shown else "")
+            + f"<p><a href='{here}/versions.json"
+            + (f"?{urlencode({'as_of': as_of})}" if as_of else "")
+            + "'>JSON</a></p>"
+            + f"<h2>Alerts on this day: {alerts.total}</h2>{_alerts_table(alerts.rows, base)}"
+        )
+        return _page(base, f"Versions of {nmi} {suffix} on {day}", body)
+
+    @app.get("/days/{nmi}/{suffix}/{day}/versions.json")
+    def day_json(nmi: str, suffix: str, day: date, as_of: str | None = None) -> JSONResponse:
+        """A day's versions (with ``as_of`` the one held then, if any) and their intervals
+        side by side, decimals as strings."""
+        moment = _moment(as_of)
+        with db() as conn:
+            _, held = _versions_of(conn, nmi, suffix, day, moment)
+        return JSONResponse(
+            {
+                "nmi": nmi,
+                "nmi_suffix": suffix,
+                "interval_date": day.isoformat(),
+                "as_of": moment.isoformat() if moment else None,
+                "versions": [v.as_json() for v in held],
+                "intervals": [row.as_json() for row in history.side_by_side(held)],
+            }
+        )
+
+    def _alert_filter(
+        severity: list[str], rule: str | None, nmi: str | None, day_from: str | None,
+        day_to: str | None,
+    ) -> review.AlertFilter:  # fmt: skip
+        try:
+            return review.AlertFilter(
+                tuple(s for s in severity if s),
+                rule or None,
+                nmi or None,
+                None,
+                _day(day_from, "day_from"),
+                _day(day_to, "day_to"),
+            )
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from exc
+
+    @app.get("/alerts", response_class=HTMLResponse)
+    def alerts_page(
+        severity: str | None = None,
+        rule: str | None = None,
+        nmi: str | None = None,
+        day_from: str | None = None,
+        day_to: str | None = None,
+        page: int = Query(1, ge=1),
+    ) -> str:
+        chosen = _alert_filter([severity or ""], rule, nmi, day_from, day_to)
+        with db() as conn:
+            found = review.alerts(conn, chosen, page)
+            rules = review.alert_rules(conn)
+        severities = "".join(
+            f"<option{' selected' if s == severity else ''}>{escape(s)}</option>"
+            for s in ("", *SEVERITIES)
+        )
+        known = "".join(
+            f"<option{' selected' if r == rule else ''}>{escape(r)}</option>" for r in ("", *rules)
+        )
+        form = (
+            f"<form>severity <select name='severity'>{severities}</select>"
+            f"rule <select name='rule'>{known}</select>"
+            f"NMI <input name='nmi' value='{_cell(nmi)}'>"
+            f"days <input type='date' name='day_from' value='{_cell(day_from)}'>"
+            f"to <input type='date' name='day_to' value='{_cell(day_to)}'>"
+            "<button>Filter</button></form>"
+        )
+        query = {
+            k: v
+            for k, v in {
+                "severity": severity,
+                "rule": rule,
+                "nmi": nmi,
+                "day_from": day_from,
+                "day_to": day_to,
+            }.items()
+            if v
+        }
+        pager = f"<p>{found.total} alerts, page {found.page} of {found.pages}"
+        if found.page > 1:
+            pager += f" <a href='?{urlencode({**query, 'page': found.page - 1})}'>newer</a>"
+        if found.page < found.pages:
+            pager += f" <a href='?{urlencode({**query, 'page': found.page + 1})}'>older</a>"
+        pager += (
+            f" <a href='{base}/alerts.json?{urlencode({**query, 'page': found.page})}'>JSON</a>"
+        )
+        return _page(base, "Alerts", form + pager + "</p>" + _alerts_table(found.rows, base))
+
+    @app.get("/alerts.json")
+    def alerts_json(
+        severity: list[str] | None = Query(None, description="a severity; repeat"),  # noqa: B008
+        rule: str | None = None,
+        nmi: str | None = None,
+        day_from: str | None = Query(None, description="first NEM day, YYYY-MM-DD"),
+        day_to: str | None = Query(None, description="last NEM day (included)"),
+        page: int = Query(1, ge=1),
+    ) -> JSONResponse:
+        """The alerts, newest first, 100 a page; decimals as strings."""
+        chosen = _alert_filter(severity or [], rule, nmi, day_from, day_to)
+        with db() as conn:
+            found = review.alerts(conn, chosen, page)
+        return JSONResponse(
+            {
+                "total": found.total,
+                "page": found.page,
+                "pages": found.pages,
+                "alerts": [
+                    {
+                        **{k: _plain(v) for k, v in a.items()},
+                        "versions": _day_path(base, a["nmi"], a["nmi_suffix"], a["interval_date"]),
+                    }
+                    for a in found.rows
+                ],
+            }
+        )
 
     @app.get("/usage.json")
     def usage_json(

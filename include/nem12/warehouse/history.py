@@ -18,6 +18,7 @@ version was never held: its ``replaced_at`` is its own ``merged_at``, its
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
@@ -95,8 +96,8 @@ class DayVersion:
     def as_json(self) -> dict[str, Any]:
         """Decimals as strings (exact), dates and times as ISO text."""
         row = asdict(self)
-        row["total"] = _text(self.total)
-        row["interval_values"] = [_text(v) for v in self.interval_values]
+        row["total"] = decimal_text(self.total)
+        row["interval_values"] = [decimal_text(v) for v in self.interval_values]
         for name in (
             "interval_date",
             "merged_at",
@@ -109,7 +110,8 @@ class DayVersion:
         return row
 
 
-def _text(value: Decimal | None) -> str | None:
+def decimal_text(value: Decimal | None) -> str | None:
+    """An exact decimal as plain text without trailing zeros (None stays None)."""
     if value is None:
         return None
     return format(value.normalize(), "f") if value else "0"
@@ -159,45 +161,54 @@ def day_versions(
 @dataclass(frozen=True)
 class IntervalRow:
     """One interval start across a day's versions: each version's interval there
-    (None: that version has no interval starting then) and whether it differs from
-    the version before it (the first version's cells never do)."""
+    (None: that version has no interval starting then), and whether its value and
+    its quality differ from the version's before it (the first version's never do;
+    an interval only one of the two has differs in both)."""
 
     start: datetime
     cells: list[Interval | None]
-    changed: list[bool]
+    value_changed: list[bool]
+    quality_changed: list[bool]
 
     def as_json(self) -> dict[str, Any]:
         return {
             "start": self.start.isoformat(),
-            "values": [None if c is None else _text(c.value) for c in self.cells],
+            "values": [None if c is None else decimal_text(c.value) for c in self.cells],
             "quality_methods": [None if c is None else c.quality_method for c in self.cells],
             "reason_codes": [None if c is None else c.reason_code for c in self.cells],
-            "changed": self.changed,
+            "value_changed": self.value_changed,
+            "quality_changed": self.quality_changed,
         }
 
 
 def side_by_side(versions: list[DayVersion]) -> list[IntervalRow]:
     """The intervals of one day's versions (in merge order), one row per interval
-    start of any of them; a cell is changed when its value, quality or reason differs
-    from the previous version's at that start, or only one of the two has one."""
+    start of any of them, each cell held against the previous version's at that
+    start: the value, and the quality (QualityMethod and ReasonCode)."""
     by_version = [{i.start: i for i in v.intervals()} for v in versions]
     starts = sorted({start for intervals in by_version for start in intervals})
     rows = []
     for start in starts:
         cells = [intervals.get(start) for intervals in by_version]
-        changed = [False] + [_differ(before, after) for before, after in pairwise(cells)]
-        rows.append(IntervalRow(start, cells, changed))
+        pairs = list(pairwise(cells))
+        rows.append(
+            IntervalRow(
+                start,
+                cells,
+                [False] + [_differ(a, b, lambda i: i.value) for a, b in pairs],
+                [False]
+                + [_differ(a, b, lambda i: (i.quality_method, i.reason_code)) for a, b in pairs],
+            )
+        )
     return rows
 
 
-def _differ(before: Interval | None, after: Interval | None) -> bool:
+def _differ(
+    before: Interval | None, after: Interval | None, part: Callable[[Interval], Any]
+) -> bool:
     if before is None or after is None:
         return before is not after
-    return (before.value, before.quality_method, before.reason_code) != (
-        after.value,
-        after.quality_method,
-        after.reason_code,
-    )
+    return part(before) != part(after)
 
 
 # --- NEM13 reads ----------------------------------------------------------------------
@@ -278,7 +289,7 @@ class ReadVersion:
     def as_json(self) -> dict[str, Any]:
         """Decimals as strings (exact), times as ISO text (read datetimes in NEM time)."""
         row = asdict(self)
-        row["quantity"] = _text(self.quantity)
+        row["quantity"] = decimal_text(self.quantity)
         for name in ("previous_register_read_datetime", "current_register_read_datetime"):
             row[name] = getattr(self, name).astimezone(NEM_TZ).isoformat()
         for name in ("update_datetime", "header_datetime", "merged_at", "replaced_at"):

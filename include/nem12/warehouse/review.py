@@ -2,8 +2,10 @@
 
 Reviewers look for what was wrong with which file, and where, to send it back
 to the meter data provider: the ledger (filtered, paged), one file with its
-findings grouped by rule (and a NEM13 file's reads), the files of one DAG
-run, and how often each rule fired by sender.
+findings grouped by rule (and a NEM13 file's reads, the NEM12 days it brought
+and their alerts), the files of one DAG run, how often each rule fired by
+sender, and the alerts raised (filtered, paged). A day's versions come from
+``nem12.warehouse.history``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from psycopg.rows import dict_row
 
 from nem12.format import spec
 from nem12.format.rules import RULES
-from nem12.warehouse.schema import FILE_STATUSES, SCHEMA
+from nem12.warehouse.schema import FILE_STATUSES, SCHEMA, SEVERITIES
 
 #: Ledger columns a Files page row shows.
 _FILE_COLUMNS = (
@@ -215,3 +217,122 @@ def rule_counts(
     for rule, sender, n in rows:
         counts.setdefault(rule, {})[sender] = int(n)
     return counts
+
+
+def days_of_file(conn: psycopg.Connection, file_id: int, limit: int = 500) -> Page:
+    """The NEM12 days a file brought that are kept: its versions now in ``meter_day``
+    (``current``) or since replaced (``replaced_by``: the file that did), by stream
+    and day. A day it brought that a newer version already held is not kept."""
+    days = f"""
+        SELECT nmi, nmi_suffix, interval_date, quality_method, total, uom,
+               true AS current, NULL::bigint AS replaced_by
+        FROM {SCHEMA}.meter_day WHERE file_id = %(file_id)s
+        UNION ALL
+        SELECT nmi, nmi_suffix, interval_date, quality_method, total, uom, false, replaced_by
+        FROM {SCHEMA}.meter_day_version WHERE file_id = %(file_id)s
+    """
+    with conn.cursor(row_factory=dict_row) as cursor:
+        total = cursor.execute(
+            f"SELECT count(*) AS n FROM ({days}) d", {"file_id": file_id}
+        ).fetchone()
+        rows = cursor.execute(
+            f"SELECT * FROM ({days}) d ORDER BY nmi, nmi_suffix, interval_date LIMIT %(limit)s",
+            {"file_id": file_id, "limit": limit},
+        ).fetchall()
+    return Page(rows, int(total["n"]) if total else 0, 1, limit)
+
+
+#: What the Alerts page shows of each alert.
+ALERT_COLUMNS = (
+    "alert_id",
+    "raised_at",
+    "severity",
+    "rule",
+    "nmi",
+    "nmi_suffix",
+    "interval_date",
+    "observed",
+    "threshold",
+    "message",
+    "config_version",
+    "notified_at",
+)
+_ALERT_SELECT = ", ".join(f"a.{c}" for c in ALERT_COLUMNS)
+
+
+@dataclass(frozen=True)
+class AlertFilter:
+    """What the Alerts page asks for; every field optional. Days are NEM days,
+    both ends included."""
+
+    severities: tuple[str, ...] = ()
+    rule: str | None = None
+    nmi: str | None = None
+    suffix: str | None = None
+    day_from: date | None = None
+    day_to: date | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.severities if s not in SEVERITIES]
+        if unknown:
+            raise ValueError(f"unknown severity {unknown[0]!r}: one of {', '.join(SEVERITIES)}")
+
+
+def _alert_where(chosen: AlertFilter) -> tuple[str, dict[str, Any]]:
+    clauses, params = [], {}
+    if chosen.severities:
+        clauses.append("a.severity = ANY(%(severities)s)")
+        params["severities"] = list(chosen.severities)
+    for name, clause in (
+        ("rule", "a.rule = %(rule)s"),
+        ("nmi", "a.nmi = %(nmi)s"),
+        ("suffix", "a.nmi_suffix = %(suffix)s"),
+        ("day_from", "a.interval_date >= %(day_from)s"),
+        ("day_to", "a.interval_date <= %(day_to)s"),
+    ):
+        if getattr(chosen, name) is not None:
+            clauses.append(clause)
+            params[name] = getattr(chosen, name)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def alerts(
+    conn: psycopg.Connection, chosen: AlertFilter, page: int = 1, per_page: int = 100
+) -> Page:
+    """The alerts raised, newest first, as the Alerts page shows them."""
+    where, params = _alert_where(chosen)
+    with conn.cursor(row_factory=dict_row) as cursor:
+        total = cursor.execute(
+            f"SELECT count(*) AS n FROM {SCHEMA}.alert a{where}", params
+        ).fetchone()
+        rows = cursor.execute(
+            f"SELECT {_ALERT_SELECT} FROM {SCHEMA}.alert a{where} "
+            "ORDER BY a.raised_at DESC, a.alert_id DESC LIMIT %(limit)s OFFSET %(offset)s",
+            {**params, "limit": per_page, "offset": (max(page, 1) - 1) * per_page},
+        ).fetchall()
+    return Page(rows, int(total["n"]) if total else 0, max(page, 1), per_page)
+
+
+def alert_rules(conn: psycopg.Connection) -> list[str]:
+    """The rules that raised an alert, for the Alerts page's filter."""
+    return [r[0] for r in conn.execute(f"SELECT DISTINCT rule FROM {SCHEMA}.alert ORDER BY 1")]
+
+
+def alerts_of_file(conn: psycopg.Connection, file_id: int) -> list[dict[str, Any]]:
+    """The alerts on the days a file brought (``days_of_file``), newest first."""
+    with conn.cursor(row_factory=dict_row) as cursor:
+        return cursor.execute(
+            f"""
+            WITH day AS (
+                SELECT nmi, nmi_suffix, interval_date FROM {SCHEMA}.meter_day
+                WHERE file_id = %(file_id)s
+                UNION
+                SELECT nmi, nmi_suffix, interval_date FROM {SCHEMA}.meter_day_version
+                WHERE file_id = %(file_id)s
+            )
+            SELECT {_ALERT_SELECT} FROM {SCHEMA}.alert a
+            JOIN day d USING (nmi, nmi_suffix, interval_date)
+            ORDER BY a.raised_at DESC, a.alert_id DESC
+            """,
+            {"file_id": file_id},
+        ).fetchall()
