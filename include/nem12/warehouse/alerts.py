@@ -171,27 +171,28 @@ _MISSING_DAYS = f"""
 WITH touched AS (
     SELECT nmi, min(interval_date) AS first_changed FROM changed_day GROUP BY nmi
 ), stream AS (
-    SELECT t.nmi, s.nmi_suffix, t.first_changed, n.newest,
+    SELECT t.nmi, s.nmi_suffix, t.first_changed,
+           max(s.last_day) OVER (PARTITION BY t.nmi) AS newest,
            (SELECT max(b.interval_date) FROM {SCHEMA}.day_rollup b
             WHERE b.nmi = t.nmi AND b.nmi_suffix = s.nmi_suffix
               AND b.interval_date < t.first_changed) AS before
     FROM touched t
-    CROSS JOIN LATERAL (SELECT DISTINCT r.nmi_suffix FROM {SCHEMA}.day_rollup r
-                        WHERE r.nmi = t.nmi) s
-    CROSS JOIN LATERAL (SELECT max(r.interval_date) AS newest FROM {SCHEMA}.day_rollup r
-                        WHERE r.nmi = t.nmi) n
-    WHERE s.nmi_suffix LIKE ANY(%(suffixes)s)
+    CROSS JOIN LATERAL (SELECT r.nmi_suffix, max(r.interval_date) AS last_day
+                        FROM {SCHEMA}.day_rollup r WHERE r.nmi = t.nmi
+                        GROUP BY r.nmi_suffix) s
 ), day AS (
-    SELECT s.nmi, s.nmi_suffix, s.newest, d::date AS interval_date
+    SELECT s.nmi, s.nmi_suffix, s.newest, d::date AS interval_date,
+           EXISTS (SELECT 1 FROM {SCHEMA}.day_rollup r
+                   WHERE {_SAME_STREAM.format(a="r", b="s")}
+                     AND r.interval_date = d::date) AS delivered
     FROM stream s,
          generate_series(coalesce(s.before, s.first_changed), s.newest, interval '1 day') d
+    WHERE s.nmi_suffix LIKE ANY(%(suffixes)s)
 ), marked AS (
-    SELECT d.*, r.interval_date IS NOT NULL AS delivered,
-           max(r.interval_date) OVER (PARTITION BY d.nmi, d.nmi_suffix
-                                      ORDER BY d.interval_date) AS last_delivered
-    FROM day d
-    LEFT JOIN {SCHEMA}.day_rollup r ON {_SAME_STREAM.format(a="r", b="d")}
-                                   AND r.interval_date = d.interval_date
+    SELECT day.*,
+           max(CASE WHEN delivered THEN interval_date END)
+               OVER (PARTITION BY nmi, nmi_suffix ORDER BY interval_date) AS last_delivered
+    FROM day
 )
 SELECT nmi, nmi_suffix, interval_date, (interval_date - last_delivered)::numeric AS observed,
        0::numeric AS threshold, (interval_date - last_delivered)::numeric AS over,
