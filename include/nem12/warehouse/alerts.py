@@ -338,7 +338,8 @@ def raise_alerts(
 
 
 def alerts(conn: psycopg.Connection, where: str = "TRUE", params: Any = None) -> list[dict]:
-    """The alert rows (oldest first) matching ``where``, as dicts."""
+    """The alert rows (oldest first) matching ``where`` (SQL written in code, with
+    ``params``; never text from outside), as dicts."""
     cursor = conn.execute(
         f"SELECT * FROM {SCHEMA}.alert WHERE {where} ORDER BY alert_id", params or ()
     )
