@@ -2,8 +2,8 @@
 
 Log in to Airflow's UI, open the review view from the navigation, find the
 rejected and the partial file, see each defect's rule, line and record as
-sent, open the run's report styled; every request the browser makes goes to
-the Airflow server only. The screenshots are the README's (docs/review/).
+sent, open the run's report styled, open a day's versions; every request the
+browser makes goes to the Airflow server only. The screenshots are the README's (docs/review/).
 """
 
 from __future__ import annotations
@@ -93,6 +93,15 @@ def test_a_reviewer_finds_each_defect_and_the_styled_report_with_no_other_host(l
             page.wait_for_timeout(250)
         assert "Segoe UI" in font, font
         page.screenshot(path=SCREENSHOTS / "report.png")
+
+        # a day the partial file brought: its versions page (one version, 48 intervals),
+        # opened from the view itself (the session's login holds for /nem12/ too)
+        page.goto(live.cluster.api_url + "/nem12/")
+        page.get_by_role("link", name="landing/partial.csv").click()
+        page.locator("a[href*='/nem12/days/']").first.click()
+        page.get_by_text("version 1 (current)").wait_for()
+        assert page.locator("table.versions tr").count() == 1 + 9 + 1 + 48
+        page.screenshot(path=SCREENSHOTS / "day-versions.png")
         browser.close()
     elsewhere = [
         url

@@ -599,7 +599,11 @@ def create_app(
         )
         shown, marked = every, None
         if moment is None:
-            summary = f"<p>{len(every)} versions, oldest first; the last is current.</p>"
+            summary = (
+                "<p>1 version, current.</p>"
+                if len(every) == 1
+                else f"<p>{len(every)} versions, oldest first; the last is current.</p>"
+            )
         else:  # the versions that had come by then, the one held then marked
             shown = [v for v in every if v.merged_at <= moment]
             if held:
