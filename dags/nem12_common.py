@@ -64,6 +64,24 @@ def settings() -> Settings:
     return Settings.from_env()
 
 
+def alert_config():
+    """The alert config: the Variable ``nem12_alert_config`` when set, else the
+    ``NEM12_ALERT_CONFIG`` file."""
+    from airflow.sdk import Variable
+
+    from nem12.pipeline import alert_config as config
+
+    return config.load_config(settings(), Variable.get(config.VARIABLE, default=None))
+
+
+def review_base_url() -> str | None:
+    """The api-server's address, for the review view's links in notifications:
+    Airflow's ``[api] base_url`` (unset: links relative to the server)."""
+    from airflow.sdk.configuration import conf
+
+    return conf.get("api", "base_url", fallback=None) or None
+
+
 def _param(name: str) -> bool:
     """A run's param (backfill form); the scheduled DAG has none and gets False."""
     return bool(get_current_context()["params"].get(name, False))
@@ -210,8 +228,40 @@ def publish(counts: dict) -> dict:
     return counts
 
 
+@task(trigger_rule="all_done")
+def notify_run() -> dict:
+    """The run's summary (its files by status, readings by outcome, each rejected or
+    partial file's first findings and review link) to the config's ``notify.runs``,
+    once per channel. It runs whatever became of the tasks before it, from what the
+    ledger says of the run's files, so rejected files or a failed load never stop
+    it; a channel that cannot take it fails this task, the load stays done. A run
+    that touched no file (or a dry run) sends nothing: skipped."""
+    our_process()
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from nem12.pipeline import notify, steps
+
+    if _param("dry_run"):
+        raise AirflowSkipException("dry run: nothing was loaded, nothing to tell")
+    context = get_current_context()
+    with postgres() as conn:
+        steps.prepare(conn)
+        done = notify.notify_run(
+            conn,
+            alert_config(),
+            context["dag"].dag_id,
+            context["run_id"],
+            review_base_url(),
+            context,
+        )
+    if done is None:
+        raise AirflowSkipException("the run touched no file: nothing to tell")
+    return done
+
+
 def pipeline(objects) -> None:
-    """register -> validate -> parse_and_load (mapped) -> merge -> publish."""
+    """register -> validate -> parse_and_load (mapped) -> merge -> publish, then
+    notify_run whatever became of them."""
     checked = validate(register(objects))
     loaded = parse_and_load.expand(group=plan_loads(checked))
-    publish(merge(checked, loaded))
+    publish(merge(checked, loaded)) >> notify_run()

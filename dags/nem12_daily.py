@@ -1,5 +1,6 @@
 """Downstream of the merge, on every change of the meter table: the daily rollup,
-then the alerts of the alert config for the days it refreshed.
+then the alerts of the alert config for the days it refreshed, sent through their
+notifiers (``nem12.pipeline.notify``).
 
 Scheduled on the ``nem12_meter_reading`` Asset alone. Each run takes every day
 changed since the previous run (however many events or hours it missed), so
@@ -10,8 +11,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from airflow.sdk import dag, task
-from nem12_common import DEFAULT_ARGS, METER_READING, our_process, postgres, settings
+from airflow.sdk import dag, get_current_context, task
+from nem12_common import (
+    DEFAULT_ARGS,
+    METER_READING,
+    alert_config,
+    our_process,
+    postgres,
+    settings,
+)
 
 
 @dag(
@@ -49,9 +57,22 @@ def nem12_daily() -> None:
             steps.prepare(conn)
             return downstream.raise_alerts(conn, config)
 
+    @task
+    def send_alerts() -> dict:
+        """Send every alert not sent yet to its channels (the config's notify.alerts and
+        its rule's notify), one message per channel; a channel that cannot take it
+        fails this task after the others took theirs, its alerts kept for the next run."""
+        our_process()
+        from nem12.pipeline import downstream
+
+        context = get_current_context()
+        origin = f"{context['dag'].dag_id} {context['run_id']}"
+        with postgres() as conn:
+            return downstream.send_alerts(conn, alert_config(), origin, context)
+
     rolled_up = refresh_rollups()
     raised = raise_alerts()
-    rolled_up >> raised
+    rolled_up >> raised >> send_alerts()
 
 
 nem12_daily()

@@ -61,6 +61,7 @@ def test_ingest_schedule_and_task_graph(dagbag):
         "parse_and_load",
         "merge",
         "publish",
+        "notify_run",
     }
     sense = tasks["sense"]
     assert sense.mode == "reschedule" and sense.soft_fail is True
@@ -69,6 +70,10 @@ def test_ingest_schedule_and_task_graph(dagbag):
     assert [t.task_id for t in tasks["parse_and_load"].upstream_list] == ["plan_loads"]
     assert {t.task_id for t in tasks["merge"].upstream_list} == {"validate", "parse_and_load"}
     assert [o.name for o in tasks["publish"].outlets] == ["nem12_meter_reading"]
+    # the run's summary goes out whatever became of the tasks before it, last
+    assert tasks["notify_run"].trigger_rule == "all_done"
+    assert tasks["notify_run"].upstream_task_ids == {"publish"}
+    assert [t.task_id for t in dag.leaves] == ["notify_run"]
     for task in dag.tasks:
         assert task.retries == 3 and task.retry_exponential_backoff
 
@@ -86,3 +91,9 @@ def test_backfill_has_a_params_form_and_the_same_task_chain(dagbag):
     }
     ingest = {t.task_id for t in dagbag.dags["nem12_ingest"].tasks} - {"sense"}
     assert {t.task_id for t in dag.tasks} - {"select"} == ingest
+
+
+def test_daily_sends_the_alerts_after_raising_them(dagbag):
+    tasks = {t.task_id: t for t in dagbag.dags["nem12_daily"].tasks}
+    assert tasks["send_alerts"].upstream_task_ids == {"raise_alerts"}
+    assert tasks["send_alerts"].retries == 3

@@ -524,3 +524,47 @@ def test_a_run_whose_channel_fails_raises_while_the_load_stays_done(env, tmp_pat
     [(_, _, document)] = http_listener.posts
     assert document["link"] == "/nem12/runs/manual__1"  # no base URL: relative links
     assert document["files"][0]["link"] == "/nem12/files/1"
+
+
+def test_an_ingest_run_through_airflow_sends_its_summary_and_an_empty_run_nothing(
+    services, tmp_path, smtp_server, http_listener, monkeypatch
+):
+    """``airflow dags test``: the final task reads the config file, the connections and
+    ``[api] base_url`` from the environment, as a worker does."""
+    import psycopg
+
+    from nem12.devtools import demo
+
+    path = tmp_path / "alerts.json"
+    path.write_text(json.dumps({**CONFIG, "notify": {"runs": ["hook", "mail"]}}))
+    monkeypatch.setenv("NEM12_ALERT_CONFIG", str(path))
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", BASE_URL + "/")
+    monkeypatch.setenv("NEM12_SENSE_POKE_SECONDS", "1")  # the empty run gives up at once
+    monkeypatch.setenv("NEM12_SENSE_TIMEOUT_SECONDS", "1")
+    s3 = services.s3_client()
+    s3.put_object(Bucket=services.bucket, Key="landing/a.csv", Body=GOOD)
+    s3.put_object(Bucket=services.bucket, Key="landing/c.csv", Body=BAD)
+    env = demo.airflow_env(tmp_path / "airflow", services.airflow_env(), tmp_path / "reports")
+    log = tmp_path / "airflow.log"
+    demo.prepare_airflow(env, log)
+    demo.airflow(["dags", "test", "nem12_ingest", "2024-01-01T01:00:00+00:00"], env, log)
+
+    with psycopg.connect(services.postgres_dsn) as conn:
+        [(run_id,)] = conn.execute("SELECT DISTINCT run_id FROM nem12.file_run").fetchall()
+        rejected = conn.execute(
+            "SELECT file_id FROM nem12.file_ledger WHERE key = 'landing/c.csv'"
+        ).fetchone()[0]
+    [(_, _, document)] = http_listener.posts
+    assert (document["dag_id"], document["run_id"]) == ("nem12_ingest", run_id)
+    assert document["files_by_status"] == {"loaded": 1, "rejected": 1}
+    assert document["readings"]["inserted"] == 192
+    [told] = [f for f in document["files"] if f["status"] == "rejected"]
+    assert (told["key"], told["link"]) == ("landing/c.csv", f"{BASE_URL}/nem12/files/{rejected}")
+    assert [(f["rule"], f["line"]) for f in told["findings"]] == [("header_missing", 1)]
+    [(_, _, mail)] = smtp_server.mails
+    assert f"REJECTED landing/c.csv (file {rejected})" in mail_text(mail)
+
+    # nothing new: the sensor gives up, the run ends skipped, nothing is sent
+    demo.airflow(["dags", "test", "nem12_ingest", "2024-01-01T02:00:00+00:00"], env, log)
+    assert len(http_listener.posts) == 1 and len(smtp_server.mails) == 1
+    assert "reason='the run touched no file: nothing to tell'" in log.read_text()
