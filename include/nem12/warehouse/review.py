@@ -232,14 +232,15 @@ def days_of_file(conn: psycopg.Connection, file_id: int, limit: int = 500) -> Pa
         FROM {SCHEMA}.meter_day_version WHERE file_id = %(file_id)s
     """
     with conn.cursor(row_factory=dict_row) as cursor:
-        total = cursor.execute(
-            f"SELECT count(*) AS n FROM ({days}) d", {"file_id": file_id}
-        ).fetchone()
         rows = cursor.execute(
-            f"SELECT * FROM ({days}) d ORDER BY nmi, nmi_suffix, interval_date LIMIT %(limit)s",
+            f"SELECT *, count(*) OVER () AS n FROM ({days}) d "
+            "ORDER BY nmi, nmi_suffix, interval_date LIMIT %(limit)s",
             {"file_id": file_id, "limit": limit},
         ).fetchall()
-    return Page(rows, int(total["n"]) if total else 0, 1, limit)
+    total = int(rows[0]["n"]) if rows else 0
+    for row in rows:
+        del row["n"]
+    return Page(rows, total, 1, limit)
 
 
 #: What the Alerts page shows of each alert.
@@ -323,15 +324,15 @@ def alerts_of_file(conn: psycopg.Connection, file_id: int) -> list[dict[str, Any
     with conn.cursor(row_factory=dict_row) as cursor:
         return cursor.execute(
             f"""
-            WITH day AS (
-                SELECT nmi, nmi_suffix, interval_date FROM {SCHEMA}.meter_day
-                WHERE file_id = %(file_id)s
-                UNION
-                SELECT nmi, nmi_suffix, interval_date FROM {SCHEMA}.meter_day_version
-                WHERE file_id = %(file_id)s
-            )
             SELECT {_ALERT_SELECT} FROM {SCHEMA}.alert a
-            JOIN day d USING (nmi, nmi_suffix, interval_date)
+            WHERE EXISTS (SELECT 1 FROM {SCHEMA}.meter_day d
+                          WHERE (d.nmi, d.nmi_suffix, d.interval_date)
+                              = (a.nmi, a.nmi_suffix, a.interval_date)
+                            AND d.file_id = %(file_id)s)
+               OR EXISTS (SELECT 1 FROM {SCHEMA}.meter_day_version d
+                          WHERE (d.nmi, d.nmi_suffix, d.interval_date)
+                              = (a.nmi, a.nmi_suffix, a.interval_date)
+                            AND d.file_id = %(file_id)s)
             ORDER BY a.raised_at DESC, a.alert_id DESC
             """,
             {"file_id": file_id},
