@@ -119,8 +119,10 @@ _READING_OF = (
 
 #: The other newer versions, reading by reading against the stored ones at the
 #: same interval start (another interval length, or 400 ranges). Both sides'
-#: readings are written out first and the two sets joined by hash: joined as
-#: a lateral function each, the planner may rerun one side per row of the other.
+#: readings are written out first, each under the staged day it is compared for
+#: (file_id, member, line_number: integers, cheap to join), and the two sets
+#: joined: joined as a lateral function each, the planner may rerun one side
+#: per row of the other.
 def _readings_of(table: str, staged: bool) -> str:
     """Write out the readings of the days compared reading by reading: the staged
     versions, or the stored days they meet."""
@@ -132,7 +134,7 @@ def _readings_of(table: str, staged: bool) -> str:
     )
     return f"""
 CREATE TEMP TABLE {table} ON COMMIT DROP AS
-SELECT c.file_id, c.nmi, c.nmi_suffix, c.interval_date, r.start_minute,
+SELECT c.file_id, c.member, c.line_number, r.start_minute,
        {_READING.format(r="r", s=day)}
 FROM compared c
 {source}
@@ -146,14 +148,13 @@ _OLD_READINGS = _readings_of("old_reading", staged=False)
 
 _READING_BY_READING = f"""
 SELECT new.file_id,
-       CASE WHEN old.nmi IS NULL THEN 'inserted'
+       CASE WHEN old.file_id IS NULL THEN 'inserted'
             WHEN {_READING_OF.format(t="new")} IS NOT DISTINCT FROM {_READING_OF.format(t="old")}
                 THEN 'unchanged'
             ELSE 'updated' END,
        count(*)
 FROM new_reading new
-LEFT JOIN old_reading old
-       ON {_JOIN_KEY.format(a="old", b="new")} AND old.start_minute = new.start_minute
+LEFT JOIN old_reading old USING (file_id, member, line_number, start_minute)
 GROUP BY 1, 2
 """
 

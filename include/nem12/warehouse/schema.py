@@ -299,13 +299,37 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.meter_day (
 
 -- A day's readings: interval number, start minute, value and quality. One
 -- definition for the view and the merge's per-reading outcomes; the value
--- without trailing zeros, as the long table of v4 held it.
+-- without trailing zeros, as the long table of v4 held it. A V day's ranges
+-- cover its intervals exactly once (the 400 rules), so each range takes its
+-- slice of the values; ranges that do not add up to the day (never written
+-- by the parser) are looked up interval by interval.
 CREATE OR REPLACE FUNCTION {SCHEMA}.day_readings(
     day_values numeric[], day_length smallint, day_quality text, day_reason_code text,
     day_reason_description text, day_interval_quality jsonb)
 RETURNS TABLE (interval_number integer, start_minute integer, value numeric,
                quality_method text, reason_code text, reason_description text)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
+    WITH ranges AS MATERIALIZED (
+        SELECT r.* FROM jsonb_to_recordset(day_interval_quality) AS r(
+            first_interval integer, last_interval integer, quality_method text,
+            reason_code text, reason_description text)
+    ), covering AS (
+        SELECT coalesce(sum(last_interval - first_interval + 1), 0)
+               = coalesce(cardinality(day_values), 0) AS exactly FROM ranges
+    )
+    SELECT v.i::integer, ((v.i - 1) * day_length)::integer, trim_scale(v.value),
+           day_quality, day_reason_code, day_reason_description
+    FROM unnest(day_values) WITH ORDINALITY AS v(value, i)
+    WHERE day_interval_quality IS NULL AND v.value IS NOT NULL
+    UNION ALL
+    SELECT (r.first_interval + v.k - 1)::integer,
+           ((r.first_interval + v.k - 2) * day_length)::integer, trim_scale(v.value),
+           r.quality_method, r.reason_code, r.reason_description
+    FROM ranges r
+    CROSS JOIN LATERAL unnest(day_values[r.first_interval:r.last_interval])
+        WITH ORDINALITY AS v(value, k)
+    WHERE (SELECT exactly FROM covering) AND v.value IS NOT NULL
+    UNION ALL
     SELECT v.i::integer, ((v.i - 1) * day_length)::integer, trim_scale(v.value),
            coalesce(q.quality_method, day_quality),
            CASE WHEN q.quality_method IS NULL THEN day_reason_code ELSE q.reason_code END,
@@ -313,14 +337,11 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
                 ELSE q.reason_description END
     FROM unnest(day_values) WITH ORDINALITY AS v(value, i)
     LEFT JOIN LATERAL (
-        SELECT r.quality_method, r.reason_code, r.reason_description
-        FROM jsonb_to_recordset(day_interval_quality) AS r(
-            first_interval integer, last_interval integer, quality_method text,
-            reason_code text, reason_description text)
-        WHERE v.i BETWEEN r.first_interval AND r.last_interval
-        LIMIT 1
+        SELECT r.quality_method, r.reason_code, r.reason_description FROM ranges r
+        WHERE v.i BETWEEN r.first_interval AND r.last_interval LIMIT 1
     ) q ON true
-    WHERE v.value IS NOT NULL
+    WHERE day_interval_quality IS NOT NULL AND NOT (SELECT exactly FROM covering)
+      AND v.value IS NOT NULL
 $fn$;
 
 -- Every reading with its day (for queries that bound the day and use the key).
