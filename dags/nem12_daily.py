@@ -18,6 +18,7 @@ from nem12_common import (
     alert_config,
     our_process,
     postgres,
+    review_base_url,
     settings,
 )
 
@@ -68,7 +69,7 @@ def nem12_daily() -> None:
         context = get_current_context()
         origin = f"{context['dag'].dag_id} {context['run_id']}"
         with postgres() as conn:
-            return downstream.send_alerts(conn, alert_config(), origin, context)
+            return downstream.send_alerts(conn, alert_config(), origin, context, review_base_url())
 
     rolled_up = refresh_rollups()
     raised = raise_alerts()

@@ -23,6 +23,7 @@ from datetime import date
 from decimal import Decimal
 from email.message import Message as MailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,6 +35,7 @@ from nem12.pipeline.settings import Settings
 from nem12.warehouse import schema
 
 MAIL_FROM = "nem12@example.com"
+BASE_URL = "http://airflow.example:8080"
 CONFIG = {
     "version": "test.1",
     "notifiers": {
@@ -198,7 +200,7 @@ def test_alerts_go_once_per_channel_each_its_rule_names_then_never_again(
     conn, smtp_server, http_listener
 ):
     usage_medium, gap, usage_critical = insert_alerts(conn)
-    done = downstream.send_alerts(conn, config(), origin="nem12_daily run-1")
+    done = downstream.send_alerts(conn, config(), "nem12_daily run-1", base_url=BASE_URL)
     assert done == {
         "unsent": 3,
         "notified": 3,
@@ -216,8 +218,10 @@ def test_alerts_go_once_per_channel_each_its_rule_names_then_never_again(
         "",
         "CRITICAL usage_high  NMI 6001000001 E1  2024-03-03: usage_high fired "
         "(observed 250, threshold 100)",
+        f"         {BASE_URL}/nem12/days/6001000001/E1/2024-03-03",
         "MEDIUM   usage_high  NMI 6001000001 E1  2024-03-02: usage_high fired "
         "(observed 120.5, threshold 100)",
+        f"         {BASE_URL}/nem12/days/6001000001/E1/2024-03-02",
     ]
     # the webhook (notify.alerts): one JSON document, every alert
     [(path, content_type, document)] = http_listener.posts
@@ -238,6 +242,7 @@ def test_alerts_go_once_per_channel_each_its_rule_names_then_never_again(
         "threshold": "100",
         "message": "usage_high fired",
         "config_version": "test.1",
+        "link": f"{BASE_URL}/nem12/days/6001000001/E1/2024-03-03",
     }
     assert document["alerts"][1]["threshold"] is None
     assert notified(conn) == {usage_medium: True, gap: True, usage_critical: True}
@@ -338,12 +343,29 @@ def test_alert_decimals_stay_exact_in_the_json(conn, http_listener):
     assert Decimal(alert["observed"]) == Decimal("1234.567")
 
 
+def test_the_links_are_the_review_views_pages(tmp_path):
+    from nem12.pipeline.review_web import create_app
+
+    plugin = (Path(__file__).parents[2] / "plugins" / "nem12_review.py").read_text()
+    assert f'"url_prefix": "{notify.REVIEW_PREFIX}"' in plugin
+    routes = {route.path for route in create_app(lambda: None, str(tmp_path)).routes}
+    assert {"/files/{file_id}", "/runs/{run_id}", "/days/{nmi}/{suffix}/{day}"} <= routes
+    links = notify.ReviewLinks(BASE_URL + "/")
+    assert links.file(7) == f"{BASE_URL}/nem12/files/7"
+    assert links.run("manual__2024-01-01T00:00:00+00:00") == (
+        f"{BASE_URL}/nem12/runs/manual__2024-01-01T00%3A00%3A00%2B00%3A00"
+    )
+    assert links.day("6001/X", "E1", date(2024, 3, 1)) == (
+        f"{BASE_URL}/nem12/days/6001%2FX/E1/2024-03-01"
+    )
+    assert notify.ReviewLinks().file(7) == "/nem12/files/7"
+
+
 # --- runs --------------------------------------------------------------------------------
 
 GOOD = generate_bytes(GeneratorSpec(nmis=1, days=2, seed=1))
 BAD = generate_bytes(GeneratorSpec(nmis=1, days=2, seed=2, defects=("header_missing",)))
 PARTIAL = generate_bytes(GeneratorSpec(nmis=2, days=2, seed=7, defects=("value_negative",)))
-BASE_URL = "http://airflow.example:8080"
 
 
 @pytest.fixture

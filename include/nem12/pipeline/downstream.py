@@ -60,9 +60,11 @@ def send_alerts(
     config: AlertConfig,
     origin: str | None = None,
     context: dict | None = None,
+    base_url: str | None = None,
 ) -> dict:
     """Send the alerts not notified yet through their rules' notifiers, one message per
-    channel (``nem12.pipeline.notify.send_alerts``); run it after ``raise_alerts``."""
+    channel (``nem12.pipeline.notify.send_alerts``); run it after ``raise_alerts``.
+    ``base_url``: the api-server's, for the links to the review view."""
     from nem12.pipeline import notify
 
-    return notify.send_alerts(conn, config, origin, context)
+    return notify.send_alerts(conn, config, origin, context, base_url)

@@ -222,8 +222,12 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if isinstance(value, date | datetime) else value
 
 
-def alerts_message(alerts: list[dict[str, Any]], origin: str | None = None) -> Message:
-    """One message telling ``alerts`` (rows of ``nem12.alert``), critical first."""
+def alerts_message(
+    alerts: list[dict[str, Any]], origin: str | None = None, base_url: str | None = None
+) -> Message:
+    """One message telling ``alerts`` (rows of ``nem12.alert``), critical first, each
+    with the review page of its stream's day."""
+    links = ReviewLinks(base_url)
     by_severity = {s: sum(1 for a in alerts if a["severity"] == s) for s in reversed(SEVERITIES)}
     counts = ", ".join(f"{n} {s}" for s, n in by_severity.items() if n)
     versions = sorted({a["config_version"] for a in alerts})
@@ -239,6 +243,7 @@ def alerts_message(alerts: list[dict[str, Any]], origin: str | None = None) -> M
             f"{a['severity'].upper():<8} {a['rule']}  NMI {a['nmi']} {a['nmi_suffix']}  "
             f"{_iso(a['interval_date'])}: {a['message']}" + (f" ({figures})" if figures else "")
         )
+        lines.append(f"         {links.day(a['nmi'], a['nmi_suffix'], a['interval_date'])}")
     document = {
         "kind": "alerts",
         "origin": origin,
@@ -257,6 +262,7 @@ def alerts_message(alerts: list[dict[str, Any]], origin: str | None = None) -> M
                 "message": a["message"],
                 "config_version": a["config_version"],
                 "raised_at": _iso(a["raised_at"]),
+                "link": links.day(a["nmi"], a["nmi_suffix"], a["interval_date"]),
             }
             for a in alerts
         ],
@@ -279,6 +285,7 @@ def send_alerts(
     config: AlertConfig,
     origin: str | None = None,
     context: Mapping[str, Any] | None = None,
+    base_url: str | None = None,
 ) -> dict[str, Any]:
     """Send every alert not notified yet to its channels, one message per channel,
     and mark notified those every channel of theirs took (an alert without a
@@ -297,7 +304,7 @@ def send_alerts(
         "alert",
         config.notifiers,
         routes,
-        lambda ids: alerts_message([by_id[i] for i in ids], origin),
+        lambda ids: alerts_message([by_id[i] for i in ids], origin, base_url),
         context,
     )
     taken = [
@@ -327,14 +334,26 @@ OUTCOMES = ("inserted", "updated", "unchanged", "superseded")
 TOLD_WITH_FINDINGS = ("rejected", "partial")
 
 
-def review_links(base_url: str | None) -> tuple[Callable[[int], str], Callable[[str], str]]:
-    """The review view's page of a file and of a run, under the api-server's
-    ``base_url`` (Airflow's ``[api] base_url``; None: links relative to the server)."""
-    root = (base_url or "").rstrip("/") + REVIEW_PREFIX
-    return (
-        lambda file_id: f"{root}/files/{file_id}",
-        lambda run_id: f"{root}/runs/{quote(run_id, safe='')}",
-    )
+@dataclass(frozen=True)
+class ReviewLinks:
+    """The review view's pages under the api-server's ``base_url`` (Airflow's ``[api]
+    base_url``; None: links relative to the server)."""
+
+    base_url: str | None = None
+
+    @property
+    def root(self) -> str:
+        return (self.base_url or "").rstrip("/") + REVIEW_PREFIX
+
+    def file(self, file_id: int) -> str:
+        return f"{self.root}/files/{file_id}"
+
+    def run(self, run_id: str) -> str:
+        return f"{self.root}/runs/{quote(run_id, safe='')}"
+
+    def day(self, nmi: str, suffix: str, day: date) -> str:
+        """A stream's day: its versions side by side."""
+        return f"{self.root}/days/{quote(nmi, safe='')}/{quote(suffix, safe='')}/{day.isoformat()}"
 
 
 def run_subject(dag_id: str, run_id: str) -> str:
@@ -351,7 +370,7 @@ def run_summary(
     files = notifications.run_files(conn, dag_id, run_id)
     if not files:
         return None
-    file_link, run_link = review_links(base_url)
+    links = ReviewLinks(base_url)
     told = [f["file_id"] for f in files if f["status"] in TOLD_WITH_FINDINGS]
     findings = notifications.first_findings(conn, told, FINDINGS_SHOWN) if told else {}
     by_status: dict[str, int] = {}
@@ -369,7 +388,7 @@ def run_summary(
             "format": f["format"],
             **{outcome: f[outcome] for outcome in OUTCOMES},
             "moved_to": f["moved_to"],
-            "link": file_link(f["file_id"]),
+            "link": links.file(f["file_id"]),
         }
         if f["status"] in TOLD_WITH_FINDINGS:
             shown, total = findings.get(f["file_id"], ([], 0))
@@ -382,7 +401,7 @@ def run_summary(
         "kind": "run",
         "dag_id": dag_id,
         "run_id": run_id,
-        "link": run_link(run_id),
+        "link": links.run(run_id),
         "file_count": len(files),
         "files_by_status": by_status,
         **totals,
