@@ -132,3 +132,31 @@ def test_nem12_history_prints_the_versions_and_the_one_held_as_of_a_moment(conn,
     assert main([*args, "--as-of", between.isoformat()]) == 0
     [then] = json.loads(capsys.readouterr().out)
     assert then == every[0] and isinstance(then["total"], str)
+
+
+def test_a_merge_that_waited_for_the_lock_is_dated_after_the_one_it_waited_for(conn):
+    import threading
+
+    import psycopg
+
+    spec = GeneratorSpec(nmis=1, days=1, channels=("E1",), variable_day_share=0.0)
+    waiting = load(conn, "waiting.csv", generate_bytes(spec))
+    with psycopg.connect(conn.info.dsn) as holder:  # another merge, holding the table
+        holder.execute("SELECT pg_advisory_xact_lock(hashtext('nem12 merge'))")
+
+        def merge_waiting() -> None:
+            with psycopg.connect(conn.info.dsn, autocommit=True) as other:
+                merge_files(other, [waiting])
+
+        merging = threading.Thread(target=merge_waiting)
+        merging.start()
+        merging.join(timeout=0.5)
+        assert merging.is_alive()  # it waits for the lock
+        released = holder.execute("SELECT clock_timestamp()").fetchone()[0]
+        holder.commit()
+    merging.join()
+    [(merged_at, changed_at)] = conn.execute(
+        "SELECT d.merged_at, c.changed_at FROM nem12.meter_day d "
+        "JOIN nem12.day_change c USING (nmi, nmi_suffix, interval_date)"
+    ).fetchall()
+    assert merged_at == changed_at and merged_at > released

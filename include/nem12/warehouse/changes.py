@@ -19,8 +19,8 @@ BATCH_CHANGES = 200_000
 
 #: The merge's note of the days whose newer version it stored (``incoming.wins``).
 NOTE_CHANGED_DAYS = f"""
-INSERT INTO {SCHEMA}.day_change (nmi, nmi_suffix, interval_date, file_id)
-SELECT nmi, nmi_suffix, interval_date, file_id FROM incoming WHERE wins
+INSERT INTO {SCHEMA}.day_change (nmi, nmi_suffix, interval_date, file_id, changed_at)
+SELECT nmi, nmi_suffix, interval_date, file_id, %(merged_at)s FROM incoming WHERE wins
 ORDER BY nmi, nmi_suffix, interval_date
 """
 

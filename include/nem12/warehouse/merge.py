@@ -26,6 +26,7 @@ stored read at its key with the same reads, quality and quantity), updated
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import psycopg
 
@@ -169,7 +170,8 @@ _STORED_COLUMNS = ", ".join((*DAY_KEY, *DAY_FIELDS, *_VERSION_FIELDS))
 #: The winning days in place of the stored ones (or beside them, if new).
 _UPSERT = f"""
 INSERT INTO {SCHEMA}.meter_day ({_STORED_COLUMNS})
-SELECT {", ".join(f"s.{c}" for c in (*DAY_KEY, *DAY_FIELDS))}, l.header_datetime, s.file_id, now()
+SELECT {", ".join(f"s.{c}" for c in (*DAY_KEY, *DAY_FIELDS))}, l.header_datetime, s.file_id,
+       %(merged_at)s
 FROM incoming i
 JOIN {SCHEMA}.day_staging s USING (file_id, member, line_number)
 JOIN {SCHEMA}.file_ledger l ON l.file_id = s.file_id
@@ -197,9 +199,10 @@ _READ_CONTENT = tuple(c for c in READ_FIELDS if c not in ("update_datetime", "ms
 
 #: The merged files' reads become versions (a retried merge finds them there).
 _TAKE_READ_VERSIONS = f"""
-INSERT INTO {SCHEMA}.read_version (file_id, member, line_number, {_READ_COLUMNS}, header_datetime)
+INSERT INTO {SCHEMA}.read_version (file_id, member, line_number, {_READ_COLUMNS}, header_datetime,
+                                    merged_at)
 SELECT s.file_id, s.member, s.line_number, {", ".join(f"s.{c}" for c in (*READ_KEY, *READ_FIELDS))},
-       l.header_datetime
+       l.header_datetime, %(merged_at)s
 FROM {SCHEMA}.read_staging s
 JOIN {SCHEMA}.file_ledger l USING (file_id)
 WHERE s.file_id = ANY(%(file_ids)s)
@@ -259,14 +262,17 @@ WHERE {_SAME_STREAM.format(a="m", b="t")}
 """
 _ADD_CURRENT_READS = f"""
 INSERT INTO {SCHEMA}.meter_read ({_READ_COLUMNS}, header_datetime, file_id, merged_at)
-SELECT {", ".join(f"c.{c}" for c in (*READ_KEY, *READ_FIELDS))}, c.header_datetime, c.file_id, now()
+SELECT {", ".join(f"c.{c}" for c in (*READ_KEY, *READ_FIELDS))}, c.header_datetime, c.file_id,
+       %(merged_at)s
 FROM current_read c
 WHERE NOT EXISTS (SELECT 1 FROM {SCHEMA}.meter_read m
                   WHERE {_SAME_READ_KEY.format(a="m", b="c")} AND m.file_id = c.file_id)
 """
 
 
-def _merge_reads(conn: psycopg.Connection, file_ids: list[int]) -> list[tuple[int, str, int]]:
+def _merge_reads(
+    conn: psycopg.Connection, file_ids: list[int], merged_at: datetime
+) -> list[tuple[int, str, int]]:
     """Merge the staged NEM13 reads of ``file_ids``; their outcomes per file."""
     staged = conn.execute(
         f"SELECT EXISTS (SELECT 1 FROM {SCHEMA}.read_staging WHERE file_id = ANY(%s))",
@@ -274,19 +280,20 @@ def _merge_reads(conn: psycopg.Connection, file_ids: list[int]) -> list[tuple[in
     ).fetchone()
     if not staged or not staged[0]:
         return []
-    conn.execute(_TAKE_READ_VERSIONS, {"file_ids": file_ids})
+    conn.execute(_TAKE_READ_VERSIONS, {"file_ids": file_ids, "merged_at": merged_at})
     conn.execute(_TOUCHED_STREAMS, {"file_ids": file_ids})
     conn.execute(_CURRENT_READS)
     outcomes = conn.execute(_READ_OUTCOMES, {"file_ids": file_ids}).fetchall()
     conn.execute(_DROP_STALE_READS)
-    conn.execute(_ADD_CURRENT_READS)
+    conn.execute(_ADD_CURRENT_READS, {"merged_at": merged_at})
     return outcomes
 
 
 #: The stored days the winners replace, kept as versions (``history``).
 _KEEP_REPLACED = f"""
 INSERT INTO {SCHEMA}.meter_day_version ({_STORED_COLUMNS}, replaced_at, replaced_by)
-SELECT {", ".join(f"t.{c}" for c in (*DAY_KEY, *DAY_FIELDS, *_VERSION_FIELDS))}, now(), i.file_id
+SELECT {", ".join(f"t.{c}" for c in (*DAY_KEY, *DAY_FIELDS, *_VERSION_FIELDS))}, %(merged_at)s,
+       i.file_id
 FROM incoming i
 JOIN {SCHEMA}.meter_day t ON {_JOIN_KEY.format(a="t", b="i")}
 WHERE i.wins
@@ -323,6 +330,9 @@ def merge_files(
     counts = MergeCounts()
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('nem12 merge'))")
+        # the moment the merge holds the table: a merge that waited for the lock is
+        # dated after the one it waited for (now() would be its transaction's start)
+        at = {"merged_at": conn.execute("SELECT clock_timestamp()").fetchone()[0]}
         finished = ledger.finished_files(conn, file_ids)  # by an overlapping run's merge
         file_ids = [f for f in file_ids if f not in finished]
         conn.execute(_CLASSIFY, {"file_ids": file_ids})
@@ -330,12 +340,12 @@ def merge_files(
         rows = conn.execute(_WHOLE_DAYS).fetchall()
         conn.execute(_PAIRS)
         rows += conn.execute(_SAME_SHAPE).fetchall() + _reading_by_reading(conn)
-        conn.execute(_KEEP_REPLACED)
-        conn.execute(_UPSERT)
-        conn.execute(changes.NOTE_CHANGED_DAYS)
+        conn.execute(_KEEP_REPLACED, at)
+        conn.execute(_UPSERT, at)
+        conn.execute(changes.NOTE_CHANGED_DAYS, at)
         if history_days is not None:
             conn.execute(_FORGET_VERSIONS, {"keep": history_days})
-        rows += _merge_reads(conn, file_ids)
+        rows += _merge_reads(conn, file_ids, at["merged_at"])
         for file_id, outcome, n in rows:
             per_file = counts.per_file.setdefault(file_id, dict.fromkeys(OUTCOMES, 0))
             per_file[outcome] += int(n)

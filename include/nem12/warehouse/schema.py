@@ -609,13 +609,17 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.notification (
 """
 
 #: A database upgraded with days already merged (after any v4 conversion): every
-#: stored day counts as changed once, so the downstream consumers catch up on it.
+#: stored day counts as changed once, so the rollup takes in the history; the
+#: alerts start after it (a year of history raised at once would bury the news).
 _SEED_CHANGES = f"""
 INSERT INTO {SCHEMA}.day_change (nmi, nmi_suffix, interval_date, file_id)
 SELECT nmi, nmi_suffix, interval_date, file_id FROM {SCHEMA}.meter_day
 WHERE NOT EXISTS (SELECT 1 FROM {SCHEMA}.day_change)
   AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.day_rollup)
-ORDER BY nmi, nmi_suffix, interval_date
+ORDER BY nmi, nmi_suffix, interval_date;
+UPDATE {SCHEMA}.change_cursor
+SET change_id = (SELECT coalesce(max(change_id), 0) FROM {SCHEMA}.day_change), moved_at = now()
+WHERE consumer = 'alert' AND change_id = 0
 """
 
 #: Readings per batch of the v4 conversion (whole NMIs, so a batch may hold more).
