@@ -205,7 +205,6 @@ def test_alerts_go_once_per_channel_each_its_rule_names_then_never_again(
         "unsent": 3,
         "notified": 3,
         "sent": {"hook": 3, "mail": 2},
-        "off": [],
         "failed": {},
     }
     # the mail: one message, the usage_high alerts only, critical first
@@ -307,14 +306,16 @@ def test_an_smtp_server_that_is_not_there_fails_loudly_after_the_webhook_took_it
     assert notified(conn) == {usage_medium: False, gap: True, usage_critical: False}
 
 
-def test_a_channel_without_its_connection_is_off_and_holds_nothing_back(
+def test_a_channel_without_its_connection_fails_loudly_naming_it_and_keeps_its_alerts(
     conn, http_listener, monkeypatch
 ):
     monkeypatch.delenv("AIRFLOW_CONN_NOTIFY_MAIL", raising=False)
-    insert_alerts(conn)
-    done = downstream.send_alerts(conn, config())
-    assert (done["sent"], done["off"], done["failed"]) == ({"hook": 3}, ["mail"], {})
-    assert all(notified(conn).values())
+    usage_medium, gap, usage_critical = insert_alerts(conn)
+    with pytest.raises(notify.DeliveryError) as raised:
+        downstream.send_alerts(conn, config())
+    assert "mail: its Airflow connection 'notify_mail' is not defined" in str(raised.value)
+    assert len(http_listener.posts) == 1  # the webhook still took them
+    assert notified(conn) == {usage_medium: False, gap: True, usage_critical: False}
     assert {c for _, _, c in recorded(conn)} == {"hook"}
 
 
@@ -413,7 +414,7 @@ def test_a_run_summary_tells_every_file_and_each_rejected_ones_findings_once(
 
     run = "scheduled__2024-01-01T01:00:00+00:00"
     done = notify.notify_run(conn, config(), "nem12_ingest", run, BASE_URL)
-    assert done == {"files": 4, "sent": {"hook": 1, "mail": 1}, "off": [], "failed": {}}
+    assert done == {"files": 4, "sent": {"hook": 1, "mail": 1}, "failed": {}}
     [(path, _, document)] = http_listener.posts
     assert path == "/nem12/events"
     link = f"{BASE_URL}/nem12/files"
@@ -525,7 +526,7 @@ def test_a_run_summary_tells_every_file_and_each_rejected_ones_findings_once(
 
     # exactly once per run and channel; a run that touched no file sends nothing
     again = notify.notify_run(conn, config(), "nem12_ingest", run, BASE_URL)
-    assert again == {"files": 4, "sent": {"hook": 0, "mail": 0}, "off": [], "failed": {}}
+    assert again == {"files": 4, "sent": {"hook": 0, "mail": 0}, "failed": {}}
     assert notify.notify_run(conn, config(), "nem12_ingest", "manual__nothing", BASE_URL) is None
     assert len(http_listener.posts) == 1 and len(smtp_server.mails) == 1
     assert ("run", f"nem12_ingest/{run}", "hook") in recorded(conn)

@@ -79,6 +79,9 @@ def test_the_default_file_loads_with_every_rule_kind_and_no_secret():
     assert set(config.notifiers) == {"ops-mail", "ops-hook"}
     for notifier in config.notifiers.values():
         assert set(notifier.options) <= {"conn_id", "to", "endpoint"}
+    # examples only: nothing is sent until a deployment routes to its own notifiers
+    assert config.notify_alerts == config.notify_runs == ()
+    assert all(rule.notify == () for rule in config.rules)
 
 
 def test_the_example_parses_exactly():

@@ -4,11 +4,10 @@ A notifier of the alert config (``nem12.pipeline.alert_config``) is a channel:
 ``smtp`` becomes the SMTP provider's ``SmtpNotifier`` (an HTML mail of the
 message's plain text), ``webhook`` the HTTP provider's ``HttpNotifier``
 (a POST of the message's JSON document). Their secrets stay in the Airflow
-connection the notifier's ``conn_id`` names; a channel whose connection is
-not defined where the task runs is off (a warning, nothing sent or
-recorded): defining the connection turns it on. Any other failure to deliver
-is loud: the other channels are still tried, then ``DeliveryError`` names
-each channel that failed with its error.
+connection the notifier's ``conn_id`` names. Any failure to deliver is loud,
+a connection not defined where the task runs included: the other channels
+are still tried, then ``DeliveryError`` names each channel that failed with
+its error. A notifier nothing is routed to needs no connection.
 
 Each channel takes each subject once (the ``notification`` table, written
 after the channel took the message): a retried task sends again only what
@@ -137,7 +136,7 @@ BUILDERS: dict[str, Callable[[NotifierConfig, Message], Any]] = {
 
 
 def is_set_up(notifier: NotifierConfig) -> bool:
-    """Whether the notifier's connection is defined here (else the channel is off)."""
+    """Whether the notifier's connection is defined where the task runs."""
     from airflow.sdk import Connection
     from airflow.sdk.exceptions import AirflowNotFoundException
 
@@ -156,15 +155,14 @@ def send(notifier: NotifierConfig, message: Message, context: Mapping[str, Any] 
 @dataclass
 class Delivery:
     """What each channel did with the subjects routed to it: ``taken`` (now or
-    before), ``sent`` now, ``off`` (no connection) and ``failed`` (name -> error)."""
+    before), ``sent`` now and ``failed`` (name -> error)."""
 
     taken: dict[str, set[str]] = field(default_factory=dict)
     sent: dict[str, int] = field(default_factory=dict)
-    off: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        return {"sent": dict(self.sent), "off": list(self.off), "failed": dict(self.failed)}
+        return {"sent": dict(self.sent), "failed": dict(self.failed)}
 
 
 def deliver(
@@ -184,15 +182,11 @@ def deliver(
             done.failed[name] = "no such notifier in the alert config"
             continue
         if not is_set_up(notifier):
-            log.warning(
-                "channel %s (%s) is off: its connection %s is not defined; %d %s not sent",
-                name,
-                notifier.kind,
-                conn_id(notifier),
-                len(subjects),
-                kind,
+            done.failed[name] = (
+                f"its Airflow connection {conn_id(notifier)!r} is not defined "
+                f"(AIRFLOW_CONN_{conn_id(notifier).upper()} or the UI's Connections)"
             )
-            done.off.append(name)
+            log.error("channel %s (%s): %s", name, notifier.kind, done.failed[name])
             continue
         taken = notifications.sent(conn, kind, name, subjects)
         pending = [s for s in subjects if s not in taken]
@@ -310,15 +304,14 @@ def send_alerts(
     taken = [
         alert_id
         for alert_id, names in channels_of.items()
-        if all(str(alert_id) in done.taken.get(n, ()) for n in names if n not in done.off)
+        if all(str(alert_id) in done.taken.get(n, ()) for n in names)
     ]
     marked = notifications.mark_notified(conn, taken)
     log.info(
-        "alerts: %d unsent, %d notified now; sent %s; off %s; failed %s",
+        "alerts: %d unsent, %d notified now; sent %s; failed %s",
         len(alerts),
         marked,
         done.sent,
-        done.off,
         list(done.failed),
     )
     if done.failed:
