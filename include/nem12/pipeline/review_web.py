@@ -335,6 +335,20 @@ def _reads_table(reads: review.Page, base: str) -> str:
     )
 
 
+def _pager(what: str, found: Any, filters: dict[str, Any], json_href: str | None = None) -> str:
+    """A list page's count and its links to the newer and older pages (and its JSON),
+    keeping the filters that are set."""
+    query = {k: v for k, v in filters.items() if v}
+    pager = f"<p>{found.total} {what}, page {found.page} of {found.pages}"
+    if found.page > 1:
+        pager += f" <a href='?{urlencode({**query, 'page': found.page - 1})}'>newer</a>"
+    if found.page < found.pages:
+        pager += f" <a href='?{urlencode({**query, 'page': found.page + 1})}'>older</a>"
+    if json_href:
+        pager += f" <a href='{json_href}?{urlencode({**query, 'page': found.page})}'>JSON</a>"
+    return pager + "</p>"
+
+
 def create_app(
     connect: Connect,
     reports_root: str,
@@ -395,22 +409,14 @@ def create_app(
             "<button>Filter</button></form>"
         )
         query = {
-            k: v
-            for k, v in {
-                "status": status,
-                "sender": sender,
-                "arrived_from": arrived_from,
-                "arrived_to": arrived_to,
-                "q": q,
-            }.items()
-            if v
+            "status": status,
+            "sender": sender,
+            "arrived_from": arrived_from,
+            "arrived_to": arrived_to,
+            "q": q,
         }
-        pager = f"<p>{found.total} files, page {found.page} of {found.pages}"
-        if found.page > 1:
-            pager += f" <a href='?{urlencode({**query, 'page': found.page - 1})}'>newer</a>"
-        if found.page < found.pages:
-            pager += f" <a href='?{urlencode({**query, 'page': found.page + 1})}'>older</a>"
-        return _page(base, "Files", form + pager + "</p>" + _files_table(found.rows, base))
+        pager = _pager("files", found, query)
+        return _page(base, "Files", form + pager + _files_table(found.rows, base))
 
     def _file_or_404(conn: psycopg.Connection, file_id: int) -> dict[str, Any]:
         row = review.file(conn, file_id)
@@ -693,25 +699,14 @@ def create_app(
             "<button>Filter</button></form>"
         )
         query = {
-            k: v
-            for k, v in {
-                "severity": severity,
-                "rule": rule,
-                "nmi": nmi,
-                "day_from": day_from,
-                "day_to": day_to,
-            }.items()
-            if v
+            "severity": severity,
+            "rule": rule,
+            "nmi": nmi,
+            "day_from": day_from,
+            "day_to": day_to,
         }
-        pager = f"<p>{found.total} alerts, page {found.page} of {found.pages}"
-        if found.page > 1:
-            pager += f" <a href='?{urlencode({**query, 'page': found.page - 1})}'>newer</a>"
-        if found.page < found.pages:
-            pager += f" <a href='?{urlencode({**query, 'page': found.page + 1})}'>older</a>"
-        pager += (
-            f" <a href='{base}/alerts.json?{urlencode({**query, 'page': found.page})}'>JSON</a>"
-        )
-        return _page(base, "Alerts", form + pager + "</p>" + _alerts_table(found.rows, base))
+        pager = _pager("alerts", found, query, json_href=f"{base}/alerts.json")
+        return _page(base, "Alerts", form + pager + _alerts_table(found.rows, base))
 
     @app.get("/alerts.json")
     def alerts_json(

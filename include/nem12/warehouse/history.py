@@ -28,7 +28,8 @@ from typing import Any
 import psycopg
 
 from nem12.format import spec
-from nem12.warehouse.schema import SCHEMA
+from nem12.warehouse.merge import READ_RANK, READ_RANK_TERMS
+from nem12.warehouse.schema import READ_SHOWN, SCHEMA
 
 #: NEM time: UTC+10 all year (``spec.NEM_TIME_ZONE``).
 NEM_TZ = timezone(timedelta(hours=10))
@@ -215,18 +216,7 @@ def _differ(
 
 #: What a read version shows of its 250 record (with its 550's fields left out).
 READ_VERSION_COLUMNS = (
-    "nmi",
-    "nmi_suffix",
-    "register_id",
-    "meter_serial_number",
-    "direction_indicator",
-    "previous_register_read_text",
-    "previous_register_read_datetime",
-    "current_register_read_text",
-    "current_register_read_datetime",
-    "current_quality_method",
-    "quantity",
-    "uom",
+    *READ_SHOWN,
     "update_datetime",
     "header_datetime",
     "file_id",
@@ -235,17 +225,8 @@ READ_VERSION_COLUMNS = (
     "merged_at",
 )
 
-#: A read version's rank among its stream's versions, as the merge ranks them.
-_READ_RANK = (
-    "coalesce({t}.update_datetime, '-infinity'), coalesce({t}.header_datetime, '-infinity'), "
-    "{t}.file_id, {t}.member, {t}.line_number"
-)
-
-_READ_RANK_DESC = (
-    "coalesce({t}.update_datetime, '-infinity') DESC, "
-    "coalesce({t}.header_datetime, '-infinity') DESC, "
-    "{t}.file_id DESC, {t}.member DESC, {t}.line_number DESC"
-)
+#: Read versions newest first, as the merge ranks them.
+_READ_RANK_DESC = ", ".join(f"{term} DESC" for term in READ_RANK_TERMS)
 
 
 @dataclass(frozen=True)
@@ -338,7 +319,7 @@ def read_versions(
             WHERE w.nmi = v.nmi AND w.nmi_suffix = v.nmi_suffix
               AND w.previous_register_read_datetime < v.current_register_read_datetime
               AND w.current_register_read_datetime > v.previous_register_read_datetime
-              AND ({_READ_RANK.format(t="w")}) > ({_READ_RANK.format(t="v")})
+              AND ({READ_RANK.format(t="w")}) > ({READ_RANK.format(t="v")})
             ORDER BY greatest(w.merged_at, v.merged_at), {_READ_RANK_DESC.format(t="w")}
             LIMIT 1
         ) r ON true{held}

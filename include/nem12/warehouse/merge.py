@@ -182,10 +182,15 @@ ON CONFLICT ({", ".join(DAY_KEY)}) DO UPDATE SET
 
 
 # --- NEM13 reads --------------------------------------------------------------------
-_READ_VERSION = (
-    "coalesce({t}.update_datetime, '-infinity'), coalesce({t}.header_datetime, '-infinity'), "
-    "{t}.file_id, {t}.member, {t}.line_number"
+#: How NEM13 read versions rank, oldest first (``{t}``: the table's alias).
+READ_RANK_TERMS = (
+    "coalesce({t}.update_datetime, '-infinity')",
+    "coalesce({t}.header_datetime, '-infinity')",
+    "{t}.file_id",
+    "{t}.member",
+    "{t}.line_number",
 )
+READ_RANK = ", ".join(READ_RANK_TERMS)
 _READ_COLUMNS = ", ".join((*READ_KEY, *READ_FIELDS))
 _SAME_STREAM = "{a}.nmi = {b}.nmi AND {a}.nmi_suffix = {b}.nmi_suffix"
 _SAME_READ_KEY = " AND ".join(f"{{a}}.{c} = {{b}}.{c}" for c in READ_KEY)
@@ -223,7 +228,7 @@ JOIN touched_stream t USING (nmi, nmi_suffix)
 WHERE NOT EXISTS (
     SELECT 1 FROM {SCHEMA}.read_version w
     WHERE {_OVERLAP.format(a="w", b="v")}
-      AND ({_READ_VERSION.format(t="w")}) > ({_READ_VERSION.format(t="v")})
+      AND ({READ_RANK.format(t="w")}) > ({READ_RANK.format(t="v")})
 )
 """
 

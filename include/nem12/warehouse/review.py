@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 
 from nem12.format import spec
 from nem12.format.rules import RULES
-from nem12.warehouse.schema import FILE_STATUSES, SCHEMA, SEVERITIES
+from nem12.warehouse.schema import FILE_STATUSES, READ_SHOWN, SCHEMA, SEVERITIES
 
 #: Ledger columns a Files page row shows.
 _FILE_COLUMNS = (
@@ -125,21 +125,7 @@ def findings(conn: psycopg.Connection, file_id: int) -> list[dict[str, Any]]:
 
 
 #: What the File page shows of each NEM13 read a file brought.
-READ_COLUMNS = (
-    "line_number",
-    "nmi",
-    "nmi_suffix",
-    "register_id",
-    "meter_serial_number",
-    "direction_indicator",
-    "previous_register_read_text",
-    "previous_register_read_datetime",
-    "current_register_read_text",
-    "current_register_read_datetime",
-    "current_quality_method",
-    "quantity",
-    "uom",
-)
+READ_COLUMNS = ("line_number", *READ_SHOWN)
 
 
 def reads_of_file(conn: psycopg.Connection, file_id: int, limit: int = 500) -> Page:

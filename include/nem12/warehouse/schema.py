@@ -421,6 +421,21 @@ _READ_TYPES = {
     if column != "line_number"
 }
 READ_FIELDS = tuple(c for c in _READ_TYPES if c not in READ_KEY)
+#: What people are shown of a read (the review view, history): its 250's main fields.
+READ_SHOWN = (
+    "nmi",
+    "nmi_suffix",
+    "register_id",
+    "meter_serial_number",
+    "direction_indicator",
+    "previous_register_read_text",
+    "previous_register_read_datetime",
+    "current_register_read_text",
+    "current_register_read_datetime",
+    "current_quality_method",
+    "quantity",
+    "uom",
+)
 _READ_COLUMNS = ",\n".join(f"    {column:<32} {kind}" for column, kind in _READ_TYPES.items())
 
 #: Version 6: NEM13 reads. ``meter_read`` holds the current reads, ``read_version``
