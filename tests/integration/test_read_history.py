@@ -11,7 +11,7 @@ being those ``meter_read`` holds now.
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 import psycopg
 from hypothesis import HealthCheck, given, settings
@@ -19,41 +19,12 @@ from hypothesis import strategies as st
 
 from nem12.warehouse.history import read_versions
 from nem12.warehouse.merge import merge_files
+from tests.faults.test_nem13_reads import version_file, versions
 from tests.integration.test_load_and_merge import load
 from tests.integration.test_read_merge import nem13, read
 
 NMI = "QB00000001"
-DAY0 = datetime(2024, 1, 1, 9, 30)
-T0 = datetime(2024, 6, 1, 9, 0)
 PERIOD = (date(2023, 12, 1), date(2024, 2, 1))
-
-#: One version of a read: its period in days from DAY0, its quantity, and its
-#: UpdateDateTime and header DateTime offsets in days.
-versions = st.lists(
-    st.tuples(
-        st.integers(0, 8), st.integers(1, 4), st.integers(1, 999), st.integers(0, 3),
-        st.integers(0, 2),
-    ),
-    min_size=1,
-    max_size=5,
-)  # fmt: skip
-
-
-def stamp(at: datetime) -> str:
-    return at.strftime("%Y%m%d%H%M%S")
-
-
-def version_file(start: int, days: int, quantity: int, update: int, header: int) -> bytes:
-    previous, current = DAY0 + timedelta(days=start), DAY0 + timedelta(days=start + days)
-    return nem13(
-        read(
-            previous=("000100", stamp(previous)),
-            current=(f"{100 + quantity:06d}", stamp(current)),
-            quantity=str(quantity),
-            update=stamp(T0 + timedelta(days=update)),
-        ),
-        header=(T0 + timedelta(days=header, hours=1)).strftime("%Y%m%d%H%M"),
-    )
 
 
 def held_now(conn: psycopg.Connection) -> set[tuple]:
