@@ -10,7 +10,8 @@ the year of one NMI under 50 ms (grouped by day, month or quality; by
 interval it returns 210,240 rows and is reported), the month of 10,000 NMIs
 in seconds (under 10 s). Then times the daily rollup's refresh
 (``nem12.warehouse.rollup.refresh``) of every day, and of a tenth of the days
-changed again (as a 10% correction's merge notes them). Writes
+changed again (as a 10% correction's merge notes them), each followed by the
+checkout's alert rules over the same changes. Writes
 ``usage_bench.md``. A report, not a test: it exits 0 whatever the figures.
 """
 
@@ -26,7 +27,9 @@ from pathlib import Path
 import psycopg
 
 from nem12.devtools.services import local_services
-from nem12.warehouse import rollup, schema
+from nem12.pipeline.alert_config import load_config
+from nem12.pipeline.settings import Settings
+from nem12.warehouse import alerts, rollup, schema
 from nem12.warehouse.usage import UsageQuery, usage
 
 OUT = Path(__file__).parent / "out"
@@ -86,12 +89,17 @@ WHERE %(every)s = 1 OR hashtext(nmi || interval_date) %% %(every)s = 0
 """
 
 
-def timed_refresh(conn: psycopg.Connection, every: int) -> tuple[int, float]:
-    """Days refreshed and seconds, after noting every ``every``-th stored day as changed."""
+def timed_refresh(conn: psycopg.Connection, every: int) -> tuple[int, float, int, float]:
+    """After noting every ``every``-th stored day as changed: the days refreshed and
+    the refresh's seconds, then the alerts the checkout's rules raised and seconds."""
     conn.execute(_CHANGED, {"every": every})
     started = time.perf_counter()
     done = rollup.refresh(conn)
-    return done.days, time.perf_counter() - started
+    refreshed = time.perf_counter() - started
+    config = load_config(Settings())
+    started = time.perf_counter()
+    raised = alerts.raise_alerts(conn, config.rules, config.version)
+    return done.days, refreshed, raised.raised, time.perf_counter() - started
 
 
 def timed(conn: psycopg.Connection, query: UsageQuery) -> tuple[int, float, float]:
@@ -140,13 +148,17 @@ def main() -> int:
         lines.append(f"| {name} | {rows:,} | {median:.1f} | {worst:.1f} | {shown} | {verdict} |")
     lines += [
         "",
-        "Daily rollup refresh (`rollup.refresh`, the days noted in `day_change`):",
+        "Daily rollup refresh (`rollup.refresh`, the days noted in `day_change`), then the"
+        " checkout's alert rules over the same changes (`alerts.raise_alerts`):",
         "",
-        "| refresh | days | seconds | days/s |",
-        "|---|---:|---:|---:|",
+        "| changed | days | refresh s | days/s | alerts raised | alerts s |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
-    for what, days, seconds in refreshes:
-        lines.append(f"| {what} | {days:,} | {seconds:.2f} | {days / seconds:,.0f} |")
+    for what, days, seconds, raised, alert_seconds in refreshes:
+        lines.append(
+            f"| {what} | {days:,} | {seconds:.2f} | {days / seconds:,.0f} | {raised:,} "
+            f"| {alert_seconds:.2f} |"
+        )
     text = "\n".join(lines) + "\n"
     (OUT / "usage_bench.md").write_text(text)
     print(text)
