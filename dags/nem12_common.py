@@ -251,7 +251,7 @@ def notify_run() -> dict:
             alert_config(),
             context["dag"].dag_id,
             context["run_id"],
-            review_base_url(),
+            notify.ReviewLinks(review_base_url(), settings().reports_dir),
             context,
         )
     if done is None:

@@ -25,6 +25,7 @@ from email.message import Message as MailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -413,8 +414,14 @@ def test_a_run_summary_tells_every_file_and_each_rejected_ones_findings_once(
     run_as_the_dag(s3, conn, settings, "nem12_ingest", "scheduled__2024-01-01T01:00:00+00:00")
 
     run = "scheduled__2024-01-01T01:00:00+00:00"
-    done = notify.notify_run(conn, config(), "nem12_ingest", run, BASE_URL)
+    links = notify.ReviewLinks(BASE_URL, settings.reports_dir)
+    done = notify.notify_run(conn, config(), "nem12_ingest", run, links)
     assert done == {"files": 4, "sent": {"hook": 1, "mail": 1}, "failed": {}}
+    [(location,)] = conn.execute(
+        "SELECT DISTINCT report_location FROM nem12.file_ledger WHERE file_id IN (3, 4)"
+    ).fetchall()
+    assert location.startswith(settings.reports_dir + "/")
+    report = f"{BASE_URL}/nem12/reports/" + quote(location[len(settings.reports_dir) + 1 :])
     [(path, _, document)] = http_listener.posts
     assert path == "/nem12/events"
     link = f"{BASE_URL}/nem12/files"
@@ -472,6 +479,7 @@ def test_a_run_summary_tells_every_file_and_each_rejected_ones_findings_once(
                     }
                 ],
                 "findings_total": 1,
+                "report": report,
             },
             {
                 "file_id": 4,
@@ -494,6 +502,7 @@ def test_a_run_summary_tells_every_file_and_each_rejected_ones_findings_once(
                     }
                 ],
                 "findings_total": 1,
+                "report": report,
             },
         ],
     }
@@ -507,10 +516,12 @@ def test_a_run_summary_tells_every_file_and_each_rejected_ones_findings_once(
         "\n"
         "REJECTED landing/c.csv (file 3)\n"
         f"  {link}/3\n"
+        f"  validation report: {report}\n"
         "  error header_missing line 1: the first record is '200', not a 100 header\n"
         "\n"
         "PARTIAL landing/d.csv (file 4)\n"
         f"  {link}/4\n"
+        f"  validation report: {report}\n"
         "  error value_negative line 3: interval 4 value '-1.5' is negative (1 such values "
         "in the record)\n"
         "\n"
@@ -525,9 +536,9 @@ def test_a_run_summary_tells_every_file_and_each_rejected_ones_findings_once(
     assert f"<a href='{link}/3'>{link}/3</a>" in page.get_payload(decode=True).decode()
 
     # exactly once per run and channel; a run that touched no file sends nothing
-    again = notify.notify_run(conn, config(), "nem12_ingest", run, BASE_URL)
+    again = notify.notify_run(conn, config(), "nem12_ingest", run, links)
     assert again == {"files": 4, "sent": {"hook": 0, "mail": 0}, "failed": {}}
-    assert notify.notify_run(conn, config(), "nem12_ingest", "manual__nothing", BASE_URL) is None
+    assert notify.notify_run(conn, config(), "nem12_ingest", "manual__nothing", links) is None
     assert len(http_listener.posts) == 1 and len(smtp_server.mails) == 1
     assert ("run", f"nem12_ingest/{run}", "hook") in recorded(conn)
 

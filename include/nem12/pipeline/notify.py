@@ -333,10 +333,20 @@ class ReviewLinks:
     base_url``; None: links relative to the server)."""
 
     base_url: str | None = None
+    #: Where the validation reports are (``NEM12_REPORTS_DIR``), for their links.
+    reports_root: str | None = None
 
     @property
     def root(self) -> str:
         return (self.base_url or "").rstrip("/") + REVIEW_PREFIX
+
+    def report(self, location: str | None) -> str | None:
+        """A run's validation report as the review view serves it (None: no report)."""
+        if not location or self.reports_root is None:
+            return None
+        from nem12.pipeline.review_web import report_link
+
+        return f"{self.root}/{report_link(self.reports_root, location)}"
 
     def file(self, file_id: int) -> str:
         return f"{self.root}/files/{file_id}"
@@ -355,7 +365,7 @@ def run_subject(dag_id: str, run_id: str) -> str:
 
 
 def run_summary(
-    conn: psycopg.Connection, dag_id: str, run_id: str, base_url: str | None = None
+    conn: psycopg.Connection, dag_id: str, run_id: str, links: ReviewLinks | None = None
 ) -> dict[str, Any] | None:
     """What a run did, from the ledger as it stands: its files by status, the
     readings (NEM12) and reads (NEM13) by outcome, and every file with its counts;
@@ -363,7 +373,7 @@ def run_summary(
     files = notifications.run_files(conn, dag_id, run_id)
     if not files:
         return None
-    links = ReviewLinks(base_url)
+    links = links or ReviewLinks()
     told = [f["file_id"] for f in files if f["status"] in TOLD_WITH_FINDINGS]
     findings = notifications.first_findings(conn, told, FINDINGS_SHOWN) if told else {}
     by_status: dict[str, int] = {}
@@ -389,6 +399,7 @@ def run_summary(
                 {k: item[k] for k in ("rule", "severity", "line", "message")} for item in shown
             ]
             entry["findings_total"] = total
+            entry["report"] = links.report(f["report_location"])
         listed.append(entry)
     return {
         "kind": "run",
@@ -420,6 +431,8 @@ def run_message(summary: dict[str, Any]) -> Message:
         if "findings" not in f:
             continue
         lines += ["", f"{f['status'].upper()} {f['key']} (file {f['file_id']})", f"  {f['link']}"]
+        if f["report"]:
+            lines.append(f"  validation report: {f['report']}")
         for item in f["findings"]:
             where = f"line {item['line']}" if item["line"] is not None else "whole file"
             lines.append(f"  {item['severity']} {item['rule']} {where}: {item['message']}")
@@ -438,13 +451,13 @@ def notify_run(
     config: AlertConfig,
     dag_id: str,
     run_id: str,
-    base_url: str | None = None,
+    links: ReviewLinks | None = None,
     context: Mapping[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Send the run's summary to each of ``config.notify_runs`` once; None (nothing
     sent) if the run touched no file. Raises ``DeliveryError`` after trying every
     channel if one could not take it."""
-    summary = run_summary(conn, dag_id, run_id, base_url)
+    summary = run_summary(conn, dag_id, run_id, links)
     if summary is None:
         log.info("%s %s touched no file: no run notification", dag_id, run_id)
         return None

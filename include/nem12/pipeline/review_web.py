@@ -483,7 +483,7 @@ def create_app(
         )
         report = ""
         if row["report_location"]:
-            link = _report_link(reports_root, row["report_location"])
+            link = report_link(reports_root, row["report_location"])
             report = f"<p><a href='{base}/{link}'>validation report</a></p>"
         by_rule: dict[str, list[dict[str, Any]]] = {}
         for f in found:
@@ -794,7 +794,7 @@ def create_app(
             rows = review.files_of_run(conn, run_id)
         reports = sorted({r["report_location"] for r in rows if r["report_location"]})
         links = "".join(
-            f"<p><a href='{base}/{_report_link(reports_root, loc)}'>validation report</a></p>"
+            f"<p><a href='{base}/{report_link(reports_root, loc)}'>validation report</a></p>"
             for loc in reports
         )
         return _page(base, f"Run {run_id}", links + _files_table(rows, base))
@@ -872,7 +872,7 @@ def read_report(reports_root: str, path: str, s3: Callable[[], Any] | None = Non
     return target.read_bytes()
 
 
-def _report_link(reports_root: str, location: str) -> str:
+def report_link(reports_root: str, location: str) -> str:
     """The view's link to a report the ledger names by its full location."""
     root = reports_root.rstrip("/")
     if location.startswith(root + "/"):
