@@ -4,24 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import pytest
-
 from nem12.devtools.generate import GeneratorSpec, generate_bytes
 from nem12.pipeline import steps, storage
 from nem12.pipeline.settings import Settings
-from nem12.warehouse import schema
 
 GOOD = generate_bytes(GeneratorSpec(nmis=1, days=2, seed=1))
 BAD = generate_bytes(GeneratorSpec(nmis=1, days=2, seed=2, defects=("header_missing",)))
-
-
-@pytest.fixture
-def env(services):
-    import psycopg
-
-    with psycopg.connect(services.postgres_dsn, autocommit=True) as conn:
-        schema.apply_schema(conn)
-        yield services, conn, services.s3_client()
 
 
 def put(s3, services, objects: dict[str, bytes]) -> None:

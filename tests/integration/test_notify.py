@@ -33,7 +33,7 @@ from nem12.devtools.generate import GeneratorSpec, generate_bytes
 from nem12.pipeline import downstream, notify, steps
 from nem12.pipeline.alert_config import parse_config
 from nem12.pipeline.settings import Settings
-from nem12.warehouse import schema
+from tests.integration.test_ingest_steps import BAD, GOOD
 
 MAIL_FROM = "nem12@example.com"
 BASE_URL = "http://airflow.example:8080"
@@ -365,18 +365,7 @@ def test_the_links_are_the_review_views_pages(tmp_path):
 
 # --- runs --------------------------------------------------------------------------------
 
-GOOD = generate_bytes(GeneratorSpec(nmis=1, days=2, seed=1))
-BAD = generate_bytes(GeneratorSpec(nmis=1, days=2, seed=2, defects=("header_missing",)))
 PARTIAL = generate_bytes(GeneratorSpec(nmis=2, days=2, seed=7, defects=("value_negative",)))
-
-
-@pytest.fixture
-def env(services):
-    import psycopg
-
-    with psycopg.connect(services.postgres_dsn, autocommit=True) as connection:
-        schema.apply_schema(connection)
-        yield services, connection, services.s3_client()
 
 
 def run_as_the_dag(s3, conn, settings: Settings, dag_id: str, run_id: str) -> None:
