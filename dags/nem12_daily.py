@@ -19,7 +19,6 @@ from nem12_common import (
     our_process,
     postgres,
     review_base_url,
-    settings,
 )
 
 
@@ -48,12 +47,9 @@ def nem12_daily() -> None:
         """Raise the alerts of the config (the Variable ``nem12_alert_config`` when set,
         else the ``NEM12_ALERT_CONFIG`` file) for the days the rollup now holds."""
         our_process()
-        from airflow.sdk import Variable
+        from nem12.pipeline import downstream, steps
 
-        from nem12.pipeline import alert_config, downstream, steps
-
-        variable = Variable.get(alert_config.VARIABLE, default=None)
-        config = alert_config.load_config(settings(), variable)
+        config = alert_config()
         with postgres() as conn:
             steps.prepare(conn)
             return downstream.raise_alerts(conn, config)

@@ -45,14 +45,7 @@ def raise_alerts(conn: psycopg.Connection, config: AlertConfig) -> dict:
         done.alerts,
         done.waiting,
     )
-    return {
-        "config_version": config.version,
-        "changes": done.changes,
-        "batches": done.batches,
-        "raised": done.raised,
-        "alerts": done.alerts,
-        "waiting": done.waiting,
-    }
+    return {"config_version": config.version, "raised": done.raised, **asdict(done)}
 
 
 def send_alerts(

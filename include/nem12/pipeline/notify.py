@@ -34,6 +34,7 @@ import psycopg
 
 from nem12.pipeline.alert_config import AlertConfig, NotifierConfig
 from nem12.warehouse import notifications
+from nem12.warehouse.merge import OUTCOMES
 from nem12.warehouse.schema import SEVERITIES, UNFINISHED
 
 if TYPE_CHECKING:
@@ -322,7 +323,6 @@ def send_alerts(
 # --- runs --------------------------------------------------------------------------------
 
 #: The counts a run summary adds up, per format: NEM12 readings, NEM13 reads.
-OUTCOMES = ("inserted", "updated", "unchanged", "superseded")
 #: A run summary's file statuses that come with their findings.
 TOLD_WITH_FINDINGS = ("rejected", "partial")
 

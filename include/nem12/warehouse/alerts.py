@@ -34,27 +34,14 @@ from typing import Any, Protocol
 
 import psycopg
 
-from nem12.warehouse import changes
-from nem12.warehouse.schema import SCHEMA
+from nem12.format import spec
+from nem12.warehouse import changes, rollup
+from nem12.warehouse.schema import ROLLUP_CLASS_COLUMNS, SCHEMA
 
 CONSUMER = "alert"
-ROLLUP_CONSUMER = "day_rollup"
 
-#: The rollup column of each quality class ``estimated_share`` may count.
-CLASS_COLUMNS = {
-    "A": "actual_intervals",
-    "E": "estimated_intervals",
-    "F": "final_substituted_intervals",
-    "N": "missing_intervals",
-    "S": "substituted_intervals",
-}
-CLASS_WORDS = {
-    "A": "actual",
-    "E": "estimated",
-    "F": "final substituted",
-    "N": "null",
-    "S": "substituted",
-}
+#: Words for the quality classes in an alert's message ("estimated or null").
+CLASS_WORDS = {letter: name.replace("_", " ") for letter, name in spec.QUALITY_CLASSES.items()}
 
 
 class Bands(Protocol):
@@ -269,7 +256,7 @@ def findings(rule: AlertRule) -> tuple[str, dict[str, Any]]:
         params.update(max_days=rule.max_days, grace=rule.grace_days)
         return _MISSING_DAYS, params
     if rule.kind == "estimated_share":
-        counted = " + ".join(f"r.{CLASS_COLUMNS[c]}" for c in rule.classes)
+        counted = " + ".join(f"r.{ROLLUP_CLASS_COLUMNS[c]}" for c in rule.classes)
         words = " or ".join(CLASS_WORDS[c] for c in rule.classes)
         params.update(limit=rule.limit, words=words)
         return _ESTIMATED_SHARE.format(counted=counted), params
@@ -323,7 +310,7 @@ def raise_alerts(
     while True:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('nem12 alert'))")
-            rolled_up = changes.cursor(conn, ROLLUP_CONSUMER)
+            rolled_up = changes.cursor(conn, rollup.CONSUMER)
             taken = changes.take_changes(conn, CONSUMER, batch_changes, through=rolled_up)
             if not taken:
                 break
@@ -335,13 +322,3 @@ def raise_alerts(
         changes.forget_taken(conn)
     done.waiting = changes.pending(conn, CONSUMER)
     return done
-
-
-def alerts(conn: psycopg.Connection, where: str = "TRUE", params: Any = None) -> list[dict]:
-    """The alert rows (oldest first) matching ``where`` (SQL written in code, with
-    ``params``; never text from outside), as dicts."""
-    cursor = conn.execute(
-        f"SELECT * FROM {SCHEMA}.alert WHERE {where} ORDER BY alert_id", params or ()
-    )
-    names = [column.name for column in cursor.description or ()]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

@@ -82,16 +82,29 @@ def _where(chosen: FileFilter) -> tuple[str, dict[str, Any]]:
 def files(conn: psycopg.Connection, chosen: FileFilter, page: int = 1, per_page: int = 50) -> Page:
     """The ledger, newest first, as the Files page shows it."""
     where, params = _where(chosen)
+    source = f"{SCHEMA}.file_ledger l{where}"
+    order = "l.first_seen DESC, l.file_id DESC"
+    return _paged(conn, _FILE_COLUMNS, source, order, params, page, per_page)
+
+
+def _paged(
+    conn: psycopg.Connection,
+    columns: str,
+    source: str,
+    order: str,
+    params: dict[str, Any],
+    page: int,
+    per_page: int,
+) -> Page:
+    """One page of ``SELECT columns FROM source ORDER BY order``, with the total."""
+    page = max(page, 1)
     with conn.cursor(row_factory=dict_row) as cursor:
-        total = cursor.execute(
-            f"SELECT count(*) AS n FROM {SCHEMA}.file_ledger l{where}", params
-        ).fetchone()
+        total = cursor.execute(f"SELECT count(*) AS n FROM {source}", params).fetchone()
         rows = cursor.execute(
-            f"SELECT {_FILE_COLUMNS} FROM {SCHEMA}.file_ledger l{where} "
-            "ORDER BY l.first_seen DESC, l.file_id DESC LIMIT %(limit)s OFFSET %(offset)s",
-            {**params, "limit": per_page, "offset": (max(page, 1) - 1) * per_page},
+            f"SELECT {columns} FROM {source} ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s",
+            {**params, "limit": per_page, "offset": (page - 1) * per_page},
         ).fetchall()
-    return Page(rows, int(total["n"]) if total else 0, max(page, 1), per_page)
+    return Page(rows, int(total["n"]) if total else 0, page, per_page)
 
 
 def senders(conn: psycopg.Connection) -> list[str]:
@@ -288,16 +301,8 @@ def alerts(
 ) -> Page:
     """The alerts raised, newest first, as the Alerts page shows them."""
     where, params = _alert_where(chosen)
-    with conn.cursor(row_factory=dict_row) as cursor:
-        total = cursor.execute(
-            f"SELECT count(*) AS n FROM {SCHEMA}.alert a{where}", params
-        ).fetchone()
-        rows = cursor.execute(
-            f"SELECT {_ALERT_SELECT} FROM {SCHEMA}.alert a{where} "
-            "ORDER BY a.raised_at DESC, a.alert_id DESC LIMIT %(limit)s OFFSET %(offset)s",
-            {**params, "limit": per_page, "offset": (max(page, 1) - 1) * per_page},
-        ).fetchall()
-    return Page(rows, int(total["n"]) if total else 0, max(page, 1), per_page)
+    order = "a.raised_at DESC, a.alert_id DESC"
+    return _paged(conn, _ALERT_SELECT, f"{SCHEMA}.alert a{where}", order, params, page, per_page)
 
 
 def alert_rules(conn: psycopg.Connection) -> list[str]:

@@ -15,7 +15,13 @@ import psycopg
 
 from nem12.format import spec
 from nem12.warehouse import changes
-from nem12.warehouse.schema import DAY_KEY, ROLLUP_COLUMNS, ROLLUP_QUALITY_COLUMNS, SCHEMA
+from nem12.warehouse.schema import (
+    DAY_KEY,
+    ROLLUP_CLASS_COLUMNS,
+    ROLLUP_COLUMNS,
+    ROLLUP_QUALITY_COLUMNS,
+    SCHEMA,
+)
 
 CONSUMER = "day_rollup"
 
@@ -24,7 +30,7 @@ _SAME_DAY = " AND ".join(f"{{a}}.{c} = {{b}}.{c}" for c in DAY_KEY)
 _SUMS = {
     "intervals": f"{spec.MINUTES_PER_DAY} / d.interval_length",
     **{column: f"d.{column}" for column in ROLLUP_QUALITY_COLUMNS},
-    "missing_intervals": "d.null_intervals",
+    ROLLUP_CLASS_COLUMNS["N"]: "d.null_intervals",
 }
 
 #: The changed days as the meter table holds them now.

@@ -541,8 +541,13 @@ CHANGE_CONSUMERS = ("day_rollup", "alert")
 #: Alert severities, least to most severe.
 SEVERITIES = ("medium", "high", "critical")
 
-#: The rollup's intervals per quality class; N (null data) is ``missing_intervals``.
-ROLLUP_QUALITY_COLUMNS = tuple(c for c in spec.QUALITY_COUNT_COLUMNS if c != "null_intervals")
+#: The rollup's intervals per quality class, by QualityFlag letter; N (null data:
+#: no reading) is ``missing_intervals``.
+ROLLUP_CLASS_COLUMNS = {
+    letter: "missing_intervals" if letter == "N" else f"{name}_intervals"
+    for letter, name in spec.QUALITY_CLASSES.items()
+}
+ROLLUP_QUALITY_COLUMNS = tuple(c for c in ROLLUP_CLASS_COLUMNS.values() if c != "missing_intervals")
 _ROLLUP_TYPES = {
     "nmi": "text NOT NULL",
     "nmi_suffix": "text NOT NULL",
