@@ -5,7 +5,9 @@ second version is put under the key at each point of a run. Every case ends
 with both versions accounted for: two ledger rows, the newest version's
 readings in the table (by the version rules), the bytes of each version kept
 under archive/ or rejected/, nothing under landing/ or held/. Each runs on an
-unversioned bucket (deletes with If-Match) and a versioned one (by VersionId).
+unversioned bucket (deletes with If-Match), the same with a HEAD before each
+conditional request (as on an endpoint that does not enforce them, MinIO's
+deletes) and a versioned one (by VersionId).
 """
 
 from __future__ import annotations
@@ -111,12 +113,17 @@ class Bucket:
         return {(r[0], r[1], r[2]): r[3] for r in rows}
 
 
-@pytest.fixture(params=[False, True], ids=["unversioned bucket", "versioned bucket"])
-def bucket(request, services, tmp_path) -> Iterator[Bucket]:
+@pytest.fixture(
+    params=["unversioned", "unenforced", "versioned"],
+    ids=["unversioned bucket", "unversioned, HEAD before each", "versioned bucket"],
+)
+def bucket(request, services, tmp_path, monkeypatch) -> Iterator[Bucket]:
     name = f"b-{uuid.uuid4().hex[:10]}"
     s3 = services.s3_client()
     s3.create_bucket(Bucket=name)
-    if request.param:
+    if request.param == "unenforced":
+        monkeypatch.setattr(storage, "conditions", lambda *_: storage.UNENFORCED)
+    if request.param == "versioned":
         s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
     with psycopg.connect(services.postgres_dsn, autocommit=True) as conn:
         schema.apply_schema(conn)

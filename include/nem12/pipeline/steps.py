@@ -203,8 +203,12 @@ def _retire_twins(
             archived,
         )
         done.append(replace(file, status="duplicate", sha256=sha256, retired=True))
+    enforced = _conditions(s3, settings) if done else storage.UNENFORCED
     deleted = storage.each_in_parallel(
-        lambda file: storage.delete_version(s3, settings.bucket, file.key, file.etag, None), done
+        lambda file: storage.delete_version(
+            s3, settings.bucket, file.key, file.etag, None, enforced
+        ),
+        done,
     )
     for _, _, error in deleted:
         if error is not None:
@@ -495,44 +499,64 @@ def _quarantine(
 ) -> None:
     """Move a rejected version to the rejected prefix with its findings beside it."""
     name = _archive_key(settings, file.key)
-    target = settings.rejected_prefix + (
+    wanted = settings.rejected_prefix + (
         name[len(settings.archive_prefix) :] if name else posixpath.basename(file.key)
     )
-    target = storage.free_key(s3, settings.bucket, target, file.file_id)
     findings = [f.as_dict() for r in reports for f in r.findings]
-    storage.put_bytes(
-        s3,
-        settings.bucket,
-        target + ".findings.json",
-        json.dumps(findings, indent=2).encode(),
-        "application/json",
-    )
-    _retire(s3, conn, settings, [(file, target)])
+    [target] = _place(s3, conn, settings, [(file, wanted)])
+    if target is not None:  # None: a retry after the move, its findings written then
+        storage.put_bytes(
+            s3,
+            settings.bucket,
+            target + ".findings.json",
+            json.dumps(findings, indent=2).encode(),
+            "application/json",
+        )
+    _retire(s3, settings, [(file, wanted)])
     log.info("%s rejected: %d findings, moved to %s", file.key, len(findings), target)
+
+
+def _conditions(s3: storage.S3Client, settings: Settings) -> storage.Conditions:
+    """The conditional requests the bucket enforces (probed once per process)."""
+    return storage.conditions(s3, settings.bucket, settings.held_prefix)
+
+
+def _place(
+    s3: storage.S3Client,
+    conn: psycopg.Connection,
+    settings: Settings,
+    wanted: list[tuple[Registered, str | None]],
+) -> list[str | None]:
+    """Each version's bytes to its wanted key or the free name beside it, then the
+    ledger names where they lie (before the delivered version goes: repeatable)."""
+    placed = storage.place(s3, [(file.held(settings), target) for file, target in wanted])
+    moved = [(file, key) for (file, _), key in zip(wanted, placed, strict=True) if key]
+    ledger.set_moved_to_many(conn, [(file.file_id, key) for file, key in moved])
+    for file, key in moved:
+        if key.startswith(settings.archive_prefix):
+            log.info("%s: archived to %s", file.key, key)
+    return placed
 
 
 def _retire(
     s3: storage.S3Client,
-    conn: psycopg.Connection,
     settings: Settings,
-    placed: list[tuple[Registered, str | None]],
+    wanted: list[tuple[Registered, str | None]],
 ) -> None:
-    """Done with these versions: each one's bytes to its place (a free key), the
-    delivered version removed, a few at a time. The ledger names where the bytes
-    lie before they are moved (repeatable)."""
-    for file, target in placed:
-        if target is not None:
-            ledger.set_moved_to(conn, file.file_id, target)
-    newer = storage.retire(s3, [(file.held(settings), target) for file, target in placed])
-    for (file, target), newer_left in zip(placed, newer, strict=True):
+    """Done with these placed versions: the delivered ones removed (those given a
+    place), then the held copies."""
+    newer = storage.retire(
+        s3,
+        [(file.held(settings), target is not None) for file, target in wanted],
+        _conditions(s3, settings),
+    )
+    for (file, _), newer_left in zip(wanted, newer, strict=True):
         if newer_left:
             log.warning(
                 "%s: a newer version is under the key; left there for the next run (file %d done)",
                 file.key,
                 file.file_id,
             )
-        if target is not None and target.startswith(settings.archive_prefix):
-            log.info("%s: archived to %s", file.key, target)
 
 
 def loading_groups(files: Iterable[Registered], settings: Settings) -> list[list[Registered]]:
@@ -613,15 +637,11 @@ def merge(
     )
     held_duplicates = [f.file_id for f in also_archive if not f.retired]
     retiring = registered_files(conn, file_ids + held_duplicates)
-
+    if not retiring:
+        return counts
     wanted = [(file, _archive_key(settings, file.key)) for file in retiring]
-    free = iter(
-        storage.free_keys(
-            s3, settings.bucket, [(key, file.file_id) for file, key in wanted if key is not None]
-        )
-    )
-    placed = [(file, None if key is None else next(free)) for file, key in wanted]
-    _retire(s3, conn, settings, placed)
+    _place(s3, conn, settings, wanted)
+    _retire(s3, settings, wanted)
     return counts
 
 

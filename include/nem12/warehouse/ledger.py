@@ -156,6 +156,16 @@ def set_moved_to(conn: psycopg.Connection, file_id: int, key: str) -> None:
     )
 
 
+def set_moved_to_many(conn: psycopg.Connection, moved: list[tuple[int, str]]) -> None:
+    """Where each file's bytes lie now, (file id, key) pairs, in one statement."""
+    if moved:
+        conn.execute(
+            f"UPDATE {SCHEMA}.file_ledger l SET moved_to = m.key "
+            "FROM unnest(%s::bigint[], %s::text[]) AS m(file_id, key) WHERE l.file_id = m.file_id",
+            ([file_id for file_id, _ in moved], [key for _, key in moved]),
+        )
+
+
 def registered_versions(conn: psycopg.Connection, file_ids: list[int]) -> list[tuple]:
     """(file_id, key, size, status, etag, sha256, version_id) of ``file_ids``, by id."""
     return conn.execute(
