@@ -67,12 +67,15 @@ def day_rows(
         .collect(engine=CHUNK_ENGINE)
     )
     bad = None
-    doubted = frame.filter(~pl.col("values_ok")).get_column("day")
-    if len(doubted):
+    values_ok = frame.get_column("values_ok")
+    if not values_ok.all():
+        doubted = frame.get_column("day").filter(~values_ok)
         _, bad = explode(days.filter(pl.col("day").is_in(doubted.implode())), None, text_dtypes)
-    frame = frame.join(_interval_quality(days, events), on="day", how="left", maintain_order="left")
+    quality = _interval_quality(days, events).lazy()
     return (
-        frame.select(
+        frame.lazy()
+        .join(quality, on="day", how="left", maintain_order="left")
+        .select(
             *spec.STREAM_COLUMNS,
             "interval_date",
             "intervals",
@@ -85,7 +88,8 @@ def day_rows(
             line_number="line",
             total="total",
             **_quality_counts(),
-        ),
+        )
+        .collect(engine=CHUNK_ENGINE),
         bad,
     )
 
@@ -112,8 +116,10 @@ def _interval_quality(days: pl.DataFrame, events: pl.DataFrame | None) -> pl.Dat
             **dict.fromkeys(spec.QUALITY_COUNT_COLUMNS, pl.Int32),
         }
     )
+    if events is None or events.is_empty():
+        return empty
     variable = days.filter(pl.col("quality_method").str.starts_with("V"))
-    if variable.is_empty() or events is None or events.is_empty():
+    if variable.is_empty():
         return empty
     long, _ = explode(variable, events, TEXT_DTYPES)
     if long is None:

@@ -117,7 +117,7 @@ class Parse:
         blocks = self._blocks(records)
         days = rec.days_frame(records, blocks)
         if not days.is_empty():
-            days = days.with_columns(seen_before=state.days_seen.seen_before(days))
+            days = days.hstack([state.days_seen.seen_before(days).alias("seen_before")])
             self._run("days", days.lazy())
         events = rec.events_frame(records, days)
         if events is not None:
@@ -159,7 +159,7 @@ class Parse:
             return None
         first = None
         if state.records == 0:
-            row = records.row(int(filled.arg_true()[0]), named=True)
+            row = records.row(int(filled.arg_max()), named=True)  # the first filled line
             state.first_record_line = row["line"]
             first = rec.HeaderRecord.of(
                 self.member.name, row["line"], row["record_type"], row["raw"]
@@ -188,7 +188,7 @@ class Parse:
         state.blocks = int(records.get_column("block").max() or state.blocks)
         state.days = int(records.get_column("day").max() or state.days)
         b2b = rec.b2b_frame(records, blocks)
-        if not b2b.is_empty():
+        if b2b is not None and not b2b.is_empty():
             state.keep_b2b(b2b)
         return blocks
 

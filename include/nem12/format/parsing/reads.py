@@ -120,7 +120,7 @@ def read_qualities(reads: pl.DataFrame) -> pl.DataFrame:
     for read in _READS:
         quality = pl.col(f"{read}_quality_method")
         rows.append(
-            reads.filter("shape_ok").select(
+            reads.filter(pl.col("shape_ok")).select(
                 "line",
                 "block",
                 "nmi",
@@ -156,7 +156,7 @@ def accepted_reads(
 ) -> pl.DataFrame:
     """The reads no error rejected, with their first 550, in ``spec.READ_SCHEMA``."""
     first_b2b = b2b.filter(pl.col("nth") == 1).select("block", *spec.READ_B2B_FIELDS)
-    kept = reads.filter("shape_ok")
+    kept = reads.filter(pl.col("shape_ok"))
     if rejected_blocks:
         kept = kept.filter(~pl.col("block").is_in(list(rejected_blocks)))
     texts = {

@@ -133,7 +133,9 @@ def header_datetime(text: str) -> datetime | None:
 def blocks_frame(records: pl.DataFrame) -> pl.DataFrame:
     """The chunk's 200 records: the data stream's fields as written and as read."""
     return (
-        split_fields(records.filter(pl.col("record_type") == "200"))
+        records.lazy()
+        .filter(pl.col("record_type") == "200")
+        .pipe(split_fields)
         .select(
             "block",
             "line",
@@ -152,6 +154,7 @@ def blocks_frame(records: pl.DataFrame) -> pl.DataFrame:
             .str.to_uppercase()
             .replace_strict(spec.UNITS_OF_MEASURE, default=None, return_dtype=pl.String),
         )
+        .collect(engine=CHUNK_ENGINE)
     )
 
 
@@ -170,10 +173,20 @@ def usable_blocks(new: pl.DataFrame, open_block: pl.DataFrame | None) -> pl.Data
     return new
 
 
-def b2b_frame(records: pl.DataFrame, blocks: pl.DataFrame) -> pl.DataFrame:
-    """The chunk's 500 B2B details records, with the NMI of their block."""
+def holds(records: pl.DataFrame, record_type: str) -> bool:
+    """Whether the chunk has a record of ``record_type``: one comparison, which spares
+    the frames of the record types a chunk lacks (most files have no 400 or 500)."""
+    return bool((records.get_column("record_type") == record_type).any())
+
+
+def b2b_frame(records: pl.DataFrame, blocks: pl.DataFrame) -> pl.DataFrame | None:
+    """The chunk's 500 B2B details records, with the NMI of their block; None if it has none."""
+    if not holds(records, "500"):
+        return None
     return (
-        split_fields(records.filter(pl.col("record_type") == "500", pl.col("block") > 0))
+        records.lazy()
+        .filter(pl.col("record_type") == "500", pl.col("block") > 0)
+        .pipe(split_fields)
         .select(
             "block",
             "line",
@@ -183,12 +196,13 @@ def b2b_frame(records: pl.DataFrame, blocks: pl.DataFrame) -> pl.DataFrame:
             index_read=field(4),
         )
         .join(
-            blocks.select("block", "nmi", "nmi_suffix"),
+            blocks.lazy().select("block", "nmi", "nmi_suffix"),
             on="block",
             how="left",
             maintain_order="left",
         )
         .drop("block")
+        .collect(engine=CHUNK_ENGINE)
     )
 
 
@@ -249,10 +263,18 @@ def events_frame(records: pl.DataFrame, days: pl.DataFrame) -> pl.DataFrame | No
         .then(pl.col("record_type"))
         .forward_fill()
     )
-    rows = split_fields(records.with_columns(anchor=anchor).filter(pl.col("record_type") == "400"))
-    if rows.is_empty() and not days.get_column("quality_method").str.starts_with("V").any():
+    if (
+        not holds(records, "400")
+        and not days.get_column("quality_method").str.starts_with("V").any()
+    ):
         return None
-    day_info = days.select("day", "intervals", "nmi", "shape_ok", q300="quality_method")
+    rows = (
+        records.lazy()
+        .with_columns(anchor=anchor)
+        .filter(pl.col("record_type") == "400")
+        .pipe(split_fields)
+    )
+    day_info = days.lazy().select("day", "intervals", "nmi", "shape_ok", q300="quality_method")
     n = pl.col("intervals")
     bad_range = (
         pl.col("start").is_null()
@@ -289,6 +311,7 @@ def events_frame(records: pl.DataFrame, days: pl.DataFrame) -> pl.DataFrame | No
             & (quality.str.slice(0, 1) != "V"),
         )
         .with_columns(quality_checked=pl.col("expected") & pl.col("quality_ok"))
+        .collect(engine=CHUNK_ENGINE)
     )
 
 
@@ -299,8 +322,8 @@ def variable_days(days: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
     for a day without such ranges; ``range_invalid`` marks a day one of whose
     ranges is not within the day (its coverage is not judged).
     """
-    expected = events.filter("expected")
-    good = expected.filter("range_ok")
+    expected = events.filter(pl.col("expected"))
+    good = expected.filter(pl.col("range_ok"))
     coverage = (
         good.sort("day", "start")
         .group_by("day", maintain_order=True)
@@ -324,7 +347,7 @@ def variable_days(days: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
 
 def event_qualities(events: pl.DataFrame) -> pl.DataFrame:
     """The expected, well-placed 400 ranges: what ``explode`` gives their intervals."""
-    return events.filter("expected", "range_ok").select(
+    return events.filter(pl.col("expected"), pl.col("range_ok")).select(
         "day",
         "start",
         "end",
@@ -338,7 +361,7 @@ def record_frame(
     file: str, records: pl.DataFrame, blocks: pl.DataFrame, days: pl.DataFrame
 ) -> pl.DataFrame:
     """One row per record with its key fields, for record-level validation reports."""
-    found = days.select(
+    found = days.lazy().select(
         "line",
         "interval_date",
         "quality_method",
@@ -348,14 +371,15 @@ def record_frame(
         .cast(pl.Int32),
     )
     return (
-        records.select(
+        records.lazy()
+        .select(
             "line",
             "record_type",
             "block",
             field_count=pl.col("raw").str.count_matches(",", literal=True).cast(pl.Int32) + 1,
         )
         .join(
-            blocks.select("block", "nmi", "nmi_suffix", "interval_length", "uom"),
+            blocks.lazy().select("block", "nmi", "nmi_suffix", "interval_length", "uom"),
             on="block",
             how="left",
             maintain_order="left",
@@ -377,4 +401,5 @@ def record_frame(
             expected_value_count=(spec.MINUTES_PER_DAY // pl.col("interval_length")).cast(pl.Int32),
             direction_indicator=pl.lit(None, pl.String),
         )
+        .collect(engine=CHUNK_ENGINE)
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from nem12.format.findings import CHUNK_ENGINE
 from nem12.format.parsing.result import Header
 
 #: 500 records kept per file in the result (all are counted): bounded memory.
@@ -60,7 +61,7 @@ class DaysSeen:
                     entry[1] |= run << (first - entry[0])
             else:
                 irregular.append((nmi, suffix))
-        repeated = pl.repeat(False, keys.height, dtype=pl.Boolean, eager=True).alias("repeated")
+        repeated = _all_false(keys.height)
         if not irregular:
             return repeated
         rows = keys.with_row_index("row").join(
@@ -80,14 +81,25 @@ class DaysSeen:
 
     def seen_before(self, days: pl.DataFrame) -> pl.Series:
         """Record the days' dates per stream; True where seen before, False where undated."""
-        dated = days.get_column("interval_date").is_not_null()
-        # One chunk: Polars 2.1 panics filtering a multi-chunk frame by a shift and formatting.
-        keys = days.select("nmi", "nmi_suffix", "interval_date").filter(dated).rechunk()
+        dated = pl.col("interval_date").is_not_null()
+        keys = (
+            days.lazy()
+            .select("nmi", "nmi_suffix", "interval_date")
+            .filter(dated)
+            .collect(engine=CHUNK_ENGINE)
+            # One chunk: Polars 2.1 panics filtering a multi-chunk frame by a shift and formatting.
+            .rechunk()
+        )
         repeated = self.add_frame(keys)
         if keys.height == days.height:
             return repeated
-        everywhere = pl.repeat(False, days.height, dtype=pl.Boolean, eager=True)
-        return everywhere.scatter(dated.arg_true(), repeated).alias("repeated")
+        rows = days.select(pl.arg_where(dated)).to_series()
+        return _all_false(days.height).scatter(rows, repeated)
+
+
+def _all_false(height: int) -> pl.Series:
+    """A ``repeated`` column of ``height`` Falses, made without a Polars query."""
+    return pl.Series("repeated", np.zeros(height, dtype=bool))
 
 
 class KeysSeen:

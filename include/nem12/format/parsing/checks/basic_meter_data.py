@@ -217,7 +217,7 @@ def next_read_date_invalid(reads: pl.LazyFrame) -> pl.LazyFrame:
 def read_repeated(reads: pl.LazyFrame) -> pl.LazyFrame:
     """A key seen before in this file (``repeated``, kept by the driver across chunks)."""
     return finding_rows(
-        reads.filter(SHAPED, "repeated"),
+        reads.filter(SHAPED, pl.col("repeated")),
         pl.format(
             "a read of suffix {} at {} appears earlier in this file",
             pl.col("nmi_suffix"),
@@ -234,7 +234,7 @@ def _b2b_rows(b2b: pl.LazyFrame, message: pl.Expr) -> pl.LazyFrame:
 @check("record_fields", on="read_b2b")
 def b2b_record_fields(b2b: pl.LazyFrame) -> pl.LazyFrame:
     return _b2b_rows(
-        b2b.filter("extra"),
+        b2b.filter(pl.col("extra")),
         pl.format(
             "550 record has {} fields; it has at most {}",
             pl.col("field_count"),

@@ -16,6 +16,7 @@ N = pl.col("intervals")
 DATE = pl.col("interval_date")
 UPDATE = pl.col("update_raw").fill_null("")
 MSATS = pl.col("msats_raw").fill_null("")
+SHAPED = pl.col("shape_ok")
 
 
 def _misshapen(days: pl.LazyFrame) -> pl.LazyFrame:
@@ -90,7 +91,7 @@ REASON_NUMBER = REASON.cast(pl.Int32, strict=False)
 
 
 def _flagged(rows: pl.LazyFrame, condition: pl.Expr, message: pl.Expr) -> pl.LazyFrame:
-    return finding_rows(rows.filter("quality_checked", condition), message)
+    return finding_rows(rows.filter(pl.col("quality_checked"), condition), message)
 
 
 @check("quality_method_number", on=("days", "events", "read_qualities"))
@@ -153,7 +154,7 @@ UPDATE_12 = _valid(UPDATE, 12, "%Y%m%d%H%M")
 @check("update_datetime_invalid", on=("days", "reads"))
 def update_datetime_invalid(days: pl.LazyFrame) -> pl.LazyFrame:
     return finding_rows(
-        days.filter("shape_ok", UPDATE != "", ~UPDATE_14, ~UPDATE_12),
+        days.filter(SHAPED, UPDATE != "", ~UPDATE_14, ~UPDATE_12),
         pl.format("UpdateDateTime '{}' is not YYYYMMDDHHMMSS", UPDATE.str.slice(0, 20)),
     )
 
@@ -161,7 +162,7 @@ def update_datetime_invalid(days: pl.LazyFrame) -> pl.LazyFrame:
 @check("update_datetime_nonstandard", on=("days", "reads"))
 def update_datetime_nonstandard(days: pl.LazyFrame) -> pl.LazyFrame:
     return finding_rows(
-        days.filter("shape_ok", (UPDATE == "") | UPDATE_12),
+        days.filter(SHAPED, (UPDATE == "") | UPDATE_12),
         pl.when(UPDATE == "")
         .then(pl.lit("UpdateDateTime is empty: this version sorts oldest"))
         .otherwise(pl.format("UpdateDateTime '{}' has 12 digits, read as YYYYMMDDHHMM", UPDATE)),
@@ -171,7 +172,7 @@ def update_datetime_nonstandard(days: pl.LazyFrame) -> pl.LazyFrame:
 @check("msats_datetime_invalid", on=("days", "reads"))
 def msats_datetime_invalid(days: pl.LazyFrame) -> pl.LazyFrame:
     return finding_rows(
-        days.filter("shape_ok", MSATS != "", ~_valid(MSATS, 14, "%Y%m%d%H%M%S")),
+        days.filter(SHAPED, MSATS != "", ~_valid(MSATS, 14, "%Y%m%d%H%M%S")),
         pl.format("MSATSLoadDateTime '{}' is not YYYYMMDDHHMMSS", MSATS.str.slice(0, 20)),
     )
 
@@ -181,7 +182,7 @@ def msats_datetime_invalid(days: pl.LazyFrame) -> pl.LazyFrame:
 def interval_date_repeated(days: pl.LazyFrame) -> pl.LazyFrame:
     """A stream's IntervalDate seen before in this file (``seen_before``, kept by the driver)."""
     return finding_rows(
-        days.filter(DATE.is_not_null(), "seen_before"),
+        days.filter(DATE.is_not_null(), pl.col("seen_before")),
         pl.format(
             "IntervalDate {} of suffix {} appears earlier in this file",
             DATE.dt.strftime("%Y%m%d"),

@@ -30,7 +30,7 @@ def event_unexpected(events: pl.LazyFrame) -> pl.LazyFrame:
 @check("event_range", on="events")
 def event_range(events: pl.LazyFrame) -> pl.LazyFrame:
     return finding_rows(
-        events.filter("expected", ~pl.col("range_ok")),
+        events.filter(pl.col("expected"), ~pl.col("range_ok")),
         pl.format(
             "interval range {}-{} is not within 1..{}",
             pl.col("start_raw").fill_null(""),
@@ -43,7 +43,7 @@ def event_range(events: pl.LazyFrame) -> pl.LazyFrame:
 @check("event_quality", on="events")
 def event_quality(events: pl.LazyFrame) -> pl.LazyFrame:
     return finding_rows(
-        events.filter("expected", ~pl.col("quality_ok")),
+        events.filter(pl.col("expected"), ~pl.col("quality_ok")),
         pl.format(
             "400 QualityMethod '{}' is not valid here",
             pl.col("quality_method").fill_null("").str.slice(0, 20),
