@@ -402,11 +402,13 @@ def _spooled(
 
 @dataclass(frozen=True)
 class Chunk:
-    """Whole lines of one member; ``block_complete`` says the last 200 block ends here."""
+    """Whole lines of one member; ``block_complete`` says the last 200 block ends here,
+    ``last`` that the member ends here (a chunk cut before a 200 always has one after it)."""
 
     data: bytes
     first_line: int
     block_complete: bool
+    last: bool = False
 
 
 def iter_chunks(stream: BinaryIO, limits: ReadLimits, block_record: str = "200") -> Iterator[Chunk]:
@@ -431,7 +433,7 @@ def iter_chunks(stream: BinaryIO, limits: ReadLimits, block_record: str = "200")
         _check_line_length(buffer, line, limits)
         if eof:
             if buffer:
-                yield Chunk(buffer, line, True)
+                yield Chunk(buffer, line, True, last=True)
             return
         cut = buffer.rfind(boundary)
         complete = cut > 0

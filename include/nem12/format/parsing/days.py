@@ -13,6 +13,7 @@ differs from the day's own.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cache
 
 import polars as pl
 
@@ -64,17 +65,7 @@ def day_rows(
             .then(pl.concat_str(pl.lit("{"), pl.col("raw_values").list.join(","), pl.lit("}")))
             .otherwise(_array_literal(decimals))
         )
-        .collect(engine=CHUNK_ENGINE)
-    )
-    bad = None
-    values_ok = frame.get_column("values_ok")
-    if not values_ok.all():
-        doubted = frame.get_column("day").filter(~values_ok)
-        _, bad = explode(days.filter(pl.col("day").is_in(doubted.implode())), None, text_dtypes)
-    quality = _interval_quality(days, events).lazy()
-    return (
-        frame.lazy()
-        .join(quality, on="day", how="left", maintain_order="left")
+        .join(_interval_quality(days, events).lazy(), on="day", how="left", maintain_order="left")
         .select(
             *spec.STREAM_COLUMNS,
             "interval_date",
@@ -85,13 +76,19 @@ def day_rows(
             "update_datetime",
             "msats_load_datetime",
             "block",
+            "values_ok",
             line_number="line",
             total="total",
             **_quality_counts(),
         )
-        .collect(engine=CHUNK_ENGINE),
-        bad,
+        .collect(engine=CHUNK_ENGINE)
     )
+    values_ok = frame.drop_in_place("values_ok")  # taken out: not a column of DAY_SCHEMA
+    bad = None
+    if not values_ok.all():
+        doubted = frame.get_column("line_number").filter(~values_ok)
+        _, bad = explode(days.filter(pl.col("line").is_in(doubted.implode())), None, text_dtypes)
+    return frame, bad
 
 
 def _array_literal(decimals: pl.Expr) -> pl.Expr:
@@ -178,6 +175,7 @@ def _interval_quality(days: pl.DataFrame, events: pl.DataFrame | None) -> pl.Dat
     return ranges.join(counts, on="day", how="left").collect(engine=CHUNK_ENGINE)
 
 
+@cache
 def _quality_counts() -> dict[str, pl.Expr]:
     """Per class: a V day's counts from its intervals, any other day's intervals in its flag."""
     flag = pl.col("quality_method").cast(pl.String).str.slice(0, 1)

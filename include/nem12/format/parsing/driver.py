@@ -2,8 +2,9 @@
 
 Two stages overlap: this thread builds a chunk's frames and runs its checks
 while a worker explodes the previous chunk into readings (Polars releases the
-GIL). Readings are released in file order; those of a block a chunk leaves
-open wait for the chunk that completes it.
+GIL). The member's last chunk, with nothing after it to overlap, is exploded by
+this thread, so a file of one chunk starts no worker. Readings are released in
+file order; those of a block a chunk leaves open wait for the chunk that completes it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import polars as pl
@@ -81,11 +83,9 @@ class Parse:
         for warning in self.member.warnings:
             self.collector.add(warning.rule, warning.message)
         waiting: deque[_Exploding] = deque()
+        pool: ThreadPoolExecutor | None = None
         try:
-            with (
-                self.member.open() as stream,
-                ThreadPoolExecutor(max_workers=1, thread_name_prefix="nem12-explode") as pool,
-            ):
+            with self.member.open() as stream, ExitStack() as stack:
                 for chunk in iter_chunks(stream, self.config.limits):
                     if self.state.stop:
                         break
@@ -96,7 +96,14 @@ class Parse:
                         days, events = work
                         enums = text_dtypes(days, self.config.stream_enums)
                         rows = day_rows if self.config.per_day else explode
-                        future = pool.submit(rows, days, events, enums)
+                        if chunk.last:  # no chunk follows to overlap with: explode it here
+                            future = Future()
+                            future.set_result(rows(days, events, enums))
+                        else:
+                            pool = pool or stack.enter_context(
+                                ThreadPoolExecutor(1, thread_name_prefix="nem12-explode")
+                            )
+                            future = pool.submit(rows, days, events, enums)
                     waiting.append(_Exploding(future, chunk.block_complete, self.state.blocks))
                     while len(waiting) > 1:
                         yield from self._release(waiting.popleft())

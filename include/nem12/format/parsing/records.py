@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 
 import polars as pl
 
@@ -57,6 +58,7 @@ def field(i: int | pl.Expr) -> pl.Expr:
     return F.list.get(i, null_on_oob=True).str.strip_chars()
 
 
+@cache
 def quality_position() -> pl.Expr:
     """Index of the first field after the date that looks like a QualityMethod: the value count."""
     return (
