@@ -18,10 +18,11 @@ from dataclasses import dataclass
 import polars as pl
 
 from nem12.format import spec
-from nem12.format.findings import FindingCollector
+from nem12.format.findings import CHECK_OPTIMIZATIONS, CHUNK_ENGINE, FindingCollector
 from nem12.format.parsing import reads as reads_of
 from nem12.format.parsing import records as rec
 from nem12.format.parsing.checks import Frame, checks_on
+from nem12.format.parsing.checks.registry import Check
 from nem12.format.parsing.config import ParseConfig
 from nem12.format.parsing.days import day_rows
 from nem12.format.parsing.explode import concat_readings, explode, text_dtypes
@@ -209,7 +210,10 @@ class Parse:
 
     def _run(self, frame: Frame, rows: pl.LazyFrame | rec.HeaderRecord) -> None:
         """Run the checks of ``frame`` on ``rows``; frame checks wait to run in one batch."""
-        for rule, run in checks_on(frame):
+        checks = checks_on(frame)
+        if isinstance(rows, pl.LazyFrame):
+            checks = _may_find(rows, checks)
+        for rule, run, _ in checks:
             found = run(rows)
             if isinstance(found, list):
                 for row in found:
@@ -341,6 +345,23 @@ class AccumulationParse(Parse):
         if reads.is_empty() or self.collector.file_rejected:
             return None
         return reads_of.accepted_reads(reads, b2b, self.collector.rejected_blocks)
+
+
+def _may_find(
+    rows: pl.LazyFrame, checks: list[tuple[str, Check, pl.Expr | None]]
+) -> list[tuple[str, Check, pl.Expr | None]]:
+    """The checks that may find some of ``rows``: those whose ``when`` a row meets
+    (tested in one query), and those without one."""
+    gated = [i for i, (_, _, when) in enumerate(checks) if when is not None]
+    if not gated:
+        return checks
+    met = (
+        rows.select(checks[i][2].any().alias(str(i)) for i in gated)  # type: ignore[union-attr]
+        .collect(engine=CHUNK_ENGINE, optimizations=CHECK_OPTIMIZATIONS)
+        .row(0)
+    )
+    skipped = {i for i, hit in zip(gated, met, strict=True) if not hit}
+    return [c for i, c in enumerate(checks) if i not in skipped]
 
 
 def member_version(member: Member) -> str | None:

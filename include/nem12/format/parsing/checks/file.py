@@ -19,9 +19,12 @@ def _line_rows(lines: pl.LazyFrame, message: pl.Expr) -> pl.LazyFrame:
     return lines.select("line", "record_type", nmi=pl.lit(None, pl.String), message=message)
 
 
-@check("blank_line", on="lines")
+BLANK = pl.col("raw") == ""
+
+
+@check("blank_line", on="lines", when=BLANK)
 def blank_line(lines: pl.LazyFrame) -> pl.LazyFrame:
-    return lines.filter(pl.col("raw") == "").select(
+    return lines.filter(BLANK).select(
         "line",
         record_type=pl.lit(None, pl.String),
         nmi=pl.lit(None, pl.String),
@@ -29,9 +32,12 @@ def blank_line(lines: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-@check("header_repeated", on="lines")
+SECOND_HEADER = (RECORD == "100") & (LINE != pl.col("first_record_line"))
+
+
+@check("header_repeated", on="lines", when=SECOND_HEADER)
 def header_repeated(lines: pl.LazyFrame) -> pl.LazyFrame:
-    later = lines.filter(RECORD == "100", LINE != pl.col("first_record_line"))
+    later = lines.filter(SECOND_HEADER)
     return _line_rows(later, pl.lit("a second 100 header"))
 
 
@@ -45,7 +51,7 @@ OWN_TYPE = (
 ANY_TYPE = RECORD.is_in(spec.RECORD_TYPES + spec.NEM13_RECORD_TYPES)
 
 
-@check("record_type_unknown", on="lines")
+@check("record_type_unknown", on="lines", when=~ANY_TYPE)
 def record_type_unknown(lines: pl.LazyFrame) -> pl.LazyFrame:
     unknown = _records(lines).filter(~ANY_TYPE)
     return _line_rows(
@@ -54,7 +60,7 @@ def record_type_unknown(lines: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-@check("record_wrong_version", on="lines")
+@check("record_wrong_version", on="lines", when=ANY_TYPE & ~OWN_TYPE)
 def record_wrong_version(lines: pl.LazyFrame) -> pl.LazyFrame:
     other = _records(lines).filter(ANY_TYPE, ~OWN_TYPE)
     return _line_rows(
@@ -68,15 +74,18 @@ def record_wrong_version(lines: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-@check("end_repeated", on="lines")
+SECOND_END = (RECORD == "900") & (LINE != pl.col("end_line"))
+
+
+@check("end_repeated", on="lines", when=SECOND_END)
 def end_repeated(lines: pl.LazyFrame) -> pl.LazyFrame:
-    again = lines.filter(RECORD == "900", LINE != pl.col("end_line"))
+    again = lines.filter(SECOND_END)
     return _line_rows(
         again, pl.format("another 900 record (the first is on line {})", pl.col("end_line"))
     )
 
 
-@check("data_after_end", on="lines")
+@check("data_after_end", on="lines", when=LINE > pl.col("end_line"))
 def data_after_end(lines: pl.LazyFrame) -> pl.LazyFrame:
     after = _records(lines).filter(LINE > pl.col("end_line"), RECORD != "900")
     return _line_rows(
@@ -87,9 +96,13 @@ def data_after_end(lines: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-@check("record_outside_block", on="lines")
+#: A record that belongs in a block: after a 200 in NEM12, after a 250 in NEM13.
+BLOCK_RECORD = pl.when(NEM13).then(RECORD == "550").otherwise(RECORD.is_in(spec.BLOCK_RECORD_TYPES))
+OUTSIDE_BLOCK = BLOCK_RECORD & (pl.col("block") == 0)
+
+
+@check("record_outside_block", on="lines", when=OUTSIDE_BLOCK)
 def record_outside_block(lines: pl.LazyFrame) -> pl.LazyFrame:
-    in_block = pl.when(NEM13).then(RECORD == "550").otherwise(RECORD.is_in(spec.BLOCK_RECORD_TYPES))
-    outside = lines.filter(in_block, pl.col("block") == 0)
+    outside = lines.filter(OUTSIDE_BLOCK)
     opener = pl.when(NEM13).then(pl.lit("250")).otherwise(pl.lit("200"))
     return _line_rows(outside, pl.format("{} record before any {} record", RECORD, opener))

@@ -17,13 +17,13 @@ DATE = pl.col("interval_date")
 UPDATE = pl.col("update_raw").fill_null("")
 MSATS = pl.col("msats_raw").fill_null("")
 SHAPED = pl.col("shape_ok")
+#: A day of a known IntervalLength that cannot be read.
+MISSHAPEN = N.is_not_null() & ~SHAPED
 
 
 def _misshapen(days: pl.LazyFrame) -> pl.LazyFrame:
     """Days of a known IntervalLength that cannot be read, with where a QualityMethod is."""
-    return days.filter(N.is_not_null(), ~pl.col("shape_ok")).with_columns(
-        first_quality=quality_position()
-    )
+    return days.filter(MISSHAPEN).with_columns(first_quality=quality_position())
 
 
 def _quality_after_values(days: pl.LazyFrame) -> pl.LazyFrame:
@@ -32,7 +32,7 @@ def _quality_after_values(days: pl.LazyFrame) -> pl.LazyFrame:
     return _misshapen(days).filter(first.is_null() | (first == N))
 
 
-@check("value_count", on="days")
+@check("value_count", on="days", when=MISSHAPEN)
 def value_count(days: pl.LazyFrame) -> pl.LazyFrame:
     first = pl.col("first_quality")
     return finding_rows(
@@ -47,7 +47,7 @@ def value_count(days: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-@check("quality_method", on="days")
+@check("quality_method", on="days", when=MISSHAPEN)
 def quality_method(days: pl.LazyFrame) -> pl.LazyFrame:
     return finding_rows(
         _quality_after_values(days).filter(~pl.col("quality_ok")),
@@ -60,7 +60,7 @@ def quality_method(days: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-@check("record_fields", on="days")
+@check("record_fields", on="days", when=MISSHAPEN)
 def record_fields(days: pl.LazyFrame) -> pl.LazyFrame:
     return finding_rows(
         _quality_after_values(days).filter(pl.col("quality_ok")),
@@ -74,12 +74,15 @@ def record_fields(days: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-@check("interval_date", on="days")
+DATE_RAW = pl.col("date_raw").fill_null("")
+BAD_DATE = DATE.is_null() | ~DATE_RAW.str.contains(r"^\d{8}$")
+
+
+@check("interval_date", on="days", when=BAD_DATE)
 def interval_date(days: pl.LazyFrame) -> pl.LazyFrame:
-    raw = pl.col("date_raw").fill_null("")
     return finding_rows(
-        days.filter(DATE.is_null() | ~raw.str.contains(r"^\d{8}$")),
-        pl.format("IntervalDate '{}' is not a real date", raw),
+        days.filter(BAD_DATE),
+        pl.format("IntervalDate '{}' is not a real date", DATE_RAW),
         "300",
     )
 
@@ -94,47 +97,62 @@ def _flagged(rows: pl.LazyFrame, condition: pl.Expr, message: pl.Expr) -> pl.Laz
     return finding_rows(rows.filter(pl.col("quality_checked"), condition), message)
 
 
-@check("quality_method_number", on=("days", "events", "read_qualities"))
+NO_METHOD = FLAG.is_in(spec.FLAGS_NEEDING_METHOD) & (pl.col("quality_method").str.slice(1) == "")
+
+
+@check("quality_method_number", on=("days", "events", "read_qualities"), when=NO_METHOD)
 def quality_method_number(rows: pl.LazyFrame) -> pl.LazyFrame:
     return _flagged(
         rows,
-        FLAG.is_in(spec.FLAGS_NEEDING_METHOD) & (pl.col("quality_method").str.slice(1) == ""),
+        NO_METHOD,
         pl.format("QualityMethod '{}' needs a two-digit method number", pl.col("quality_method")),
     )
 
 
-@check("reason_code_required", on=("days", "events", "read_qualities"))
+NO_REASON = FLAG.is_in(spec.FLAGS_NEEDING_REASON) & (REASON == "")
+
+
+@check("reason_code_required", on=("days", "events", "read_qualities"), when=NO_REASON)
 def reason_code_required(rows: pl.LazyFrame) -> pl.LazyFrame:
     return _flagged(
         rows,
-        FLAG.is_in(spec.FLAGS_NEEDING_REASON) & (REASON == ""),
+        NO_REASON,
         pl.format("QualityMethod '{}' needs a ReasonCode", pl.col("quality_method")),
     )
 
 
-@check("reason_code_invalid", on=("days", "events", "read_qualities"))
+UNKNOWN_REASON = (REASON != "") & ~REASON_NUMBER.is_in(list(spec.REASON_CODES)).fill_null(False)
+
+
+@check("reason_code_invalid", on=("days", "events", "read_qualities"), when=UNKNOWN_REASON)
 def reason_code_invalid(rows: pl.LazyFrame) -> pl.LazyFrame:
     return _flagged(
         rows,
-        (REASON != "") & ~REASON_NUMBER.is_in(list(spec.REASON_CODES)).fill_null(False),
+        UNKNOWN_REASON,
         pl.format("ReasonCode '{}' is not an MDFF reason code", REASON.str.slice(0, 20)),
     )
 
 
-@check("reason_code_on_variable", on=("days", "events"))
+VARIABLE_REASON = (FLAG == "V") & (REASON != "")
+
+
+@check("reason_code_on_variable", on=("days", "events"), when=VARIABLE_REASON)
 def reason_code_on_variable(rows: pl.LazyFrame) -> pl.LazyFrame:
     return _flagged(
         rows,
-        (FLAG == "V") & (REASON != ""),
+        VARIABLE_REASON,
         pl.format("QualityMethod V with ReasonCode '{}'", REASON.str.slice(0, 20)),
     )
 
 
-@check("reason_description_required", on=("days", "events", "read_qualities"))
+NO_DESCRIPTION = (REASON_NUMBER == 0) & (pl.col("reason_description").fill_null("") == "")
+
+
+@check("reason_description_required", on=("days", "events", "read_qualities"), when=NO_DESCRIPTION)
 def reason_description_required(rows: pl.LazyFrame) -> pl.LazyFrame:
     return _flagged(
         rows,
-        (REASON_NUMBER == 0) & (pl.col("reason_description").fill_null("") == ""),
+        NO_DESCRIPTION,
         pl.lit("ReasonCode 0 (free text) without a ReasonDescription"),
     )
 
@@ -149,40 +167,50 @@ def _valid(text: pl.Expr, digits: int, fmt: str) -> pl.Expr:
 
 UPDATE_14 = _valid(UPDATE, 14, "%Y%m%d%H%M%S")
 UPDATE_12 = _valid(UPDATE, 12, "%Y%m%d%H%M")
+BAD_UPDATE = SHAPED & (UPDATE != "") & ~UPDATE_14 & ~UPDATE_12
 
 
-@check("update_datetime_invalid", on=("days", "reads"))
+@check("update_datetime_invalid", on=("days", "reads"), when=BAD_UPDATE)
 def update_datetime_invalid(days: pl.LazyFrame) -> pl.LazyFrame:
     return finding_rows(
-        days.filter(SHAPED, UPDATE != "", ~UPDATE_14, ~UPDATE_12),
+        days.filter(BAD_UPDATE),
         pl.format("UpdateDateTime '{}' is not YYYYMMDDHHMMSS", UPDATE.str.slice(0, 20)),
     )
 
 
-@check("update_datetime_nonstandard", on=("days", "reads"))
+NONSTANDARD_UPDATE = SHAPED & ((UPDATE == "") | UPDATE_12)
+
+
+@check("update_datetime_nonstandard", on=("days", "reads"), when=NONSTANDARD_UPDATE)
 def update_datetime_nonstandard(days: pl.LazyFrame) -> pl.LazyFrame:
     return finding_rows(
-        days.filter(SHAPED, (UPDATE == "") | UPDATE_12),
+        days.filter(NONSTANDARD_UPDATE),
         pl.when(UPDATE == "")
         .then(pl.lit("UpdateDateTime is empty: this version sorts oldest"))
         .otherwise(pl.format("UpdateDateTime '{}' has 12 digits, read as YYYYMMDDHHMM", UPDATE)),
     )
 
 
-@check("msats_datetime_invalid", on=("days", "reads"))
+BAD_MSATS = SHAPED & (MSATS != "") & ~_valid(MSATS, 14, "%Y%m%d%H%M%S")
+
+
+@check("msats_datetime_invalid", on=("days", "reads"), when=BAD_MSATS)
 def msats_datetime_invalid(days: pl.LazyFrame) -> pl.LazyFrame:
     return finding_rows(
-        days.filter(SHAPED, MSATS != "", ~_valid(MSATS, 14, "%Y%m%d%H%M%S")),
+        days.filter(BAD_MSATS),
         pl.format("MSATSLoadDateTime '{}' is not YYYYMMDDHHMMSS", MSATS.str.slice(0, 20)),
     )
 
 
 # --- IntervalDates of a data stream -------------------------------------------------
-@check("interval_date_repeated", on="days")
+REPEATED_DATE = DATE.is_not_null() & pl.col("seen_before")
+
+
+@check("interval_date_repeated", on="days", when=REPEATED_DATE)
 def interval_date_repeated(days: pl.LazyFrame) -> pl.LazyFrame:
     """A stream's IntervalDate seen before in this file (``seen_before``, kept by the driver)."""
     return finding_rows(
-        days.filter(DATE.is_not_null(), pl.col("seen_before")),
+        days.filter(REPEATED_DATE),
         pl.format(
             "IntervalDate {} of suffix {} appears earlier in this file",
             DATE.dt.strftime("%Y%m%d"),

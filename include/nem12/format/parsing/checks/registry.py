@@ -56,6 +56,8 @@ C = TypeVar("C", bound=Check)
 
 #: (frame, rule) -> check, in registration order.
 CHECKS: dict[tuple[Frame, str], Check] = {}
+#: (frame, rule) -> what every row the check finds meets, for the checks that say (``check``).
+WHEN: dict[tuple[Frame, str], pl.Expr] = {}
 
 #: Rules reported while reading bytes and archives (``reading.ReadError``, member warnings).
 RAISED_BY_READING = frozenset(
@@ -72,8 +74,16 @@ RAISED_BY_READING = frozenset(
 RAISED_BY_DRIVER = frozenset({"encoding", "file_empty", "end_missing", "header_only"})
 
 
-def check(rule: str, on: Frame | tuple[Frame, ...]) -> Callable[[C], C]:
-    """Register the decorated function as the check of ``rule`` on the frame(s) ``on``."""
+def check(
+    rule: str, on: Frame | tuple[Frame, ...], when: pl.Expr | None = None
+) -> Callable[[C], C]:
+    """Register the decorated function as the check of ``rule`` on the frame(s) ``on``.
+
+    ``when``: a condition every row the check finds meets. The driver tests the
+    conditions of a frame's checks in one query and skips those no row meets:
+    on a chunk without findings, building and running each check costs more
+    than the checking.
+    """
     frames = (on,) if isinstance(on, str) else on
 
     def register(function: C) -> C:
@@ -83,14 +93,16 @@ def check(rule: str, on: Frame | tuple[Frame, ...]) -> Callable[[C], C]:
             if (frame, rule) in CHECKS:
                 raise ValueError(f"rule {rule} already has a check on {frame}")
             CHECKS[(frame, rule)] = function
+            if when is not None:
+                WHEN[(frame, rule)] = when
         return function
 
     return register
 
 
-def checks_on(frame: Frame) -> list[tuple[str, Check]]:
-    """The (rule, check) pairs that read ``frame``, in registration order."""
-    return [(rule, run) for (on, rule), run in CHECKS.items() if on == frame]
+def checks_on(frame: Frame) -> list[tuple[str, Check, pl.Expr | None]]:
+    """The (rule, check, when) of the checks that read ``frame``, in registration order."""
+    return [(rule, run, WHEN.get((on, rule))) for (on, rule), run in CHECKS.items() if on == frame]
 
 
 def finding_rows(
