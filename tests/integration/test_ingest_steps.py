@@ -98,10 +98,11 @@ def test_every_step_logs_each_file_by_key_with_its_counts(env, caplog, tmp_path)
         f"landing/c.csv: registered as file 3, {len(BAD)} bytes",
         "landing/a.csv: accepted (file 1), 192 readings, 0 errors, 0 warnings, "
         "0 of 2 blocks rejected",
-        "landing/a.csv: 192 readings staged (file 1)",
         "landing/c.csv: rejected (file 3), 0 readings, 1 errors, 0 warnings, "
         "0 of 2 blocks rejected",
+        # recorded together: the rejected moved, then the small ones staged
         "landing/c.csv rejected: 1 findings, moved to rejected/c.csv",
+        "landing/a.csv: 192 readings staged (file 1)",
         f"validation report: {report}",
         "landing/a.csv: merged (file 1) as loaded: 192 inserted, 0 updated, 0 unchanged, "
         "0 superseded",

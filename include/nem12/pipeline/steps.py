@@ -362,6 +362,20 @@ def _stage(
     return rows
 
 
+def _stage_many(
+    conn: psycopg.Connection, files: list[tuple[Registered, list[_Parsed]]]
+) -> dict[int, int]:
+    """``_stage`` for many files parsed in full, together: readings per file staged."""
+    rows = staging.stage_parsed(conn, [(file.file_id, parses) for file, parses in files])
+    marked = ledger.mark_staged_many(conn, list(rows))
+    for file, _ in files:
+        if file.file_id not in marked:
+            log.info("%s: finished by another run (file %d) while staging", file.key, file.file_id)
+        else:
+            log.info("%s: %d readings staged (file %d)", file.key, rows[file.file_id], file.file_id)
+    return {file_id: rows[file_id] for file_id in sorted(marked)}
+
+
 def _moved_by_another_run(conn: psycopg.Connection, file: Registered) -> bool:
     """Whether a vanished object is one an overlapping run finished (and archived)."""
     if not ledger.finished_files(conn, [file.file_id]):
@@ -414,6 +428,8 @@ def validate(
         todo,
         _workers(todo),
     )
+    waiting: list[tuple[Registered, _Read, str]] = []  # parsed, to record (and stage) together
+    waiting_bytes = 0
     for file, got, error in parsed:
         if isinstance(error, storage.ObjectGone | storage.VersionReplaced):
             if dry_run:
@@ -427,8 +443,6 @@ def validate(
         assert got is not None
         reports = got.reports
         quality = _combined_status(reports)
-        if not dry_run:
-            ledger.record_parse(conn, file.file_id, reports, quality, got.texts)
         errors = sum(len(r.errors) for r in reports)
         warnings = sum(len(r.findings) for r in reports) - errors
         rejected_blocks = sum(r.rejected_blocks for r in reports)
@@ -450,16 +464,13 @@ def validate(
         record_frames.extend(
             with_findings(r.records, r.findings) for r in reports if r.records is not None
         )
-        if quality == "rejected":
-            if not dry_run:
-                _quarantine(s3, conn, settings, file, reports)
-            outcome.rejected.append(file)
-            continue
-        outcome.accepted.append(file)
-        if _staged_by_validation(file, settings) and not dry_run:
-            rows = _stage(conn, file, got.parses)
-            if rows is not None:
-                outcome.staged[file.file_id] = rows
+        waiting.append((file, got, quality))
+        if _staged_by_validation(file, settings):
+            waiting_bytes += file.size
+        if waiting_bytes >= STAGE_BATCH_BYTES or len(waiting) >= STAGE_BATCH_FILES:
+            _record(s3, conn, settings, waiting, outcome, dry_run)
+            waiting, waiting_bytes = [], 0
+    _record(s3, conn, settings, waiting, outcome, dry_run)
     if record_frames:
         records = pl.concat(record_frames, how="vertical_relaxed")
         outcome.report_location = _write_report(s3, settings, records, run_name)
@@ -468,6 +479,40 @@ def validate(
             ledger.set_report_location(conn, ids, outcome.report_location)
         log.info("validation report: %s", outcome.report_location)
     return outcome
+
+
+#: Validated files are recorded and small ones staged in batches of up to this many
+#: bytes of small files, or files: a statement per batch, not per file.
+STAGE_BATCH_BYTES = 32 << 20
+STAGE_BATCH_FILES = 1000
+
+
+def _record(
+    s3: storage.S3Client,
+    conn: psycopg.Connection,
+    settings: Settings,
+    validated: list[tuple[Registered, _Read, str]],
+    outcome: Validation,
+    dry_run: bool,
+) -> None:
+    """Keep what validation found of these files (file, read, quality); quarantine
+    the rejected, stage the accepted small ones."""
+    if not dry_run:
+        ledger.record_parses(
+            conn, [(f.file_id, got.reports, quality, got.texts) for f, got, quality in validated]
+        )
+    to_stage = []
+    for file, got, quality in validated:
+        if quality == "rejected":
+            if not dry_run:
+                _quarantine(s3, conn, settings, file, got.reports)
+            outcome.rejected.append(file)
+            continue
+        outcome.accepted.append(file)
+        if _staged_by_validation(file, settings) and not dry_run:
+            to_stage.append((file, got.parses))
+    if to_stage:
+        outcome.staged.update(_stage_many(conn, to_stage))
 
 
 def _write_report(

@@ -193,14 +193,17 @@ def finished_files(conn: psycopg.Connection, file_ids: list[int]) -> set[int]:
 
 def mark_staged(conn: psycopg.Connection, file_id: int) -> bool:
     """Status staged, unless a concurrent run's merge finished the file meanwhile."""
-    return (
-        conn.execute(
-            f"UPDATE {SCHEMA}.file_ledger SET status = 'staged', updated_at = now() "
-            "WHERE file_id = %s AND status <> ALL(%s)",
-            (file_id, list(FINISHED)),
-        ).rowcount
-        == 1
-    )
+    return file_id in mark_staged_many(conn, [file_id])
+
+
+def mark_staged_many(conn: psycopg.Connection, file_ids: list[int]) -> set[int]:
+    """``mark_staged`` for many files in one statement: the ids now staged."""
+    rows = conn.execute(
+        f"UPDATE {SCHEMA}.file_ledger SET status = 'staged', updated_at = now() "
+        "WHERE file_id = ANY(%s) AND status <> ALL(%s) RETURNING file_id",
+        (file_ids, list(FINISHED)),
+    ).fetchall()
+    return {int(file_id) for (file_id,) in rows}
 
 
 def set_report_location(conn: psycopg.Connection, file_ids: list[int], location: str) -> None:
@@ -232,6 +235,11 @@ def _member(report: ParseResult) -> dict[str, object]:
     }
 
 
+#: One parsed object as ``record_parses`` keeps it: file id, each member's report,
+#: the object's quality, and the text of the records its findings name.
+Parsed = tuple[int, list[ParseResult], str, dict[tuple[str, int], str]]
+
+
 def record_parse(
     conn: psycopg.Connection,
     file_id: int,
@@ -239,59 +247,74 @@ def record_parse(
     quality: str,
     texts: dict[tuple[str, int], str] | None = None,
 ) -> None:
-    """Keep what parsing found: header DateTime (NEM time), quality and findings, each
-    with the text of its record from ``texts`` ((member, line) -> text).
+    """Keep what parsing found of one object (see ``record_parses``)."""
+    record_parses(conn, [(file_id, reports, quality, texts or {})])
+
+
+def record_parses(conn: psycopg.Connection, parsed: list[Parsed]) -> None:
+    """Keep what parsing found, for many objects in one transaction: header DateTime
+    (NEM time), quality and findings, each with the text of its record ((member,
+    line) -> text).
 
     An object may hold several MDFF files (zip members); the first member's
     header DateTime stands for the object in version ordering.
     """
-    header = next((r.header.datetime for r in reports if r.header.datetime), None)
-    sender = next((r.header.from_participant for r in reports if r.header.from_participant), None)
-    recipient = next((r.header.to_participant for r in reports if r.header.to_participant), None)
-    texts = texts or {}
-    findings = [(f, texts.get((f.file, f.line or 0))) for r in reports for f in r.findings]
-    with conn.transaction():
-        conn.execute(
+    if not parsed:
+        return
+    with conn.transaction(), conn.cursor() as cursor:
+        cursor.executemany(
             f"""
             UPDATE {SCHEMA}.file_ledger
             SET header_datetime = %s, quality = %s, status = %s, readings = %s,
                 from_participant = %s, to_participant = %s, members = %s, updated_at = now()
             WHERE file_id = %s
             """,
-            (
-                header.replace(tzinfo=NEM_TZ) if header else None,
-                quality,
-                "rejected" if quality == "rejected" else "validated",
-                sum(r.readings for r in reports),
-                _text(sender),
-                _text(recipient),
-                Jsonb([_member(r) for r in reports]),
-                file_id,
-            ),
+            [_parse_outcome(file_id, reports, quality) for file_id, reports, quality, _ in parsed],
         )
-        conn.execute(f"DELETE FROM {SCHEMA}.finding WHERE file_id = %s", (file_id,))
-        with conn.cursor() as cursor:
-            cursor.executemany(
-                f"""
-                INSERT INTO {SCHEMA}.finding
-                    (file_id, file, rule, severity, line, record_type, nmi, message, raw)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
-                """,
-                [
-                    (
-                        file_id,
-                        _text(f.file),
-                        f.rule,
-                        f.severity,
-                        f.line,
-                        _text(f.record_type),
-                        _text(f.nmi),
-                        _text(f.message),
-                        _text(raw),
-                    )
-                    for f, raw in findings
-                ],
-            )
+        cursor.execute(
+            f"DELETE FROM {SCHEMA}.finding WHERE file_id = ANY(%s)",
+            ([file_id for file_id, *_ in parsed],),
+        )
+        cursor.executemany(
+            f"""
+            INSERT INTO {SCHEMA}.finding
+                (file_id, file, rule, severity, line, record_type, nmi, message, raw)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+            """,
+            [
+                (
+                    file_id,
+                    _text(f.file),
+                    f.rule,
+                    f.severity,
+                    f.line,
+                    _text(f.record_type),
+                    _text(f.nmi),
+                    _text(f.message),
+                    _text(texts.get((f.file, f.line or 0))),
+                )
+                for file_id, reports, _, texts in parsed
+                for r in reports
+                for f in r.findings
+            ],
+        )
+
+
+def _parse_outcome(file_id: int, reports: list[ParseResult], quality: str) -> tuple:
+    """The ledger columns ``record_parses`` sets for one object, in its UPDATE's order."""
+    header = next((r.header.datetime for r in reports if r.header.datetime), None)
+    sender = next((r.header.from_participant for r in reports if r.header.from_participant), None)
+    recipient = next((r.header.to_participant for r in reports if r.header.to_participant), None)
+    return (
+        header.replace(tzinfo=NEM_TZ) if header else None,
+        quality,
+        "rejected" if quality == "rejected" else "validated",
+        sum(r.readings for r in reports),
+        _text(sender),
+        _text(recipient),
+        Jsonb([_member(r) for r in reports]),
+        file_id,
+    )
 
 
 def finished_versions(conn: psycopg.Connection, bucket: str, keys: list[str]) -> set[tuple]:

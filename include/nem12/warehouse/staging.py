@@ -36,12 +36,13 @@ COPY_DAYS = 1 << 12
 COPY_PIECES_AHEAD = 4
 
 
-def _copy_text(file_id: int, member: int, version: str, batch: pl.DataFrame) -> Iterator[bytes]:
-    """Rows as COPY csv: exact decimals as written, ISO timestamps with their offset."""
+def _copy_text(version: str, batch: pl.DataFrame) -> Iterator[bytes]:
+    """Rows (with their file_id and member) as COPY csv: exact decimals as written,
+    ISO timestamps with their offset."""
     _, staged = _STAGING[version]
     columns = [
-        pl.lit(file_id).alias("file_id"),
-        pl.lit(member).alias("member"),
+        pl.col("file_id"),
+        pl.col("member"),
         *[
             decimal_as_text(c)
             if c == "total" or c in spec.READ_DECIMAL_COLUMNS
@@ -53,6 +54,11 @@ def _copy_text(file_id: int, member: int, version: str, batch: pl.DataFrame) -> 
         text = io.BytesIO()
         piece.select(columns).write_csv(text, include_header=False, null_value="\\N")
         yield text.getvalue()
+
+
+def _of(batch: pl.DataFrame, file_id: int, member: int) -> pl.DataFrame:
+    """The rows with the file and member they came from."""
+    return batch.with_columns(file_id=pl.lit(file_id), member=pl.lit(member))
 
 
 class _Pieces:
@@ -67,12 +73,53 @@ class _Pieces:
     def __iter__(self) -> Iterator[bytes]:
         for member, parse in self.run:
             for batch in parse.batches():
-                yield from _copy_text(self.file_id, member, self.version, batch)
+                yield from _copy_text(self.version, _of(batch, self.file_id, member))
             result = parse.result
             if result.status == "rejected":
                 self.rejected.append(member)
             else:
                 self.rows += result.readings
+
+
+def _lock_files(cursor: psycopg.Cursor, file_ids: list[int]) -> None:
+    """Overlapping runs staging the same file take turns; the second replaces the rows."""
+    cursor.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('nem12 stage'), (id %% 2147483647)::int) "
+        "FROM (SELECT id FROM unnest(%s::bigint[]) AS id ORDER BY id) AS ids",
+        (sorted(file_ids),),
+    )
+
+
+def stage_parsed(conn: psycopg.Connection, files: list[tuple[int, list[Parse]]]) -> dict[int, int]:
+    """``stage_days`` for many files already parsed in full (validation's small files):
+    one transaction and one COPY per version for all of them; readings plus reads
+    per file id."""
+    if not files:
+        return {}
+    rows: dict[int, int] = {}
+    batches: dict[str, list[pl.DataFrame]] = {version: [] for version in _STAGING}
+    for file_id, parses in files:
+        rows[file_id] = 0
+        for member, parse in enumerate(parses):
+            if parse.result.status == "rejected":
+                continue
+            rows[file_id] += parse.result.readings
+            batches[parse.version].extend(_of(b, file_id, member) for b in parse.batches())
+    with conn.transaction(), conn.cursor() as cursor:
+        _lock_files(cursor, list(rows))
+        for table, _ in _STAGING.values():
+            cursor.execute(f"DELETE FROM {SCHEMA}.{table} WHERE file_id = ANY(%s)", (list(rows),))
+        for version, frames in batches.items():
+            if not frames:
+                continue
+            table, staged = _STAGING[version]
+            columns = ", ".join(("file_id", "member", *staged))
+            with cursor.copy(
+                f"COPY {SCHEMA}.{table} ({columns}) FROM STDIN (FORMAT csv, NULL '\\N')"
+            ) as copy:
+                for text in _copy_text(version, pl.concat(frames, how="vertical_relaxed")):
+                    copy.write(text)
+    return rows
 
 
 def stage_days(conn: psycopg.Connection, file_id: int, parses: Iterable[Parse]) -> int:
@@ -86,11 +133,7 @@ def stage_days(conn: psycopg.Connection, file_id: int, parses: Iterable[Parse]) 
     rows = 0
     rejected: dict[str, list[int]] = {"NEM12": [], "NEM13": []}
     with conn.transaction(), conn.cursor() as cursor:
-        # Overlapping runs loading the same file take turns; the second replaces the rows.
-        cursor.execute(
-            "SELECT pg_advisory_xact_lock(hashtext('nem12 stage'), (%s %% 2147483647)::int)",
-            (file_id,),
-        )
+        _lock_files(cursor, [file_id])
         # a retry after a committed load finds its rows
         for table, _ in _STAGING.values():
             cursor.execute(f"DELETE FROM {SCHEMA}.{table} WHERE file_id = %s", (file_id,))
