@@ -209,7 +209,8 @@ class Parse:
         ]
 
     def _run(self, frame: Frame, rows: pl.LazyFrame | rec.HeaderRecord) -> None:
-        """Run the checks of ``frame`` on ``rows``; frame checks wait to run in one batch."""
+        """Run the checks of ``frame`` on ``rows`` but those whose ``when`` no row meets;
+        frame checks wait to run in one batch."""
         checks = checks_on(frame)
         if isinstance(rows, pl.LazyFrame):
             checks = _may_find(rows, checks)
@@ -352,15 +353,15 @@ def _may_find(
 ) -> list[tuple[str, Check, pl.Expr | None]]:
     """The checks that may find some of ``rows``: those whose ``when`` a row meets
     (tested in one query), and those without one."""
-    gated = [i for i, (_, _, when) in enumerate(checks) if when is not None]
+    gated = [(i, when) for i, (_, _, when) in enumerate(checks) if when is not None]
     if not gated:
         return checks
     met = (
-        rows.select(checks[i][2].any().alias(str(i)) for i in gated)  # type: ignore[union-attr]
+        rows.select(when.any().alias(str(i)) for i, when in gated)
         .collect(engine=CHUNK_ENGINE, optimizations=CHECK_OPTIMIZATIONS)
         .row(0)
     )
-    skipped = {i for i, hit in zip(gated, met, strict=True) if not hit}
+    skipped = {i for (i, _), hit in zip(gated, met, strict=True) if not hit}
     return [c for i, c in enumerate(checks) if i not in skipped]
 
 
