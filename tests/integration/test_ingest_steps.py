@@ -200,3 +200,29 @@ def test_a_file_resent_after_its_twin_was_archived_is_a_duplicate_never_read(env
         reprocess=True,
     )
     assert [(f.key, f.status) for f in reread] == [("archive/a.csv", "registered")]
+
+
+def test_a_small_version_is_held_in_the_database_until_it_is_archived(env):
+    """Registered bytes up to NEM12_HOLD_IN_DATABASE_BYTES skip held/ in S3 (two requests)."""
+    services, conn, s3 = env
+    small = len(GOOD)  # big.csv is a byte bigger: held in S3, loaded by a load task
+    settings = Settings(
+        bucket=services.bucket, hold_in_database_bytes=small, stage_with_validation_bytes=small
+    )
+    put(s3, services, {"landing/a.csv": GOOD, "landing/big.csv": GOOD + b"\n"})
+    files = steps.register(s3, conn, settings, steps.new_objects(s3, conn, settings))
+    held = conn.execute("SELECT file_id, content FROM nem12.held_content").fetchall()
+    assert held == [(files[0].file_id, GOOD)]
+    listed = s3.list_objects_v2(Bucket=services.bucket, Prefix="held/").get("Contents", [])
+    assert [o["Key"] for o in listed] == [f"held/{files[1].file_id}/big.csv"]
+    outcome = steps.validate(s3, conn, settings, files, "run")
+    assert outcome.staged == {files[0].file_id: 192}
+    staged = steps.load_group(s3, conn, settings, outcome.accepted[1:])
+    assert staged == {files[1].file_id: 192}
+    steps.merge(s3, conn, settings, [*outcome.staged, *staged])
+    assert conn.execute("SELECT count(*) FROM nem12.held_content").fetchone() == (0,)
+    archived = {
+        o["Key"]: s3.get_object(Bucket=services.bucket, Key=o["Key"])["Body"].read()
+        for o in s3.list_objects_v2(Bucket=services.bucket)["Contents"]
+    }
+    assert archived == {"archive/a.csv": GOOD, "archive/big.csv": GOOD + b"\n"}

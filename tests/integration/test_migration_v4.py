@@ -105,7 +105,7 @@ def restore_v4(conn: psycopg.Connection, fixture: str) -> list[tuple]:
 
 
 def assert_v5_done(conn: psycopg.Connection) -> None:
-    assert schema.schema_version(conn) == schema.SCHEMA_VERSION == 8
+    assert schema.schema_version(conn) == schema.SCHEMA_VERSION == 9
     assert conn.execute(
         "SELECT relkind FROM pg_class WHERE oid = 'nem12.meter_reading'::regclass"
     ).fetchone() == ("v",)

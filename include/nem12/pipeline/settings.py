@@ -74,6 +74,13 @@ class Settings:
         "(0: every file goes to a load task)",
         0,
     )
+    hold_in_database_bytes: int = _setting(
+        "NEM12_HOLD_IN_DATABASE_BYTES",
+        1 << 20,
+        "registered versions up to this size are held in PostgreSQL, not under the held "
+        "prefix (two S3 requests fewer a file; 0: every version in S3)",
+        0,
+    )
     history_days: int | None = _setting(
         "NEM12_HISTORY_DAYS",
         None,

@@ -14,6 +14,7 @@ import logging
 import posixpath
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -243,18 +244,26 @@ def preview(
 
 def _copy_to_held(
     s3: storage.S3Client, settings: Settings, file: Registered
-) -> tuple[str, str | None]:
-    """Read the registered version and hold its bytes: its SHA-256 and VersionId."""
+) -> tuple[str, str | None, bytes | None]:
+    """Read the registered version and hold its bytes: its SHA-256, VersionId, and the
+    bytes themselves if small (held in the database, by the caller)."""
     with storage.fetched(s3, settings.bucket, file.key, etag=file.etag) as got:
+        if got.size <= settings.hold_in_database_bytes:
+            return got.sha256, got.version_id, got.file.read()
         storage.hold(s3, settings.bucket, got, file.held(settings).held_key, file.file_id)
-    return got.sha256, got.version_id
+    return got.sha256, got.version_id, None
 
 
 def _record_held(
-    conn: psycopg.Connection, file: Registered, got: tuple[str, str | None], reprocess: bool
+    conn: psycopg.Connection,
+    file: Registered,
+    got: tuple[str, str | None, bytes | None],
+    reprocess: bool,
 ) -> Registered:
     """Record a held version's SHA-256 and status: a duplicate if its content was taken."""
-    sha256, version_id = got
+    sha256, version_id, content = got
+    if content is not None:  # before its SHA-256 marks the version held
+        ledger.hold_content(conn, file.file_id, content)
     original = ledger.taken_content(conn, sha256, file.file_id)
     status = "duplicate" if original is not None and not reprocess else "registered"
     ledger.record_version(conn, file.file_id, sha256, version_id, status)
@@ -308,8 +317,28 @@ class _Read:
         return [p.result for p in self.parses]
 
 
+@contextmanager
+def _held_copy(
+    s3: storage.S3Client, settings: Settings, file: Registered, content: bytes | None
+) -> Iterator[storage.Download]:
+    """The registered version's bytes: ``content`` if held in the database, else
+    the held copy in S3; only if they hash to the registered SHA-256."""
+    if content is not None:
+        with storage.held_in_memory(content, file.sha256, f"file {file.file_id}") as got:
+            yield got
+        return
+    held_key = file.held(settings).held_key
+    with storage.fetched(s3, settings.bucket, held_key, sha256=file.sha256) as got:
+        yield got
+
+
 def _parse_for_findings(
-    s3: storage.S3Client, settings: Settings, file: Registered, dry_run: bool, keep_days: bool
+    s3: storage.S3Client,
+    settings: Settings,
+    file: Registered,
+    dry_run: bool,
+    keep_days: bool,
+    content: bytes | None,
 ) -> _Read:
     """Every member's report and the text of the records its findings name; with
     ``keep_days``, the day rows too (small files, staged by validation).
@@ -317,11 +346,11 @@ def _parse_for_findings(
     A dry run reads the delivered version (it holds no copy).
     """
     if dry_run:
-        source = {"key": file.key, "etag": file.etag, "sha256": file.sha256}
+        opened = storage.fetched(s3, settings.bucket, file.key, etag=file.etag, sha256=file.sha256)
     else:
-        source = {"key": file.held(settings).held_key, "sha256": file.sha256}
+        opened = _held_copy(s3, settings, file, content)
     config = settings.parse_config(True, per_day=True)
-    with storage.fetched(s3, settings.bucket, **source) as got:
+    with opened as got:
         parses = []
         for parse in parse_source(got.file, name=file.key, config=config):
             days = [batch for batch in parse.batches() if keep_days]
@@ -421,12 +450,10 @@ def validate(
             log.info("%s: finished by another run (file %d), not validated", file.key, file.file_id)
             continue
         todo.append(file)
-    parsed = storage.each_in_parallel(
-        lambda file: _parse_for_findings(
-            s3, settings, file, dry_run, _staged_by_validation(file, settings)
-        ),
-        todo,
-        _workers(todo),
+    parsed = (
+        result
+        for batch in _batches(todo, settings)
+        for result in _parse_batch(s3, conn, settings, batch, dry_run)
     )
     waiting: list[tuple[Registered, _Read, str]] = []  # parsed, to record (and stage) together
     waiting_bytes = 0
@@ -479,6 +506,45 @@ def validate(
             ledger.set_report_location(conn, ids, outcome.report_location)
         log.info("validation report: %s", outcome.report_location)
     return outcome
+
+
+def _parse_batch(
+    s3: storage.S3Client,
+    conn: psycopg.Connection,
+    settings: Settings,
+    files: list[Registered],
+    dry_run: bool,
+) -> Iterator[tuple[Registered, _Read | None, Exception | None]]:
+    """Parse these files a few at a time: (file, read, error), in order."""
+    contents = {} if dry_run else ledger.held_contents(conn, [f.file_id for f in files])
+    return storage.each_in_parallel(
+        lambda file: _parse_for_findings(
+            s3,
+            settings,
+            file,
+            dry_run,
+            _staged_by_validation(file, settings),
+            contents.get(file.file_id),
+        ),
+        files,
+        _workers(files),
+    )
+
+
+def _batches(files: list[Registered], settings: Settings) -> Iterator[list[Registered]]:
+    """The files in runs of at most ``STAGE_BATCH_FILES``, whose small files (held in
+    the database, staged by validation) hold at most ``STAGE_BATCH_BYTES``."""
+    batch: list[Registered] = []
+    size = 0
+    for file in files:
+        small = file.size if file.size <= settings.hold_in_database_bytes else 0
+        if batch and (size + small > STAGE_BATCH_BYTES or len(batch) >= STAGE_BATCH_FILES):
+            yield batch
+            batch, size = [], 0
+        batch.append(file)
+        size += small
+    if batch:
+        yield batch
 
 
 #: Validated files are recorded and small ones staged in batches of up to this many
@@ -557,7 +623,7 @@ def _quarantine(
             json.dumps(findings, indent=2).encode(),
             "application/json",
         )
-    _retire(s3, settings, [(file, wanted)])
+    _retire(s3, conn, settings, [(file, wanted)])
     log.info("%s rejected: %d findings, moved to %s", file.key, len(findings), target)
 
 
@@ -574,7 +640,9 @@ def _place(
 ) -> list[str | None]:
     """Each version's bytes to its wanted key or the free name beside it, then the
     ledger names where they lie (before the delivered version goes: repeatable)."""
-    placed = storage.place(s3, [(file.held(settings), target) for file, target in wanted])
+    contents = ledger.held_contents(conn, [file.file_id for file, _ in wanted])
+    held = [(file.held(settings), target) for file, target in wanted]
+    placed = storage.place(s3, held, contents)
     moved = [(file, key) for (file, _), key in zip(wanted, placed, strict=True) if key]
     ledger.set_moved_to_many(conn, [(file.file_id, key) for file, key in moved])
     for file, key in moved:
@@ -585,16 +653,18 @@ def _place(
 
 def _retire(
     s3: storage.S3Client,
+    conn: psycopg.Connection,
     settings: Settings,
     wanted: list[tuple[Registered, str | None]],
 ) -> None:
     """Done with these placed versions: the delivered ones removed (those given a
-    place), then the held copies."""
+    place), then the held copies, in S3 and in the database."""
     newer = storage.retire(
         s3,
         [(file.held(settings), target is not None) for file, target in wanted],
         _conditions(s3, settings),
     )
+    ledger.drop_held(conn, [file.file_id for file, _ in wanted])
     for (file, _), newer_left in zip(wanted, newer, strict=True):
         if newer_left:
             log.warning(
@@ -633,9 +703,9 @@ def load_group(
         if file.file_id in finished:
             log.info("%s: finished by another run (file %d), not loaded", file.key, file.file_id)
             continue
-        held = file.held(settings)
+        content = ledger.held_contents(conn, [file.file_id]).get(file.file_id)
         try:
-            with storage.fetched(s3, settings.bucket, held.held_key, sha256=file.sha256) as got:
+            with _held_copy(s3, settings, file, content) as got:
                 parses = parse_source(got.file, name=file.key, config=config)
                 rows = _stage(conn, file, parses)
         except storage.ObjectGone:
@@ -684,9 +754,10 @@ def merge(
     retiring = registered_files(conn, file_ids + held_duplicates)
     if not retiring:
         return counts
-    wanted = [(file, _archive_key(settings, file.key)) for file in retiring]
-    _place(s3, conn, settings, wanted)
-    _retire(s3, settings, wanted)
+    for batch in _batches(retiring, settings):
+        wanted = [(file, _archive_key(settings, file.key)) for file in batch]
+        _place(s3, conn, settings, wanted)
+        _retire(s3, conn, settings, wanted)
     return counts
 
 

@@ -21,6 +21,7 @@ free by listing the range they span, not a HEAD each, and a delete's
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import mimetypes
 import os
@@ -202,6 +203,16 @@ def fetched(
         yield Download(local, digest.hexdigest(), version_id, size)
 
 
+@contextmanager
+def held_in_memory(content: bytes, sha256: str, name: str) -> Iterator[Download]:
+    """Bytes held outside S3 (the database) as a ``Download``: only if they hash to
+    ``sha256``."""
+    digest = hashlib.sha256(content).hexdigest()
+    if digest != sha256:
+        raise ContentMismatch(f"{name} has SHA-256 {digest}, registered {sha256}")
+    yield Download(io.BytesIO(content), digest, None, len(content))
+
+
 def hold(s3: S3Client, bucket: str, download: Download, held_key: str, file_id: int) -> None:
     """Upload exactly the downloaded bytes under the pipeline's own key (multipart if big).
 
@@ -311,7 +322,11 @@ def key_beside(key: str, file_id: int) -> str:
     return posixpath.join(folder, f"{stem}.file{file_id}{dot}{extensions}")
 
 
-def place(s3: S3Client, versions: list[tuple[HeldVersion, str | None]]) -> list[str | None]:
+def place(
+    s3: S3Client,
+    versions: list[tuple[HeldVersion, str | None]],
+    contents: dict[int, bytes] | None = None,
+) -> list[str | None]:
     """Copy each held version (of one bucket) to its wanted key, or to the name beside
     it when another version lies there (see ``free_key``), a few at a time: where each went.
 
@@ -319,7 +334,10 @@ def place(s3: S3Client, versions: list[tuple[HeldVersion, str | None]]) -> list[
     or the held copy is gone (an earlier try finished this move). A name two of
     them want goes to the first; the later ones get the names beside it. Safe to
     repeat: a retried copy finds its own bytes (the file id metadata) and keeps them.
+    A version whose bytes are in ``contents`` (file id -> bytes, held in the
+    database) is uploaded from them instead.
     """
+    contents = contents or {}
     taken: set[str] = set()
     jobs: list[tuple[HeldVersion, list[str]] | None] = []
     for version, target in versions:
@@ -332,7 +350,7 @@ def place(s3: S3Client, versions: list[tuple[HeldVersion, str | None]]) -> list[
     known = Listing(s3, versions[0][0].bucket, sorted(taken)) if taken else None
     placed: list[str | None] = []
     for _, got, error in each_in_parallel(
-        lambda job: None if job is None else _copy_held(s3, *job, known), jobs
+        lambda job: None if job is None else _copy_held(s3, *job, known, contents), jobs
     ):
         if error is not None:
             raise error
@@ -376,7 +394,11 @@ class Listing:
 
 
 def _copy_held(
-    s3: S3Client, version: HeldVersion, candidates: list[str], known: Listing | None
+    s3: S3Client,
+    version: HeldVersion,
+    candidates: list[str],
+    known: Listing | None,
+    contents: dict[int, bytes],
 ) -> str | None:
     """The held bytes under the first candidate key that is free or already ours."""
     from botocore.exceptions import ClientError
@@ -388,7 +410,14 @@ def _copy_held(
             if found not in (None, str(version.file_id)):
                 continue  # another version's: try the name beside it
         try:
-            if 0 < version.size <= COPY_OBJECT_LIMIT:
+            if version.file_id in contents:
+                s3.put_object(
+                    Bucket=version.bucket,
+                    Key=target,
+                    Body=contents[version.file_id],
+                    Metadata={FILE_ID_METADATA: str(version.file_id)},
+                )
+            elif 0 < version.size <= COPY_OBJECT_LIMIT:
                 s3.copy_object(Bucket=version.bucket, Key=target, CopySource=source)
             else:  # managed copy: multipart for objects over 5 GB
                 s3.copy(source, version.bucket, target)

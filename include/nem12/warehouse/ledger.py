@@ -90,6 +90,29 @@ def record_version(
     )
 
 
+def hold_content(conn: psycopg.Connection, file_id: int, content: bytes) -> None:
+    """Hold a registered version's bytes in the database (a small one)."""
+    conn.execute(
+        f"INSERT INTO {SCHEMA}.held_content (file_id, content) VALUES (%s, %s) "
+        "ON CONFLICT (file_id) DO UPDATE SET content = EXCLUDED.content",
+        (file_id, content),
+    )
+
+
+def held_contents(conn: psycopg.Connection, file_ids: list[int]) -> dict[int, bytes]:
+    """The bytes held in the database of those of ``file_ids`` that have them."""
+    rows = conn.execute(
+        f"SELECT file_id, content FROM {SCHEMA}.held_content WHERE file_id = ANY(%s)",
+        (file_ids,),
+    ).fetchall()
+    return {int(file_id): bytes(content) for file_id, content in rows}
+
+
+def drop_held(conn: psycopg.Connection, file_ids: list[int]) -> None:
+    """Done with these versions: their bytes held in the database go."""
+    conn.execute(f"DELETE FROM {SCHEMA}.held_content WHERE file_id = ANY(%s)", (file_ids,))
+
+
 def mark_replaced(conn: psycopg.Connection, file_id: int) -> bool:
     """Status replaced, unless an overlapping run finished the version meanwhile."""
     return (

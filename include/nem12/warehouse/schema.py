@@ -41,7 +41,7 @@ FINISHED = tuple(status for status in FILE_STATUSES if status not in UNFINISHED)
 FINISHED_FOR_GOOD = tuple(status for status in FINISHED if status != "replaced")
 
 #: Bumped with every change to DDL (applied by the owner of the schema).
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 #: The least privilege the tasks need once the schema exists: read and write
 #: rows, no DDL. Run as the schema's owner; ``{role}`` is the tasks' login role.
@@ -628,6 +628,17 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.notification (
 );
 """
 
+#: Version 9: small registered versions' bytes held in the database, not under
+#: the held prefix in S3 (two S3 requests fewer per small file).
+DDL_V9 = f"""
+-- A registered version's bytes while the pipeline works on it (NEM12_HOLD_IN_DATABASE_BYTES);
+-- the row goes when the version is archived or quarantined.
+CREATE TABLE IF NOT EXISTS {SCHEMA}.held_content (
+    file_id        bigint PRIMARY KEY REFERENCES {SCHEMA}.file_ledger (file_id) ON DELETE CASCADE,
+    content        bytea NOT NULL
+);
+"""
+
 #: A database upgraded with days already merged (after any v4 conversion): every
 #: stored day counts as changed once, so the rollup takes in the history; the
 #: alerts start after it (a year of history raised at once would bury the news).
@@ -740,6 +751,7 @@ DROP TABLE IF EXISTS {SCHEMA}.meter_read, {SCHEMA}.read_version, {SCHEMA}.read_s
 DROP TABLE IF EXISTS {SCHEMA}.meter_day_version;
 DROP TABLE IF EXISTS {SCHEMA}.day_change, {SCHEMA}.change_cursor, {SCHEMA}.day_rollup;
 DROP TABLE IF EXISTS {SCHEMA}.alert, {SCHEMA}.notification;
+DROP TABLE IF EXISTS {SCHEMA}.held_content;
 DROP VIEW {SCHEMA}.meter_interval;
 DROP FUNCTION {SCHEMA}.day_readings(numeric[], smallint, text, text, text, jsonb);
 DROP TABLE {SCHEMA}.meter_day, {SCHEMA}.day_staging;
@@ -836,6 +848,7 @@ def apply_schema(conn: psycopg.Connection) -> None:
         conn.execute(DDL_V6)
         conn.execute(DDL_V7)
         conn.execute(DDL_V8)
+        conn.execute(DDL_V9)
     migrate_v4(conn)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('nem12 schema'))")
