@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from nem12.devtools.generate import GeneratorSpec, generate_bytes
 from nem12.pipeline import steps, storage
 from nem12.pipeline.settings import Settings
@@ -226,3 +228,27 @@ def test_a_small_version_is_held_in_the_database_until_it_is_archived(env):
         for o in s3.list_objects_v2(Bucket=services.bucket)["Contents"]
     }
     assert archived == {"archive/a.csv": GOOD, "archive/big.csv": GOOD + b"\n"}
+
+
+@pytest.mark.parametrize("batch", [1, 2, 1000], ids=["file by file", "in twos", "together"])
+def test_registration_and_validation_in_batches_of_any_size_agree(
+    env, tmp_path, batch, monkeypatch
+):
+    """A duplicate is found whether its original is in its batch or an earlier one."""
+    monkeypatch.setattr(steps, "STAGE_BATCH_FILES", batch)
+    services, conn, s3 = env
+    settings = Settings(bucket=services.bucket, reports_dir=str(tmp_path / "reports"))
+    put(s3, services, {"landing/a.csv": GOOD, "landing/b.csv": GOOD, "landing/c.csv": BAD})
+    put(s3, services, {"landing/d.csv": GOOD + b"\n", "landing/e.csv": GOOD + b"\n"})
+    files = steps.register(s3, conn, settings, steps.new_objects(s3, conn, settings))
+    assert [(f.key, f.status) for f in files] == [
+        ("landing/a.csv", "registered"),
+        ("landing/b.csv", "duplicate"),
+        ("landing/c.csv", "registered"),
+        ("landing/d.csv", "registered"),
+        ("landing/e.csv", "duplicate"),
+    ]
+    outcome = steps.validate(s3, conn, settings, files, "run")
+    assert [f.key for f in outcome.accepted] == ["landing/a.csv", "landing/d.csv"]
+    assert [f.key for f in outcome.rejected] == ["landing/c.csv"]
+    assert outcome.staged == {1: 192, 4: 192}

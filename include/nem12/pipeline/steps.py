@@ -138,18 +138,26 @@ def register(
     registered: list[Registered | None] = []
     to_hold: list[Registered] = []
     twins: list[tuple[Registered, tuple[int, str, str, str]]] = []
-    for obj in sorted(objects, key=lambda o: o.key):
-        row = ledger.register_file(conn, obj.bucket, obj.key, obj.etag, obj.size)
-        file = Registered(
-            row.file_id, obj.key, obj.size, row.status, obj.etag, row.sha256 or "", row.version_id
-        )
+    listed = sorted(objects, key=lambda o: o.key)
+    rows = ledger.register_files(conn, [(o.bucket, o.key, o.etag, o.size) for o in listed])
+    files = [
+        Registered(r.file_id, o.key, o.size, r.status, o.etag, r.sha256 or "", r.version_id)
+        for o, r in zip(listed, rows, strict=True)
+    ]
+    # only a landed object is deleted once done; an archived one (a backfill) stays
+    archived = ledger.archived_twins(
+        conn,
+        [
+            (o.bucket, o.etag, o.size, r.file_id)
+            for o, r in zip(listed, rows, strict=True)
+            if r.sha256 is None and not reprocess and _archive_key(settings, o.key)
+        ],
+    )
+    for obj, row, file in zip(listed, rows, files, strict=True):
         if row.status in schema.FINISHED_FOR_GOOD and not reprocess:
             log.info("%s: already finished (file %d, %s)", obj.key, file.file_id, row.status)
             continue
-        twin = None
-        # only a landed object is deleted once done; an archived one (a backfill) stays
-        if row.sha256 is None and not reprocess and _archive_key(settings, obj.key):
-            twin = ledger.archived_twin(conn, obj.bucket, obj.etag, obj.size, file.file_id)
+        twin = archived.get(file.file_id)
         if twin is not None:
             twins.append((file, twin))
         elif row.sha256 is None or row.status in schema.FINISHED:
@@ -159,6 +167,7 @@ def register(
             log.info("%s: registered before as file %d (%s)", obj.key, file.file_id, file.status)
             registered.append(file)
     held = iter(storage.each_in_parallel(lambda file: _copy_to_held(s3, settings, file), to_hold))
+    recording = _Recording(conn, reprocess)
     for place, file in enumerate(registered):
         if file is not None:
             continue
@@ -177,7 +186,10 @@ def register(
         if error is not None:
             raise error
         assert got is not None
-        registered[place] = _record_held(conn, version, got, reprocess)
+        for done_place, done in recording.add(place, version, got):
+            registered[done_place] = done
+    for done_place, done in recording.flush():
+        registered[done_place] = done
     return [file for file in registered if file is not None] + _retire_twins(
         s3, conn, settings, twins
     )
@@ -242,9 +254,12 @@ def preview(
     return previewed
 
 
-def _copy_to_held(
-    s3: storage.S3Client, settings: Settings, file: Registered
-) -> tuple[str, str | None, bytes | None]:
+#: What reading a version to hold it gave: its SHA-256, VersionId, and its bytes
+#: when small (held in the database).
+Held = tuple[str, str | None, bytes | None]
+
+
+def _copy_to_held(s3: storage.S3Client, settings: Settings, file: Registered) -> Held:
     """Read the registered version and hold its bytes: its SHA-256, VersionId, and the
     bytes themselves if small (held in the database, by the caller)."""
     with storage.fetched(s3, settings.bucket, file.key, etag=file.etag) as got:
@@ -254,27 +269,61 @@ def _copy_to_held(
     return got.sha256, got.version_id, None
 
 
-def _record_held(
-    conn: psycopg.Connection,
-    file: Registered,
-    got: tuple[str, str | None, bytes | None],
-    reprocess: bool,
-) -> Registered:
-    """Record a held version's SHA-256 and status: a duplicate if its content was taken."""
-    sha256, version_id, content = got
-    if content is not None:  # before its SHA-256 marks the version held
-        ledger.hold_content(conn, file.file_id, content)
-    original = ledger.taken_content(conn, sha256, file.file_id)
-    status = "duplicate" if original is not None and not reprocess else "registered"
-    ledger.record_version(conn, file.file_id, sha256, version_id, status)
-    if status == "duplicate":
-        assert original is not None
-        log.info(
-            "%s: duplicate of %s (file %s), not parsed again", file.key, original[1], original[0]
+class _Recording:
+    """Held versions recorded in batches (SHA-256, status, the bytes of small ones):
+    a few statements per batch, not per file. A duplicate is content an earlier
+    file took, one of the same batch included."""
+
+    def __init__(self, conn: psycopg.Connection, reprocess: bool) -> None:
+        self.conn, self.reprocess = conn, reprocess
+        self.waiting: list[tuple[int, Registered, Held]] = []
+        self.size = 0
+
+    def add(self, place: int, file: Registered, got: Held) -> list[tuple[int, Registered]]:
+        """Wait with this one; the batch's (place, file) once it is full."""
+        self.waiting.append((place, file, got))
+        self.size += len(got[2] or b"")
+        if self.size >= STAGE_BATCH_BYTES or len(self.waiting) >= STAGE_BATCH_FILES:
+            return self.flush()
+        return []
+
+    def flush(self) -> list[tuple[int, Registered]]:
+        waiting, self.waiting, self.size = self.waiting, [], 0
+        if not waiting:
+            return []
+        # the bytes first: a version's SHA-256 marks it held
+        ledger.hold_contents(
+            self.conn, [(f.file_id, got[2]) for _, f, got in waiting if got[2] is not None]
         )
-    else:
-        log.info("%s: registered as file %d, %d bytes", file.key, file.file_id, file.size)
-    return replace(file, status=status, sha256=sha256, version_id=version_id)
+        taken = ledger.taken_contents(self.conn, [(got[0], f.file_id) for _, f, got in waiting])
+        first_here: dict[str, tuple[int, str]] = {}
+        done = []
+        for place, file, (sha256, version_id, _) in waiting:
+            original = taken.get(file.file_id)
+            here = first_here.get(sha256)
+            if (
+                here is not None
+                and here[0] < file.file_id
+                and (original is None or here < original)
+            ):
+                original = here
+            status = "duplicate" if original is not None and not self.reprocess else "registered"
+            if status == "duplicate":
+                assert original is not None
+                log.info(
+                    "%s: duplicate of %s (file %s), not parsed again",
+                    file.key,
+                    original[1],
+                    original[0],
+                )
+            else:
+                first_here.setdefault(sha256, (file.file_id, file.key))
+                log.info("%s: registered as file %d, %d bytes", file.key, file.file_id, file.size)
+            done.append((place, replace(file, status=status, sha256=sha256, version_id=version_id)))
+        ledger.record_versions(
+            self.conn, [(f.file_id, f.sha256, f.version_id, f.status) for _, f in done]
+        )
+        return done
 
 
 @dataclass

@@ -49,6 +49,52 @@ def register_file(
     return LedgerRow(int(row[0]), row[1], row[2], row[3])
 
 
+def register_files(
+    conn: psycopg.Connection, versions: list[tuple[str, str, str, int]]
+) -> list[LedgerRow]:
+    """``register_file`` for many (bucket, key, etag, size) in one statement, ids
+    given in their order; the rows in the same order."""
+    if not versions:
+        return []
+    buckets, keys, etags, sizes = (list(column) for column in zip(*versions, strict=True))
+    rows = conn.execute(
+        f"""
+        INSERT INTO {SCHEMA}.file_ledger (bucket, key, etag, size_bytes)
+        SELECT bucket, key, etag, size_bytes
+        FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[])
+             WITH ORDINALITY AS v(bucket, key, etag, size_bytes, place)
+        ORDER BY place
+        ON CONFLICT (bucket, key, etag) DO UPDATE SET updated_at = now()
+        RETURNING bucket, key, etag, file_id, status, sha256, version_id
+        """,
+        (buckets, keys, etags, sizes),
+    ).fetchall()
+    found = {(b, k, e): LedgerRow(int(i), s, h, v) for b, k, e, i, s, h, v in rows}
+    return [found[(bucket, key, etag)] for bucket, key, etag, _ in versions]
+
+
+def taken_contents(
+    conn: psycopg.Connection, held: list[tuple[str, int]]
+) -> dict[int, tuple[int, str]]:
+    """``taken_content`` for many (sha256, file id): file id -> the earlier (id, key)."""
+    if not held:
+        return {}
+    rows = conn.execute(
+        f"""
+        SELECT h.file_id, t.file_id, t.key
+        FROM unnest(%s::text[], %s::bigint[]) AS h(sha256, file_id)
+        CROSS JOIN LATERAL (
+            SELECT file_id, key FROM {SCHEMA}.file_ledger l
+            WHERE l.sha256 = h.sha256 AND l.file_id < h.file_id
+              AND l.status NOT IN ('rejected', 'duplicate', 'replaced')
+            ORDER BY l.file_id LIMIT 1
+        ) AS t
+        """,
+        ([sha for sha, _ in held], [file_id for _, file_id in held]),
+    ).fetchall()
+    return {int(file_id): (int(earlier), key) for file_id, earlier, key in rows}
+
+
 def taken_content(
     conn: psycopg.Connection, sha256: str, file_id: int | None = None
 ) -> tuple[int, str] | None:
@@ -63,40 +109,63 @@ def taken_content(
     return (int(row[0]), row[1]) if row else None
 
 
-def archived_twin(
-    conn: psycopg.Connection, bucket: str, etag: str, size_bytes: int, file_id: int
-) -> tuple[int, str, str, str] | None:
-    """An earlier file of the same ETag and size, loaded and archived: (id, key, sha256,
-    moved_to). S3's ETag is the MD5 of the bytes (of its parts' MD5s for a multipart
-    upload), so with the size it tells a re-sent file without reading it."""
-    row = conn.execute(
-        f"SELECT file_id, key, sha256, moved_to FROM {SCHEMA}.file_ledger "
-        "WHERE bucket = %s AND etag = %s AND size_bytes = %s AND file_id < %s "
-        "AND status IN ('loaded', 'partial') AND sha256 IS NOT NULL AND moved_to IS NOT NULL "
-        "ORDER BY file_id LIMIT 1",
-        (bucket, etag, size_bytes, file_id),
-    ).fetchone()
-    return (int(row[0]), row[1], row[2], row[3]) if row else None
+def archived_twins(
+    conn: psycopg.Connection, versions: list[tuple[str, str, int, int]]
+) -> dict[int, tuple[int, str, str, str]]:
+    """Earlier files of the same ETag and size as these (bucket, etag, size, file id),
+    loaded and archived: file id -> (id, key, sha256, moved_to). S3's ETag is the
+    MD5 of the bytes (of its parts' MD5s for a multipart upload), so with the size
+    it tells a re-sent file without reading it."""
+    if not versions:
+        return {}
+    rows = conn.execute(
+        f"""
+        SELECT v.file_id, t.file_id, t.key, t.sha256, t.moved_to
+        FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[])
+             AS v(bucket, etag, size_bytes, file_id)
+        CROSS JOIN LATERAL (
+            SELECT file_id, key, sha256, moved_to FROM {SCHEMA}.file_ledger l
+            WHERE l.bucket = v.bucket AND l.etag = v.etag AND l.size_bytes = v.size_bytes
+              AND l.file_id < v.file_id AND l.status IN ('loaded', 'partial')
+              AND l.sha256 IS NOT NULL AND l.moved_to IS NOT NULL
+            ORDER BY l.file_id LIMIT 1
+        ) AS t
+        """,
+        tuple(list(column) for column in zip(*versions, strict=True)),
+    ).fetchall()
+    return {int(file_id): (int(i), key, sha, moved) for file_id, i, key, sha, moved in rows}
 
 
 def record_version(
     conn: psycopg.Connection, file_id: int, sha256: str, version_id: str | None, status: str
 ) -> None:
     """The registered version's SHA-256 and VersionId, once its bytes are held."""
-    conn.execute(
-        f"UPDATE {SCHEMA}.file_ledger SET sha256 = %s, version_id = %s, status = %s, "
-        "moved_to = NULL, updated_at = now() WHERE file_id = %s",
-        (sha256, version_id, status, file_id),
-    )
+    record_versions(conn, [(file_id, sha256, version_id, status)])
 
 
-def hold_content(conn: psycopg.Connection, file_id: int, content: bytes) -> None:
-    """Hold a registered version's bytes in the database (a small one)."""
-    conn.execute(
-        f"INSERT INTO {SCHEMA}.held_content (file_id, content) VALUES (%s, %s) "
-        "ON CONFLICT (file_id) DO UPDATE SET content = EXCLUDED.content",
-        (file_id, content),
-    )
+def record_versions(
+    conn: psycopg.Connection, versions: list[tuple[int, str, str | None, str]]
+) -> None:
+    """``record_version`` for many (file id, sha256, version id, status)."""
+    with conn.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {SCHEMA}.file_ledger SET sha256 = %s, version_id = %s, status = %s, "
+            "moved_to = NULL, updated_at = now() WHERE file_id = %s",
+            [
+                (sha256, version_id, status, file_id)
+                for file_id, sha256, version_id, status in versions
+            ],
+        )
+
+
+def hold_contents(conn: psycopg.Connection, held: list[tuple[int, bytes]]) -> None:
+    """Hold registered versions' bytes in the database (small ones): (file id, bytes)."""
+    with conn.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {SCHEMA}.held_content (file_id, content) VALUES (%s, %s) "
+            "ON CONFLICT (file_id) DO UPDATE SET content = EXCLUDED.content",
+            held,
+        )
 
 
 def held_contents(conn: psycopg.Connection, file_ids: list[int]) -> dict[int, bytes]:
