@@ -166,33 +166,41 @@ def register(
         else:
             log.info("%s: registered before as file %d (%s)", obj.key, file.file_id, file.status)
             registered.append(file)
-    held = iter(storage.each_in_parallel(lambda file: _copy_to_held(s3, settings, file), to_hold))
-    recording = _Recording(conn, reprocess)
-    for place, file in enumerate(registered):
-        if file is not None:
-            continue
-        version, got, error = next(held)
-        if isinstance(error, storage.VersionReplaced | storage.ObjectGone):
-            if ledger.mark_replaced(conn, version.file_id):
-                log.warning(
-                    "%s: version %s was replaced or removed before it could be read "
-                    "(file %d, replaced): %s",
-                    version.key,
-                    version.etag,
-                    version.file_id,
-                    error,
-                )
-            continue
-        if error is not None:
-            raise error
-        assert got is not None
-        for done_place, done in recording.add(place, version, got):
-            registered[done_place] = done
-    for done_place, done in recording.flush():
-        registered[done_place] = done
+    places = iter([place for place, file in enumerate(registered) if file is None])
+    for batch in _batches(to_hold, settings):
+        held: list[tuple[int, Registered, Held]] = []
+        for version, got, error in storage.each_in_parallel(
+            lambda file: _copy_to_held(s3, settings, file), batch
+        ):
+            place = next(places)
+            if _replaced(conn, version, error):
+                continue
+            assert got is not None
+            held.append((place, version, got))
+        for place, file in _record_held(conn, held, reprocess):
+            registered[place] = file
     return [file for file in registered if file is not None] + _retire_twins(
         s3, conn, settings, twins
     )
+
+
+def _replaced(conn: psycopg.Connection, version: Registered, error: Exception | None) -> bool:
+    """Whether the version could not be read because it was replaced or removed
+    (then recorded as replaced); any other error is raised."""
+    if isinstance(error, storage.VersionReplaced | storage.ObjectGone):
+        if ledger.mark_replaced(conn, version.file_id):
+            log.warning(
+                "%s: version %s was replaced or removed before it could be read "
+                "(file %d, replaced): %s",
+                version.key,
+                version.etag,
+                version.file_id,
+                error,
+            )
+        return True
+    if error is not None:
+        raise error
+    return False
 
 
 def _retire_twins(
@@ -269,61 +277,39 @@ def _copy_to_held(s3: storage.S3Client, settings: Settings, file: Registered) ->
     return got.sha256, got.version_id, None
 
 
-class _Recording:
-    """Held versions recorded in batches (SHA-256, status, the bytes of small ones):
-    a few statements per batch, not per file. A duplicate is content an earlier
-    file took, one of the same batch included."""
-
-    def __init__(self, conn: psycopg.Connection, reprocess: bool) -> None:
-        self.conn, self.reprocess = conn, reprocess
-        self.waiting: list[tuple[int, Registered, Held]] = []
-        self.size = 0
-
-    def add(self, place: int, file: Registered, got: Held) -> list[tuple[int, Registered]]:
-        """Wait with this one; the batch's (place, file) once it is full."""
-        self.waiting.append((place, file, got))
-        self.size += len(got[2] or b"")
-        if self.size >= STAGE_BATCH_BYTES or len(self.waiting) >= STAGE_BATCH_FILES:
-            return self.flush()
+def _record_held(
+    conn: psycopg.Connection, held: list[tuple[int, Registered, Held]], reprocess: bool
+) -> list[tuple[int, Registered]]:
+    """Record a batch of held versions (place, file, what holding it gave): the bytes
+    of small ones, then SHA-256 and status, a few statements for the batch. A
+    duplicate is content an earlier file took, one of the same batch included."""
+    if not held:
         return []
-
-    def flush(self) -> list[tuple[int, Registered]]:
-        waiting, self.waiting, self.size = self.waiting, [], 0
-        if not waiting:
-            return []
-        # the bytes first: a version's SHA-256 marks it held
-        ledger.hold_contents(
-            self.conn, [(f.file_id, got[2]) for _, f, got in waiting if got[2] is not None]
-        )
-        taken = ledger.taken_contents(self.conn, [(got[0], f.file_id) for _, f, got in waiting])
-        first_here: dict[str, tuple[int, str]] = {}
-        done = []
-        for place, file, (sha256, version_id, _) in waiting:
-            original = taken.get(file.file_id)
-            here = first_here.get(sha256)
-            if (
-                here is not None
-                and here[0] < file.file_id
-                and (original is None or here < original)
-            ):
-                original = here
-            status = "duplicate" if original is not None and not self.reprocess else "registered"
-            if status == "duplicate":
-                assert original is not None
-                log.info(
-                    "%s: duplicate of %s (file %s), not parsed again",
-                    file.key,
-                    original[1],
-                    original[0],
-                )
-            else:
-                first_here.setdefault(sha256, (file.file_id, file.key))
-                log.info("%s: registered as file %d, %d bytes", file.key, file.file_id, file.size)
-            done.append((place, replace(file, status=status, sha256=sha256, version_id=version_id)))
-        ledger.record_versions(
-            self.conn, [(f.file_id, f.sha256, f.version_id, f.status) for _, f in done]
-        )
-        return done
+    # the bytes first: a version's SHA-256 marks it held
+    ledger.hold_contents(conn, [(f.file_id, got[2]) for _, f, got in held if got[2] is not None])
+    taken = ledger.taken_contents(conn, [(got[0], f.file_id) for _, f, got in held])
+    first_here: dict[str, tuple[int, str]] = {}
+    done = []
+    for place, file, (sha256, version_id, _) in held:
+        original = taken.get(file.file_id)
+        here = first_here.get(sha256)
+        if here is not None and here[0] < file.file_id and (original is None or here < original):
+            original = here
+        status = "duplicate" if original is not None and not reprocess else "registered"
+        if status == "duplicate":
+            assert original is not None
+            log.info(
+                "%s: duplicate of %s (file %s), not parsed again",
+                file.key,
+                original[1],
+                original[0],
+            )
+        else:
+            first_here.setdefault(sha256, (file.file_id, file.key))
+            log.info("%s: registered as file %d, %d bytes", file.key, file.file_id, file.size)
+        done.append((place, replace(file, status=status, sha256=sha256, version_id=version_id)))
+    ledger.record_versions(conn, [(f.file_id, f.sha256, f.version_id, f.status) for _, f in done])
+    return done
 
 
 @dataclass
@@ -432,12 +418,8 @@ def _stage(
 ) -> int | None:
     """Stage a file's accepted days: its readings, None if another run finished it
     meanwhile."""
-    rows = staging.stage_days(conn, file.file_id, parses)
-    if not ledger.mark_staged(conn, file.file_id):
-        log.info("%s: finished by another run (file %d) while staging", file.key, file.file_id)
-        return None
-    log.info("%s: %d readings staged (file %d)", file.key, rows, file.file_id)
-    return rows
+    rows = {file.file_id: staging.stage_days(conn, file.file_id, parses)}
+    return _mark_staged(conn, [file], rows).get(file.file_id)
 
 
 def _stage_many(
@@ -445,8 +427,16 @@ def _stage_many(
 ) -> dict[int, int]:
     """``_stage`` for many files parsed in full, together: readings per file staged."""
     rows = staging.stage_parsed(conn, [(file.file_id, parses) for file, parses in files])
+    return _mark_staged(conn, [file for file, _ in files], rows)
+
+
+def _mark_staged(
+    conn: psycopg.Connection, files: list[Registered], rows: dict[int, int]
+) -> dict[int, int]:
+    """Mark staged files as staged, but those another run finished meanwhile:
+    readings per file marked."""
     marked = ledger.mark_staged_many(conn, list(rows))
-    for file, _ in files:
+    for file in files:
         if file.file_id not in marked:
             log.info("%s: finished by another run (file %d) while staging", file.key, file.file_id)
         else:
@@ -499,54 +489,24 @@ def validate(
             log.info("%s: finished by another run (file %d), not validated", file.key, file.file_id)
             continue
         todo.append(file)
-    parsed = (
-        result
-        for batch in _batches(todo, settings)
-        for result in _parse_batch(s3, conn, settings, batch, dry_run)
-    )
-    waiting: list[tuple[Registered, _Read, str]] = []  # parsed, to record (and stage) together
-    waiting_bytes = 0
-    for file, got, error in parsed:
-        if isinstance(error, storage.ObjectGone | storage.VersionReplaced):
-            if dry_run:
-                log.info("%s: replaced or removed since it was listed; not validated", file.key)
+    for batch in _batches(todo, settings):  # parsed, then recorded and staged together
+        validated: list[tuple[Registered, _Read, str]] = []
+        for file, got, error in _parse_batch(s3, conn, settings, batch, dry_run):
+            if isinstance(error, storage.ObjectGone | storage.VersionReplaced):
+                if dry_run:
+                    log.info("%s: replaced or removed since it was listed; not validated", file.key)
+                    continue
+                if not _moved_by_another_run(conn, file):
+                    raise error
                 continue
-            if not _moved_by_another_run(conn, file):
+            if error is not None:
                 raise error
-            continue
-        if error is not None:
-            raise error
-        assert got is not None
-        reports = got.reports
-        quality = _combined_status(reports)
-        errors = sum(len(r.errors) for r in reports)
-        warnings = sum(len(r.findings) for r in reports) - errors
-        rejected_blocks = sum(r.rejected_blocks for r in reports)
-        outcome.errors += errors
-        outcome.warnings += warnings
-        if quality != "rejected":
-            outcome.rejected_blocks += rejected_blocks
-        log.info(
-            "%s: %s (file %d), %d readings, %d errors, %d warnings, %d of %d blocks rejected",
-            file.key,
-            quality,
-            file.file_id,
-            sum(r.readings for r in reports),
-            errors,
-            warnings,
-            rejected_blocks,
-            sum(r.blocks for r in reports),
-        )
-        record_frames.extend(
-            with_findings(r.records, r.findings) for r in reports if r.records is not None
-        )
-        waiting.append((file, got, quality))
-        if _staged_by_validation(file, settings):
-            waiting_bytes += file.size
-        if waiting_bytes >= STAGE_BATCH_BYTES or len(waiting) >= STAGE_BATCH_FILES:
-            _record(s3, conn, settings, waiting, outcome, dry_run)
-            waiting, waiting_bytes = [], 0
-    _record(s3, conn, settings, waiting, outcome, dry_run)
+            assert got is not None
+            validated.append((file, got, _tally(outcome, file, got.reports)))
+            record_frames.extend(
+                with_findings(r.records, r.findings) for r in got.reports if r.records is not None
+            )
+        _record(s3, conn, settings, validated, outcome, dry_run)
     if record_frames:
         records = pl.concat(record_frames, how="vertical_relaxed")
         outcome.report_location = _write_report(s3, settings, records, run_name)
@@ -555,6 +515,30 @@ def validate(
             ledger.set_report_location(conn, ids, outcome.report_location)
         log.info("validation report: %s", outcome.report_location)
     return outcome
+
+
+def _tally(outcome: Validation, file: Registered, reports: list[ParseResult]) -> str:
+    """Count and log what validation found of a file; its quality."""
+    quality = _combined_status(reports)
+    errors = sum(len(r.errors) for r in reports)
+    warnings = sum(len(r.findings) for r in reports) - errors
+    rejected_blocks = sum(r.rejected_blocks for r in reports)
+    outcome.errors += errors
+    outcome.warnings += warnings
+    if quality != "rejected":
+        outcome.rejected_blocks += rejected_blocks
+    log.info(
+        "%s: %s (file %d), %d readings, %d errors, %d warnings, %d of %d blocks rejected",
+        file.key,
+        quality,
+        file.file_id,
+        sum(r.readings for r in reports),
+        errors,
+        warnings,
+        rejected_blocks,
+        sum(r.blocks for r in reports),
+    )
+    return quality
 
 
 def _parse_batch(
@@ -582,11 +566,13 @@ def _parse_batch(
 
 def _batches(files: list[Registered], settings: Settings) -> Iterator[list[Registered]]:
     """The files in runs of at most ``STAGE_BATCH_FILES``, whose small files (held in
-    the database, staged by validation) hold at most ``STAGE_BATCH_BYTES``."""
+    the database, staged by validation: in memory for the batch) hold at most
+    ``STAGE_BATCH_BYTES``. Registration, validation and the merge work batch by batch."""
+    in_memory = max(settings.hold_in_database_bytes, settings.stage_with_validation_bytes)
     batch: list[Registered] = []
     size = 0
     for file in files:
-        small = file.size if file.size <= settings.hold_in_database_bytes else 0
+        small = file.size if file.size <= in_memory else 0
         if batch and (size + small > STAGE_BATCH_BYTES or len(batch) >= STAGE_BATCH_FILES):
             yield batch
             batch, size = [], 0
@@ -596,8 +582,8 @@ def _batches(files: list[Registered], settings: Settings) -> Iterator[list[Regis
         yield batch
 
 
-#: Validated files are recorded and small ones staged in batches of up to this many
-#: bytes of small files, or files: a statement per batch, not per file.
+#: Files are registered, validated (recorded, small ones staged) and merged in
+#: batches of up to this many bytes of small files, or files (see ``_batches``).
 STAGE_BATCH_BYTES = 32 << 20
 STAGE_BATCH_FILES = 1000
 

@@ -290,18 +290,6 @@ def _delete_all_versions(s3: S3Client, bucket: str, prefix: str) -> None:
         s3.delete_object(Bucket=bucket, Key=item["Key"], VersionId=item["VersionId"])
 
 
-def free_key(s3: S3Client, bucket: str, key: str, file_id: int) -> str:
-    """``key``, or beside it a name carrying the file id if another version lies there.
-
-    A name re-used for every delivery must not overwrite the archived or
-    quarantined copy of an earlier version; a retried move finds its own copy.
-    """
-    found = _file_id_at(s3, bucket, key)
-    if found is None or found == str(file_id):
-        return key
-    return key_beside(key, file_id)
-
-
 def _file_id_at(s3: S3Client, bucket: str, key: str) -> str | None:
     """The ledger file id an object under ``key`` carries ("" for none); None if no object."""
     from botocore.exceptions import ClientError
@@ -328,7 +316,9 @@ def place(
     contents: dict[int, bytes] | None = None,
 ) -> list[str | None]:
     """Copy each held version (of one bucket) to its wanted key, or to the name beside
-    it when another version lies there (see ``free_key``), a few at a time: where each went.
+    it when another version lies there, a few at a time: where each went. A name
+    re-used for every delivery must not overwrite the archived or quarantined copy
+    of an earlier version.
 
     None where nothing was wanted (a backfill of archived objects keeps its object)
     or the held copy is gone (an earlier try finished this move). A name two of

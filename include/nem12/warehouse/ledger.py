@@ -95,18 +95,17 @@ def taken_contents(
     return {int(file_id): (int(earlier), key) for file_id, earlier, key in rows}
 
 
+#: Earlier than every file: what ``taken_content`` compares a file not registered with.
+_ANY_FILE = (1 << 63) - 1
+
+
 def taken_content(
     conn: psycopg.Connection, sha256: str, file_id: int | None = None
 ) -> tuple[int, str] | None:
     """The earlier file (id, key) whose content this is, unless it was rejected or
     replaced; earlier than ``file_id``, or than any (None: a file not registered)."""
-    row = conn.execute(
-        f"SELECT file_id, key FROM {SCHEMA}.file_ledger "
-        "WHERE sha256 = %s AND (%s::bigint IS NULL OR file_id < %s) "
-        "AND status NOT IN ('rejected', 'duplicate', 'replaced') ORDER BY file_id LIMIT 1",
-        (sha256, file_id, file_id),
-    ).fetchone()
-    return (int(row[0]), row[1]) if row else None
+    earlier_than = _ANY_FILE if file_id is None else file_id
+    return taken_contents(conn, [(sha256, earlier_than)]).get(earlier_than)
 
 
 def archived_twins(

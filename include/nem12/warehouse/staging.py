@@ -81,6 +81,13 @@ class _Pieces:
                 self.rows += result.readings
 
 
+def _copy_sql(version: str) -> str:
+    """The COPY of a version's staged rows (file_id and member first)."""
+    table, staged = _STAGING[version]
+    columns = ", ".join(("file_id", "member", *staged))
+    return f"COPY {SCHEMA}.{table} ({columns}) FROM STDIN (FORMAT csv, NULL '\\N')"
+
+
 def _lock_files(cursor: psycopg.Cursor, file_ids: list[int]) -> None:
     """Overlapping runs staging the same file take turns; the second replaces the rows."""
     cursor.execute(
@@ -112,11 +119,7 @@ def stage_parsed(conn: psycopg.Connection, files: list[tuple[int, list[Parse]]])
         for version, frames in batches.items():
             if not frames:
                 continue
-            table, staged = _STAGING[version]
-            columns = ", ".join(("file_id", "member", *staged))
-            with cursor.copy(
-                f"COPY {SCHEMA}.{table} ({columns}) FROM STDIN (FORMAT csv, NULL '\\N')"
-            ) as copy:
+            with cursor.copy(_copy_sql(version)) as copy:
                 for text in _copy_text(version, pl.concat(frames, how="vertical_relaxed")):
                     copy.write(text)
     return rows
@@ -140,12 +143,8 @@ def stage_days(conn: psycopg.Connection, file_id: int, parses: Iterable[Parse]) 
         # members one after another (an archive's are read in turn), a COPY per run
         # of members of one version
         for version, run in groupby(enumerate(parses), key=lambda item: item[1].version):
-            table, staged = _STAGING[version]
-            columns = ", ".join(("file_id", "member", *staged))
             pieces = _Pieces(file_id, version, run, rejected[version])
-            with cursor.copy(
-                f"COPY {SCHEMA}.{table} ({columns}) FROM STDIN (FORMAT csv, NULL '\\N')"
-            ) as copy:
+            with cursor.copy(_copy_sql(version)) as copy:
                 for text in prefetched(pieces, depth=COPY_PIECES_AHEAD):  # parse while it sends
                     copy.write(text)
             rows += pieces.rows
