@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -102,35 +103,95 @@ def _all_false(height: int) -> pl.Series:
     return pl.Series("repeated", np.zeros(height, dtype=bool))
 
 
-class KeysSeen:
-    """The keys of a file's reads so far (NEM13's nmi, suffix and current read time),
-    as one 64-bit hash each: 8 bytes a read, however long the key.
+#: Address space a KeysSeen reserves for its hashes: 2**28 reads (a NEM13 file of
+#: about 40 GB) before it must grow by a copy. Only the pages written are resident.
+KEYS_RESERVED = 2**31
 
-    Kept as sorted runs of about doubling sizes (a run is merged into the one
-    before it once it is as long), so a chunk's lookup is a binary search per
-    run, the upkeep stays O(n log n) overall, and a merge copies the runs it
-    merges, not the whole set. Two different keys share a hash with odds of
-    about n**2 / 2**65 per file (one in a million for 5,000,000 reads).
+
+class KeysSeen:
+    """The distinct keys of a file's reads so far (NEM13's nmi, suffix and current
+    read time), as one 64-bit hash each: 8 bytes a read (none for a repeat), however
+    long the key.
+
+    Kept as sorted runs of about doubling sizes, one after another in one buffer
+    (a run is merged into the one before it once it is as long), so a chunk's
+    lookup is a binary search per run, the upkeep stays O(n log n) overall, and a
+    merge sorts the two runs where they lie: no copy. The buffer is a reservation
+    of address space, resident only as written. Two different keys share a hash
+    with odds of about n**2 / 2**65 per file (one in a million for 5,000,000 reads).
     """
 
     def __init__(self) -> None:
-        self._runs: list[np.ndarray] = []
+        self._keys = _reserve(KEYS_RESERVED // 8, 0)  # the runs, the oldest (and longest) first
+        self._ends: list[int] = []  # where each run ends in ``_keys``
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes of hashes held: 8 a distinct key."""
+        return 8 * (self._ends[-1] if self._ends else 0)
 
     def add_frame(self, keys: pl.DataFrame) -> pl.Series:
         """Record each row's key; True where it was seen before (earlier rows included)."""
-        hashes = keys.select(pl.struct(keys.columns).hash(seed=1)).to_series()
-        again = hashes.is_duplicated() & ~hashes.is_first_distinct()
-        new = hashes.to_numpy()
-        seen = np.zeros(len(new), dtype=bool)
-        for run in self._runs:
-            at = np.minimum(np.searchsorted(run, new), len(run) - 1)
+        hashes = keys.select(pl.struct(keys.columns).hash(seed=1)).to_series().to_numpy()
+        order = np.argsort(hashes)
+        new = hashes[order]
+        seen = _repeats(new)
+        if seen.any():  # the first of equal hashes must be the earliest row: sort stably
+            order = np.argsort(hashes, kind="stable")
+            new = hashes[order]
+            seen = _repeats(new)
+        self._look_up(new, seen)
+        self._append(new[~seen])
+        repeated = np.empty(len(new), dtype=bool)
+        repeated[order] = seen
+        return pl.Series("repeated", repeated)
+
+    def _look_up(self, new: np.ndarray, seen: np.ndarray) -> None:
+        """Set ``seen`` where the sorted hashes ``new`` are in a run."""
+        start = 0
+        for end in self._ends:  # no run is empty
+            run = self._keys[start:end]
+            at = np.searchsorted(run, new)  # sorted needles: each search starts from the last
+            np.minimum(at, end - start - 1, out=at)
             seen |= run[at] == new
-        run = np.sort(new)
-        while self._runs and len(self._runs[-1]) <= len(run):
-            run = np.concatenate([self._runs.pop(), run])
-            run.sort()  # in place: a merge holds its runs and one copy, no more
-        self._runs.append(run)
-        return (again | pl.Series(seen)).alias("repeated")
+            start = end
+
+    def _append(self, run: np.ndarray) -> None:
+        """Write the sorted, new hashes ``run`` after the last run; merge the runs it evens."""
+        if not len(run):
+            return
+        start = self._ends[-1] if self._ends else 0
+        end = start + len(run)
+        if end > len(self._keys):
+            room = max(end, 2 * len(self._keys))
+            grown = _reserve(room, room)
+            grown[:start] = self._keys[:start]
+            self._keys = grown
+        self._keys[start:end] = run
+        self._ends.append(end)
+        while len(self._ends) > 1:
+            first = self._ends[-3] if len(self._ends) > 2 else 0
+            if self._ends[-2] - first > end - self._ends[-2]:
+                break
+            del self._ends[-2]
+            self._keys[first:end].sort()  # in place: quicksort, no buffer
+
+
+def _repeats(hashes: np.ndarray) -> np.ndarray:
+    """Of sorted ``hashes``, True where one equals the one before."""
+    repeats = np.zeros(len(hashes), dtype=bool)
+    np.equal(hashes[1:], hashes[:-1], out=repeats[1:])
+    return repeats
+
+
+def _reserve(count: int, least: int) -> np.ndarray:
+    """Room for ``count`` uint64, resident only as written: an anonymous mapping, or
+    where mapping fails an array of ``least`` (grown by a copy when full)."""
+    try:
+        flags = mmap.MAP_PRIVATE | getattr(mmap, "MAP_NORESERVE", 0)
+        return np.frombuffer(mmap.mmap(-1, 8 * count, flags=flags), dtype=np.uint64)
+    except OSError:
+        return np.empty(least, dtype=np.uint64)
 
 
 @dataclass
