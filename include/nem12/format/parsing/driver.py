@@ -144,12 +144,12 @@ class Parse:
         """The chunk's lines as records, their header and line checks run; None once
         the header ends the reading."""
         state = self.state
-        text, latin1 = rec.decode(chunk)
+        lines, latin1 = rec.decode(chunk)
         if latin1 and not state.decoded_latin1:
             state.decoded_latin1 = True
             self.collector.add("encoding", "bytes that are not UTF-8 were read as Latin-1")
         block_record = spec.BLOCK_RECORD_OF[self.version]
-        records = rec.records_frame(text, chunk.first_line, state.blocks, days, block_record)
+        records = rec.records_frame(lines, chunk.first_line, state.blocks, days, block_record)
         first = self._note_lines(records)
         if first is not None:
             self._check_header(first)

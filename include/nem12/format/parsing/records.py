@@ -15,38 +15,45 @@ from nem12.format.parsing.result import Header
 from nem12.format.reading import Chunk
 
 F = pl.col("fields")
-#: Spaces around separators and at line ends ("stray spaces around dates").
-_STRAY_SPACE = re.compile(r"[ \t]+(?=[,\r\n]|$)|(?<=[,\n])[ \t]+|^[ \t]+")
+#: Where a stray space can be on a line: beside a comma, at either end ("stray
+#: spaces around dates"); free text (a ReasonDescription) has spaces between words.
+_STRAY_SPACE = r"[ \t],|,[ \t]|[ \t]\r|^[ \t]|[ \t]$"
 
 
-#: What a stray space needs beside it; free text (a ReasonDescription) has spaces
-#: between words, and looking for these first spares the regex such chunks.
-_STRAY_SPACE_PLACES = ("\t", " ,", ", ", " \r", " \n", "\n ")
-
-
-def _may_have_stray_space(text: str) -> bool:
+def _without_stray_spaces(raw: pl.Expr) -> pl.Expr:
+    """The line without spaces or tabs beside a comma, a CR or either end."""
     return (
-        text.startswith(" ")
-        or text.endswith(" ")
-        or any(place in text for place in _STRAY_SPACE_PLACES)
+        raw.str.replace_all(r"[ \t]+([,\r])", "${1}")
+        .str.replace_all(r",[ \t]+", ",")
+        .str.strip_chars(" \t")
     )
 
 
-def decode(chunk: Chunk) -> tuple[str, bool]:
-    """The chunk's text without BOM, stray spaces or CRs; True if it was read as Latin-1."""
+def decode(chunk: Chunk) -> tuple[pl.Series, bool]:
+    """The chunk's lines (``raw``) without BOM, stray spaces or CRs; True if the chunk
+    was read as Latin-1 (it is not UTF-8)."""
     data = chunk.data
     if chunk.first_line == 1 and data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
+    if data.endswith(b"\n"):
+        data = data[:-1]
     latin1 = False
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text, latin1 = data.decode("latin-1"), True
-    if text.endswith("\n"):
-        text = text[:-1]
-    if _may_have_stray_space(text):
-        text = _STRAY_SPACE.sub("", text)
-    return (text.replace("\r", "") if "\r" in text else text), latin1
+        text = pl.Series("raw", [data], pl.Binary).cast(pl.String)
+    except (pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError):  # not UTF-8
+        text, latin1 = pl.Series("raw", [data.decode("latin-1")]), True
+    lines = text.str.split("\n").explode()
+    if b" " in data or b"\t" in data:
+        stray = lines.str.contains(_STRAY_SPACE)
+        if stray.any():
+            lines = (
+                lines.to_frame()
+                .select(pl.when(stray).then(_without_stray_spaces(pl.col("raw"))).otherwise("raw"))
+                .to_series()
+            )
+    if b"\r" in data:
+        lines = lines.str.replace_all("\r", "", literal=True)
+    return lines, latin1
 
 
 def split_fields(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:
@@ -73,16 +80,15 @@ def quality_position() -> pl.Expr:
 
 
 def records_frame(
-    text: str, first_line: int, blocks: int, days: int, block_record: str = "200"
+    lines: pl.Series, first_line: int, blocks: int, days: int, block_record: str = "200"
 ) -> pl.DataFrame:
     """One row per line: line, raw, record_type, block and day numbers continuing the file's.
 
     A block opens at each ``block_record`` (200 in NEM12, 250 in NEM13).
     """
     return (
-        pl.LazyFrame({"raw": [text]})
-        .select(pl.col("raw").str.split("\n"))
-        .explode("raw")
+        lines.to_frame()
+        .lazy()
         .with_row_index("line", offset=first_line)
         .with_columns(pl.col("line").cast(pl.Int64))
         .with_columns(record_type=pl.col("raw").str.extract(r"^([^,]*)", 1))
