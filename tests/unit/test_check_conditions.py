@@ -44,6 +44,12 @@ def test_the_lines_and_days_checks_say_when_they_can_find():
     assert {"lines", "days"} <= gated
 
 
+def test_every_nem13_check_says_when_it_can_find():
+    nem13 = {"reads", "read_qualities", "read_b2b"}
+    ungated = sorted(key for key in CHECKS if key[0] in nem13 and key not in WHEN)
+    assert ungated == []
+
+
 @pytest.mark.parametrize("name,spec", CASES, ids=[name for name, _ in CASES])
 def test_no_check_finds_a_row_its_when_rules_out(name, spec, monkeypatch):
     for frame, rows in frames_checked(generate_bytes(spec), monkeypatch):

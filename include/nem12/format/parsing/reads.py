@@ -41,17 +41,20 @@ _RAW_NAMED = {
 }
 
 
-def _datetime_14(text: pl.Expr) -> pl.Expr:
-    return pl.when(text.str.contains(r"^\d{14}$")).then(nem_datetime(text, "%Y%m%d%H%M%S"))
-
-
-def _read_datetime(text: pl.Expr) -> pl.Expr:
-    """A read datetime: YYYYMMDDHHMMSS, or YYYYMMDDHHMM (read so, with a warning)."""
-    return (
-        pl.when(text.str.contains(r"^\d{12}$"))
-        .then(nem_datetime(text, "%Y%m%d%H%M"))
-        .otherwise(_datetime_14(text))
+def _nem_timestamp(text: pl.Expr) -> pl.Expr:
+    """YYYYMMDDHHMMSS, or YYYYMMDDHHMM (read as its minute); null if it is neither,
+    or not a real time. One parse for both forms."""
+    return nem_datetime(
+        pl.when(text.str.contains(r"^\d{14}$"))
+        .then(text)
+        .when(text.str.contains(r"^\d{12}$"))
+        .then(text + "00"),
+        "%Y%m%d%H%M%S",
     )
+
+
+def _datetime_14(text: pl.Expr) -> pl.Expr:
+    return nem_datetime(pl.when(text.str.contains(r"^\d{14}$")).then(text), "%Y%m%d%H%M%S")
 
 
 def _register_read(text: pl.Expr) -> pl.Expr:
@@ -66,7 +69,6 @@ def reads_frame(records: pl.DataFrame) -> pl.DataFrame:
     ``shape_ok``: the record has the fields up to UOM and none beyond the 23rd;
     only such reads are judged field by field and can be accepted.
     """
-    update = pl.col("update_raw").fill_null("")
     raw = pl.col("raw")
     # One pass over each line: its fields up to the 23rd, the rest kept whole
     # (``decode`` took stray spaces off already).
@@ -99,13 +101,11 @@ def reads_frame(records: pl.DataFrame) -> pl.DataFrame:
             next_scheduled_read_date=pl.when(pl.col("nsrd_raw").str.contains(r"^\d{8}$")).then(
                 pl.col("nsrd_raw").str.to_date("%Y%m%d", strict=False)
             ),
-            update_datetime=pl.when(update.str.len_bytes() == 12)
-            .then(nem_datetime(update, "%Y%m%d%H%M"))
-            .otherwise(_datetime_14(update)),
+            update_datetime=_nem_timestamp(pl.col("update_raw")),
             msats_load_datetime=_datetime_14(pl.col("msats_raw")),
             **{f"{read}_register_read": _register_read(pl.col(f"{read}_text")) for read in _READS},
             **{
-                f"{read}_register_read_datetime": _read_datetime(pl.col(f"{read}_datetime_raw"))
+                f"{read}_register_read_datetime": _nem_timestamp(pl.col(f"{read}_datetime_raw"))
                 for read in _READS
             },
         )

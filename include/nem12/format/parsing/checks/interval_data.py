@@ -168,9 +168,17 @@ def _valid(text: pl.Expr, digits: int, fmt: str) -> pl.Expr:
 UPDATE_14 = _valid(UPDATE, 14, "%Y%m%d%H%M%S")
 UPDATE_12 = _valid(UPDATE, 12, "%Y%m%d%H%M")
 BAD_UPDATE = SHAPED & (UPDATE != "") & ~UPDATE_14 & ~UPDATE_12
+# A 250's timestamps are read already (``reads.reads_frame``, null unless valid as
+# above), so its conditions test those instead of parsing again.
+READ_UPDATE = pl.col("update_datetime")
+READ_MSATS = pl.col("msats_load_datetime")
 
 
-@check("update_datetime_invalid", on=("days", "reads"), when=BAD_UPDATE)
+@check(
+    "update_datetime_invalid",
+    on=("days", "reads"),
+    when={"days": BAD_UPDATE, "reads": SHAPED & (UPDATE != "") & READ_UPDATE.is_null()},
+)
 def update_datetime_invalid(days: pl.LazyFrame) -> pl.LazyFrame:
     return finding_rows(
         days.filter(BAD_UPDATE),
@@ -181,7 +189,15 @@ def update_datetime_invalid(days: pl.LazyFrame) -> pl.LazyFrame:
 NONSTANDARD_UPDATE = SHAPED & ((UPDATE == "") | UPDATE_12)
 
 
-@check("update_datetime_nonstandard", on=("days", "reads"), when=NONSTANDARD_UPDATE)
+@check(
+    "update_datetime_nonstandard",
+    on=("days", "reads"),
+    when={
+        "days": NONSTANDARD_UPDATE,
+        "reads": SHAPED
+        & ((UPDATE == "") | ((UPDATE.str.len_bytes() == 12) & READ_UPDATE.is_not_null())),
+    },
+)
 def update_datetime_nonstandard(days: pl.LazyFrame) -> pl.LazyFrame:
     return finding_rows(
         days.filter(NONSTANDARD_UPDATE),
@@ -194,7 +210,11 @@ def update_datetime_nonstandard(days: pl.LazyFrame) -> pl.LazyFrame:
 BAD_MSATS = SHAPED & (MSATS != "") & ~_valid(MSATS, 14, "%Y%m%d%H%M%S")
 
 
-@check("msats_datetime_invalid", on=("days", "reads"), when=BAD_MSATS)
+@check(
+    "msats_datetime_invalid",
+    on=("days", "reads"),
+    when={"days": BAD_MSATS, "reads": SHAPED & (MSATS != "") & READ_MSATS.is_null()},
+)
 def msats_datetime_invalid(days: pl.LazyFrame) -> pl.LazyFrame:
     return finding_rows(
         days.filter(BAD_MSATS),

@@ -21,7 +21,7 @@ The ``lines`` frame also has the file's ``version``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Literal, NamedTuple, TypeVar, get_args
 
 import polars as pl
@@ -75,14 +75,16 @@ RAISED_BY_DRIVER = frozenset({"encoding", "file_empty", "end_missing", "header_o
 
 
 def check(
-    rule: str, on: Frame | tuple[Frame, ...], when: pl.Expr | None = None
+    rule: str,
+    on: Frame | tuple[Frame, ...],
+    when: pl.Expr | Mapping[Frame, pl.Expr] | None = None,
 ) -> Callable[[C], C]:
     """Register the decorated function as the check of ``rule`` on the frame(s) ``on``.
 
-    ``when``: a condition every row the check finds meets. The driver tests the
-    conditions of a frame's checks in one query and skips those no row meets:
-    on a chunk without findings, building and running each check costs more
-    than the checking.
+    ``when``: a condition every row the check finds meets (or one per frame, where
+    a frame has a cheaper way to say it). The driver tests the conditions of a
+    frame's checks in one query and skips those no row meets: on a chunk without
+    findings, building and running each check costs more than the checking.
     """
     frames = (on,) if isinstance(on, str) else on
 
@@ -93,8 +95,9 @@ def check(
             if (frame, rule) in CHECKS:
                 raise ValueError(f"rule {rule} already has a check on {frame}")
             CHECKS[(frame, rule)] = function
-            if when is not None:
-                WHEN[(frame, rule)] = when
+            condition = when.get(frame) if isinstance(when, Mapping) else when
+            if condition is not None:
+                WHEN[(frame, rule)] = condition
         return function
 
     return register
