@@ -143,13 +143,18 @@ class Parse:
     def _records(self, chunk: Chunk, days: int) -> pl.DataFrame | None:
         """The chunk's lines as records, their header and line checks run; None once
         the header ends the reading."""
-        state = self.state
         lines, latin1 = rec.decode(chunk)
+        block_record = spec.BLOCK_RECORD_OF[self.version]
+        records = rec.records_frame(lines, chunk.first_line, self.state.blocks, days, block_record)
+        return self._checked_lines(records, latin1)
+
+    def _checked_lines(self, records: pl.DataFrame, latin1: bool) -> pl.DataFrame | None:
+        """Run the header and line checks of a chunk's records (``latin1``: its bytes
+        were not UTF-8); None once the header ends the reading."""
+        state = self.state
         if latin1 and not state.decoded_latin1:
             state.decoded_latin1 = True
             self.collector.add("encoding", "bytes that are not UTF-8 were read as Latin-1")
-        block_record = spec.BLOCK_RECORD_OF[self.version]
-        records = rec.records_frame(lines, chunk.first_line, state.blocks, days, block_record)
         first = self._note_lines(records)
         if first is not None:
             self._check_header(first)
@@ -296,11 +301,44 @@ class Parse:
         )
 
 
+@dataclass(frozen=True)
+class _ReadFrames:
+    """A NEM13 chunk's frames, built before its checks run: records, 250s and 550s."""
+
+    size: int
+    records: pl.DataFrame
+    latin1: bool
+    reads: pl.DataFrame
+    b2b: pl.DataFrame
+
+
+class _ReadFramer:
+    """Builds each chunk's frames in file order, numbering blocks (250s) on from the
+    chunk before; one worker thread calls it, ahead of the checks of the chunk before."""
+
+    def __init__(self) -> None:
+        self.blocks = 0
+
+    def __call__(self, chunk: Chunk) -> _ReadFrames:
+        lines, latin1 = rec.decode(chunk)
+        records = rec.records_frame(lines, chunk.first_line, self.blocks, 0, "250")
+        self.blocks = int(records.get_column("block").max() or self.blocks)
+        return _ReadFrames(
+            len(chunk.data),
+            records,
+            latin1,
+            reads_of.reads_frame(records),
+            reads_of.read_b2b_frame(records),
+        )
+
+
 class AccumulationParse(Parse):
     """The parse of one NEM13 member: ``batches()`` yields accepted reads in
     ``spec.READ_SCHEMA``, one row per 250 record with its 550's fields.
 
-    A block is one 250 (with its 550): an error in it rejects that read only.
+    A block is one 250 (with its 550): an error in it rejects that read only. A
+    worker builds the next chunk's frames while this thread checks the current one's
+    (Polars releases the GIL), so the two stages share the cores.
     """
 
     version = "NEM13"
@@ -313,39 +351,60 @@ class AccumulationParse(Parse):
     def batches(self) -> Iterator[pl.DataFrame]:
         for warning in self.member.warnings:
             self.collector.add(warning.rule, warning.message)
+        failure: ReadError | None = None
         try:
-            with self.member.open() as stream:
-                for chunk in iter_chunks(stream, self.config.limits, block_record="250"):
-                    if self.state.stop:
+            with (
+                self.member.open() as stream,
+                ThreadPoolExecutor(1, thread_name_prefix="nem12-frames") as pool,
+            ):
+                chunks = iter_chunks(stream, self.config.limits, block_record="250")
+                framer = _ReadFramer()
+                waiting: Future[_ReadFrames] | None = None
+                while not self.state.stop:
+                    try:
+                        chunk = next(chunks, None)
+                    except ReadError as exc:  # the chunks before it are still checked
+                        failure, chunk = exc, None
+                    ahead = None if chunk is None else pool.submit(framer, chunk)
+                    if waiting is not None:
+                        yield from self._checked(waiting.result())
+                    if ahead is None:
                         break
-                    self.state.bytes_read += len(chunk.data)
-                    reads = self._reads_chunk(chunk)
-                    if reads is not None and not reads.is_empty():
-                        self.state.readings += reads.height
-                        yield reads
+                    waiting = ahead
+            if failure is not None:
+                raise failure
         except ReadError as exc:
             self.state.read_failed = True
             self.collector.add(exc.rule, exc.message, line=exc.line)
         self._result = self._finish()
 
-    def _reads_chunk(self, chunk: Chunk) -> pl.DataFrame | None:
-        """Check a chunk's records; return its accepted reads (None once the file is rejected)."""
+    def _checked(self, frames: _ReadFrames) -> Iterator[pl.DataFrame]:
+        """Check a chunk's frames; yield its accepted reads (none once the file is rejected)."""
+        if self.state.stop:
+            return
+        self.state.bytes_read += frames.size
+        reads = self._reads_chunk(frames)
+        if reads is not None and not reads.is_empty():
+            self.state.readings += reads.height
+            yield reads
+
+    def _reads_chunk(self, frames: _ReadFrames) -> pl.DataFrame | None:
         state = self.state
-        records = self._records(chunk, 0)
+        records = self._checked_lines(frames.records, frames.latin1)
         if records is None:
             return None
         state.blocks = int(records.get_column("block").max() or state.blocks)
-        reads = reads_of.reads_frame(records)
-        reads = reads.with_columns(self._keys_seen.add_frame(reads_of.read_keys(reads)))
+        reads = frames.reads.with_columns(
+            self._keys_seen.add_frame(reads_of.read_keys(frames.reads))
+        )
         self._run("reads", reads.lazy())
         self._run("read_qualities", reads_of.read_qualities(reads).lazy())
-        b2b = reads_of.read_b2b_frame(records)
-        self._run("read_b2b", b2b.lazy())
+        self._run("read_b2b", frames.b2b.lazy())
         if self.config.keep_records:
             state.record_frames.append(reads_of.read_record_frame(self.member.name, records, reads))
         if reads.is_empty() or self.collector.file_rejected:
             return None
-        return reads_of.accepted_reads(reads, b2b, self.collector.rejected_blocks)
+        return reads_of.accepted_reads(reads, frames.b2b, self.collector.rejected_blocks)
 
 
 def _may_find(

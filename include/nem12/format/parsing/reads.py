@@ -68,24 +68,26 @@ def reads_frame(records: pl.DataFrame) -> pl.DataFrame:
     ``shape_ok``: the record has the fields up to UOM and none beyond the 23rd;
     only such reads are judged field by field and can be accepted.
     """
-    raw = pl.col("raw")
-    # One pass over each line: its fields up to the 23rd, the rest kept whole
-    # (``decode`` took stray spaces off already).
-    split = raw.str.splitn(",", spec.READ_MAX_FIELDS + 1).struct
-    rest = split.field(f"field_{spec.READ_MAX_FIELDS}")
+    last = f"field_{spec.READ_MAX_FIELDS}"  # the rest of the line, past the 23rd field
+    fields = [f"field_{i}" for i in range(spec.READ_MAX_FIELDS + 1)]
     return (
         records.lazy()
         .filter(pl.col("record_type") == "250")
+        # One pass over each line (``decode`` took stray spaces off already): its
+        # fields up to the 23rd (null past the line's last), the rest kept whole.
+        .select("block", "line", "record_type", pl.col("raw").str.splitn(",", len(fields)))
+        .unnest("raw")
         .select(
             "block",
             "line",
             "record_type",
-            field_count=(raw.str.count_matches(",", literal=True) + 1).cast(pl.Int32),
-            extra=rest.str.strip_chars(",").fill_null("") != "",
+            field_count=(
+                pl.sum_horizontal(pl.col(f).is_not_null() for f in fields)
+                + pl.col(last).str.count_matches(",", literal=True).fill_null(0)
+            ).cast(pl.Int32),
+            extra=pl.col(last).str.strip_chars(",").fill_null("") != "",
             **{
-                name if name not in _RAW_NAMED else _RAW_NAMED[name]: split.field(
-                    f"field_{index}"
-                ).fill_null("")
+                _RAW_NAMED.get(name, name): pl.col(f"field_{index}").fill_null("")
                 for name, index in spec.READ_FIELDS.items()
             },
         )
