@@ -171,3 +171,42 @@ def test_write_file_and_the_command_write_nem13(tmp_path, capsys):
     assert main(["generate", "--version", "NEM13", "--list-defects"]) == 0
     listed = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in listed] == list(NEM13_DEFECTS)
+
+
+def _spaced(line: str) -> str:
+    """A 250 or 550 as some MDPs write it: spaces and tabs beside its commas and ends."""
+    return "\t " + line.replace(",", " ,", 3).replace(",", ",\t", 2) + "  "
+
+
+def test_stray_spaces_beside_fields_are_dropped_and_free_text_keeps_its_own():
+    spec = replace(SPEC, substituted_share=1.0)
+    clean = parse_all(generate_bytes(spec))
+    lines = generate_bytes(spec).decode().split("\r\n")
+    spaced = [_spaced(line) if line[:3] in ("250", "550") else line for line in lines]
+    parsed = parse_all("\r\n".join(spaced).encode())
+    assert parsed.result.findings == clean.result.findings == []
+    assert parsed.reads.equals(clean.reads)
+    descriptions = parsed.reads.get_column("current_reason_description").drop_nulls()
+    assert descriptions.str.contains(" ", literal=True).any()
+
+
+def test_a_line_too_long_rejects_the_file_after_the_chunk_before_it_is_checked():
+    """The chunk before the line is checked though the read error comes while the
+    next chunk is read (a worker builds frames a chunk ahead)."""
+    from nem12.format.parsing import ParseConfig
+    from nem12.format.reading import ReadLimits
+
+    lines = generate_bytes(replace(SPEC, nmis=30)).decode().split("\r\n")
+    bad = next(i for i in range(120, len(lines)) if lines[i].startswith("250"))
+    fields = lines[bad].split(",")
+    fields[7] = "X"  # DirectionIndicator
+    lines[bad] = ",".join(fields)
+    long_at = bad + 2 + lines[bad + 1].startswith("550")  # the record after it
+    lines.insert(long_at - 1, "250," + "9" * 5000)
+    config = ParseConfig(limits=ReadLimits(chunk_bytes=1024, max_line_bytes=4096))
+    parsed = parse_all("\r\n".join(lines).encode(), config=config)
+    assert parsed.result.status == "rejected"
+    assert [(f.rule, f.line) for f in parsed.result.findings] == [
+        ("direction_indicator", bad + 1),
+        ("line_too_long", long_at),
+    ]
