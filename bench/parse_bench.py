@@ -67,6 +67,30 @@ import sys
 import aemo_mdff_reader as a
 print(sum(1 for _ in a.parse_accumulations(sys.argv[1])))
 """
+# NEM13's floor for a Polars design: Polars' own CSV reader turning the 250s into the
+# output's types and writing them to Parquet, with no checks, no 550s and no text kept
+# as written. Not a reference (it reads nothing an MDP needs checked), a lower bound.
+POLARS_NEM13_FLOOR_SNIPPET = """\
+import sys
+import polars as pl
+fields = [f"f{i}" for i in range(24)]
+decimal = pl.Decimal(38, 14)
+def timestamp(name):
+    return pl.col(name).str.to_datetime("%Y%m%d%H%M%S", strict=False, time_unit="us")
+out = sys.argv[1] + ".floor.parquet"
+(
+    pl.scan_csv(sys.argv[1], has_header=False, schema=dict.fromkeys(fields, pl.String),
+                quote_char=None, truncate_ragged_lines=True, missing_columns="insert")
+    .filter(pl.col("f0") == "250")
+    .with_columns(
+        *[pl.col(f).cast(decimal, strict=False).alias(f + "_value") for f in ("f8", "f13", "f18")],
+        *[timestamp(f) for f in ("f9", "f14", "f21", "f22")],
+        pl.col("f20").str.to_date("%Y%m%d", strict=False),
+    )
+    .sink_parquet(out, compression="lz4", statistics=False)
+)
+print(pl.scan_parquet(out).select(pl.len()).collect().item())
+"""
 # ``python -c LAUNCHER REPORT CMD...``: spawn CMD from a small process, write its figures.
 LAUNCHER = """\
 import json, os, sys, time
@@ -335,6 +359,7 @@ def nem13_markdown(
     large: Measurement | None,
     target: Target,
     rounds: list[list[Measurement]],
+    floor: Measurement | None,
 ) -> str:
     ours = main_runs[0]
     lines = [
@@ -362,6 +387,17 @@ def nem13_markdown(
         f"Each tool ran {len(rounds)} rounds, interleaved; the table shows its fastest "
         f"(seconds per round: {round_samples(main_runs, rounds)})"
     )
+    references = [m for m in main_runs[1:] if m.ok and m.seconds]
+    if floor is not None and floor.ok and references:
+        allowed = min(m.seconds for m in references) / TARGET_NEM13_VS_FASTER
+        lines += [
+            "",
+            f"Floor of a Polars design (fastest of {len(rounds)}, after the rounds): Polars' own "
+            f"CSV reader turning the 250s into the output's types and writing Parquet, "
+            f"no checks, no 550s, no text kept as written: {floor.seconds:.2f} s, "
+            f"{floor.peak_rss_mb:.0f} MB; {TARGET_NEM13_VS_FASTER:g}x the faster reference "
+            f"allows {allowed:.2f} s.",
+        ]
     lines += ["", "| target | value | result |", "|---|---:|---|"]
     lines.append(f"| {target.name} | {target.value} | {target.status} |")
     return "\n".join(lines) + "\n"
@@ -394,6 +430,12 @@ def run_nem13(
         )
     main_runs, rounds = interleaved_rounds(args.rounds, tools)
     large = None if large_path is None else measure_ours(NEM13_LARGE_INPUT, large_path, out_dir)
+    floor = fastest(
+        [
+            measure_snippet("polars floor", POLARS_NEM13_FLOOR_SNIPPET, NEM13_INPUT, path, out_dir)
+            for _ in range(args.rounds)
+        ]
+    )
     target = nem13_target(main_runs[0], main_runs[1:], large)
     figures = {
         "runs": [
@@ -402,9 +444,10 @@ def run_nem13(
         ],
         "rounds": [[{**asdict(r), "ok": r.ok} for r in one] for one in rounds],
         "targets": [asdict(target)],
+        "polars_floor": {**asdict(floor), "ok": floor.ok},
     }
-    runs = [*main_runs, *([large] if large else [])]
-    return nem13_markdown(main_runs, large, target, rounds), figures, runs
+    runs = [*main_runs, *([large] if large else []), floor]
+    return nem13_markdown(main_runs, large, target, rounds, floor), figures, runs
 
 
 def rss_floor_mb(out_dir: Path) -> float:
