@@ -143,9 +143,8 @@ class Parse:
     def _records(self, chunk: Chunk, days: int) -> pl.DataFrame | None:
         """The chunk's lines as records, their header and line checks run; None once
         the header ends the reading."""
-        lines, latin1 = rec.decode(chunk)
         block_record = spec.BLOCK_RECORD_OF[self.version]
-        records = rec.records_frame(lines, chunk.first_line, self.state.blocks, days, block_record)
+        records, latin1 = rec.chunk_records(chunk, self.state.blocks, days, block_record)
         return self._checked_lines(records, latin1)
 
     def _checked_lines(self, records: pl.DataFrame, latin1: bool) -> pl.DataFrame | None:
@@ -198,7 +197,7 @@ class Parse:
         blocks = rec.usable_blocks(new_blocks, state.open_block)
         if not blocks.is_empty():
             state.open_block = blocks.tail(1)
-        state.blocks = int(records.get_column("block").max() or state.blocks)
+        state.blocks = rec.last_block(records, state.blocks)
         state.days = int(records.get_column("day").max() or state.days)
         b2b = rec.b2b_frame(records, blocks)
         if b2b is not None and not b2b.is_empty():
@@ -320,9 +319,9 @@ class _ReadFramer:
         self.blocks = 0
 
     def __call__(self, chunk: Chunk) -> _ReadFrames:
-        lines, latin1 = rec.decode(chunk)
-        records = rec.records_frame(lines, chunk.first_line, self.blocks, 0, "250")
-        self.blocks = int(records.get_column("block").max() or self.blocks)
+        block_record = spec.BLOCK_RECORD_OF[AccumulationParse.version]
+        records, latin1 = rec.chunk_records(chunk, self.blocks, 0, block_record)
+        self.blocks = rec.last_block(records, self.blocks)
         return _ReadFrames(
             len(chunk.data),
             records,
@@ -393,7 +392,7 @@ class AccumulationParse(Parse):
         records = self._checked_lines(frames.records, frames.latin1)
         if records is None:
             return None
-        state.blocks = int(records.get_column("block").max() or state.blocks)
+        state.blocks = rec.last_block(records, state.blocks)
         reads = frames.reads.with_columns(
             self._keys_seen.add_frame(reads_of.read_keys(frames.reads))
         )

@@ -100,6 +100,19 @@ def records_frame(
     )
 
 
+def chunk_records(
+    chunk: Chunk, blocks: int, days: int, block_record: str
+) -> tuple[pl.DataFrame, bool]:
+    """The chunk's ``records_frame`` of its decoded lines; True if it was read as Latin-1."""
+    lines, latin1 = decode(chunk)
+    return records_frame(lines, chunk.first_line, blocks, days, block_record), latin1
+
+
+def last_block(records: pl.DataFrame, before: int) -> int:
+    """The number of the chunk's last block: ``before`` if the chunk opens none."""
+    return int(records.get_column("block").max() or before)
+
+
 @dataclass(frozen=True)
 class HeaderRecord:
     """The file's first record, read as a 100 header: its fields as written, and the file."""
